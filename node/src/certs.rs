@@ -1,0 +1,1 @@
+//! Development CA and node certificates.

@@ -1,0 +1,1 @@
+//! atollctl: commands, the etcdctl txn syntax and output formats.

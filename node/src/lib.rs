@@ -1,0 +1,8 @@
+//! The `atoll` server and the `atollctl` client as a library, so both binaries stay thin and
+//! integration tests can drive the pieces: configuration, development certificates, the QUIC
+//! transport, the request service that bridges the network to shard replicas, and atollctl's
+//! commands and output formats.
+
+pub mod certs;
+pub mod ctl;
+pub mod transport;

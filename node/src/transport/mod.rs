@@ -1,0 +1,1 @@
+//! The QUIC endpoint that serves native clients.

@@ -1,0 +1,230 @@
+//! Errors that travel on the wire. Each variant has a stable numeric [`ErrorCode`] (never
+//! reused) and, where etcd has the same error, etcd's exact text and gRPC code: clients match
+//! on the strings (ETCD_API.md §1.9).
+
+use crate::ids::{NodeId, ShardId};
+use serde::{Deserialize, Serialize};
+
+/// Stable wire code of an [`AtollError`]. Numbers are never reused.
+pub type ErrorCode = u16;
+
+/// gRPC status codes used by the gateway (numbering from the gRPC spec).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum GrpcCode {
+    /// The request was malformed.
+    InvalidArgument = 3,
+    /// The deadline passed.
+    DeadlineExceeded = 4,
+    /// A named entity does not exist.
+    NotFound = 5,
+    /// A caller is not allowed.
+    PermissionDenied = 7,
+    /// A resource ran out.
+    ResourceExhausted = 8,
+    /// The system is not in the state the operation needs.
+    FailedPrecondition = 9,
+    /// A revision outside the stored window.
+    OutOfRange = 11,
+    /// Not implemented here.
+    Unimplemented = 12,
+    /// An internal invariant broke.
+    Internal = 13,
+    /// Retry later.
+    Unavailable = 14,
+    /// Data was lost or corrupted.
+    DataLoss = 15,
+}
+
+/// An error answered to a client or a peer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum AtollError {
+    /// The revision asked for was compacted away.
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted {
+        /// The shard's compacted revision.
+        compact_revision: i64,
+    },
+    /// The revision asked for is newer than the store.
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision {
+        /// The store's current revision.
+        current_revision: i64,
+    },
+    /// The request is larger than `--max-request-bytes`.
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge {
+        /// Size of the request.
+        request_bytes: u64,
+        /// The configured limit.
+        limit_bytes: u64,
+    },
+    /// A Txn has more operations than `--max-txn-ops`.
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyTxnOps {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A Txn branch writes the same key twice.
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    /// `ignore_value`/`ignore_lease` on a key that does not exist.
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    /// The request has an empty key.
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    /// `ignore_value` was set together with a value.
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    /// `ignore_lease` was set together with a lease.
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    /// The lease does not exist.
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    /// This replica does not lead the shard; try the hinted node.
+    #[error("etcdserver: not leader")]
+    NotLeader {
+        /// The shard asked.
+        shard: ShardId,
+        /// The leader this replica believes in, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// The shard has no leader right now.
+    #[error("etcdserver: no leader")]
+    NoLeader {
+        /// The shard asked.
+        shard: ShardId,
+    },
+    /// The request did not complete in time; it may or may not have been applied.
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    /// A queue is full; retry after backing off.
+    #[error("etcdserver: too many requests")]
+    Busy {
+        /// The name of the full queue's limit.
+        limit: String,
+    },
+    /// The request was routed with a stale shard map.
+    #[error("atoll: key is not in shard {shard} at epoch {epoch}; refresh the shard map")]
+    WrongShard {
+        /// The shard asked.
+        shard: ShardId,
+        /// Its current epoch.
+        epoch: u64,
+    },
+    /// A Txn touches keys of more than one shard.
+    #[error("atoll: a txn whose keys span shards is not supported; keep its keys in one shard")]
+    CrossShardTxn,
+    /// The request could not be decoded or is invalid.
+    #[error("atoll: malformed request: {reason}")]
+    Malformed {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The frame's version is unknown.
+    #[error("atoll: unsupported frame version {version}; upgrade the client or the server")]
+    UnsupportedVersion {
+        /// The version byte received.
+        version: u8,
+    },
+    /// The node stopped accepting writes after a storage failure (a failed fsync is never
+    /// retried: DESIGN §5).
+    #[error("atoll: node storage failed and the node is stopping: {reason}")]
+    StorageFailed {
+        /// The storage error.
+        reason: String,
+    },
+    /// The node is shutting down.
+    #[error("atoll: node is shutting down")]
+    Stopping,
+}
+
+impl AtollError {
+    /// The stable wire code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AtollError::Compacted { .. } => 1,
+            AtollError::FutureRevision { .. } => 2,
+            AtollError::RequestTooLarge { .. } => 3,
+            AtollError::TooManyTxnOps { .. } => 4,
+            AtollError::DuplicateKey => 5,
+            AtollError::KeyNotFound => 6,
+            AtollError::EmptyKey => 7,
+            AtollError::ValueProvided => 8,
+            AtollError::LeaseProvided => 9,
+            AtollError::LeaseNotFound => 10,
+            AtollError::NotLeader { .. } => 11,
+            AtollError::NoLeader { .. } => 12,
+            AtollError::Timeout => 13,
+            AtollError::Busy { .. } => 14,
+            AtollError::WrongShard { .. } => 15,
+            AtollError::CrossShardTxn => 16,
+            AtollError::Malformed { .. } => 17,
+            AtollError::UnsupportedVersion { .. } => 18,
+            AtollError::StorageFailed { .. } => 19,
+            AtollError::Stopping => 20,
+        }
+    }
+
+    /// The gRPC status code etcd answers with for the same error.
+    pub fn grpc_code(&self) -> GrpcCode {
+        match self {
+            AtollError::Compacted { .. } | AtollError::FutureRevision { .. } => {
+                GrpcCode::OutOfRange
+            }
+            AtollError::RequestTooLarge { .. }
+            | AtollError::TooManyTxnOps { .. }
+            | AtollError::DuplicateKey
+            | AtollError::KeyNotFound
+            | AtollError::EmptyKey
+            | AtollError::ValueProvided
+            | AtollError::LeaseProvided
+            | AtollError::CrossShardTxn
+            | AtollError::Malformed { .. }
+            | AtollError::UnsupportedVersion { .. } => GrpcCode::InvalidArgument,
+            AtollError::LeaseNotFound => GrpcCode::NotFound,
+            AtollError::NotLeader { .. } | AtollError::WrongShard { .. } => {
+                GrpcCode::FailedPrecondition
+            }
+            AtollError::NoLeader { .. }
+            | AtollError::Timeout
+            | AtollError::Busy { .. }
+            | AtollError::Stopping => GrpcCode::Unavailable,
+            AtollError::StorageFailed { .. } => GrpcCode::Internal,
+        }
+    }
+
+    /// Whether retrying the same request later can succeed without changing it. Non-idempotent
+    /// requests must still not be retried after [`AtollError::Timeout`].
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            AtollError::NotLeader { .. }
+                | AtollError::NoLeader { .. }
+                | AtollError::Busy { .. }
+                | AtollError::WrongShard { .. }
+                | AtollError::Timeout
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_strings_are_exact() {
+        let compacted = AtollError::Compacted { compact_revision: 5 };
+        assert_eq!(compacted.to_string(), "etcdserver: mvcc: required revision has been compacted");
+        let future = AtollError::FutureRevision { current_revision: 5 };
+        assert_eq!(future.to_string(), "etcdserver: mvcc: required revision is a future revision");
+        let large = AtollError::RequestTooLarge { request_bytes: 2, limit_bytes: 1 };
+        assert_eq!(large.to_string(), "etcdserver: request is too large");
+        assert_eq!(
+            AtollError::TooManyTxnOps { limit: 128 }.to_string(),
+            "etcdserver: too many operations in txn request"
+        );
+    }
+}

@@ -1,0 +1,22 @@
+//! Every type that crosses an Atoll process boundary: identifiers, the key-value request and
+//! response messages (named after etcd's `etcdserverpb` so the gRPC gateway maps one to one),
+//! the Raft commands replicated through shard logs, the stable wire error codes, and the frame
+//! codec that carries all of them.
+//!
+//! This crate must not depend on a runtime, on IO or on storage: it is plain data plus pure
+//! encode/decode functions, so every other crate (and a fuzzer) can use it.
+
+pub mod command;
+pub mod error;
+pub mod frame;
+pub mod ids;
+pub mod kv;
+pub mod limits;
+pub mod native;
+
+pub use command::{RaftCommand, WriteOp};
+pub use error::{AtollError, ErrorCode, GrpcCode};
+pub use frame::{FrameError, decode_frame, encode_frame};
+pub use ids::{LogIndex, NodeId, Revision, ShardId, Term};
+pub use kv::*;
+pub use native::{NativeRequest, NativeResponse, StatusRequest, StatusResponse};

@@ -1,0 +1,89 @@
+//! The native client protocol: one request and one response per QUIC stream, each one frame
+//! (see [`crate::frame`]).
+
+use crate::error::AtollError;
+use crate::kv::*;
+use serde::{Deserialize, Serialize};
+
+/// A request from a native client (atollctl, the router library, atoll-bench).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NativeRequest {
+    /// Read a key or range.
+    Range(RangeRequest),
+    /// Write a key.
+    Put(PutRequest),
+    /// Delete a key or range.
+    DeleteRange(DeleteRangeRequest),
+    /// A transaction.
+    Txn(TxnRequest),
+    /// Discard history.
+    Compact(CompactionRequest),
+    /// The node's status.
+    Status(StatusRequest),
+}
+
+impl NativeRequest {
+    /// Whether sending the request twice has the same effect as sending it once, so a client
+    /// may retry it after a timeout.
+    pub fn is_idempotent(&self) -> bool {
+        match self {
+            NativeRequest::Range(_) | NativeRequest::Status(_) | NativeRequest::Compact(_) => true,
+            NativeRequest::Txn(txn) => txn_is_read_only(txn),
+            NativeRequest::Put(_) | NativeRequest::DeleteRange(_) => false,
+        }
+    }
+}
+
+fn txn_is_read_only(txn: &TxnRequest) -> bool {
+    txn.success.iter().chain(txn.failure.iter()).all(|op| match op {
+        RequestOp::Range(_) => true,
+        RequestOp::Txn(inner) => txn_is_read_only(inner),
+        RequestOp::Put(_) | RequestOp::DeleteRange(_) => false,
+    })
+}
+
+/// The answer to a [`NativeRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NativeResponse {
+    /// Answer to a range read.
+    Range(RangeResponse),
+    /// Answer to a put.
+    Put(PutResponse),
+    /// Answer to a delete.
+    DeleteRange(DeleteRangeResponse),
+    /// Answer to a transaction.
+    Txn(TxnResponse),
+    /// Answer to a compaction.
+    Compact(CompactionResponse),
+    /// The node's status.
+    Status(StatusResponse),
+    /// The request failed.
+    Error(AtollError),
+}
+
+/// Asks a node for its status (`etcdctl endpoint status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusRequest {}
+
+/// A node's status, shaped like etcd's `StatusResponse`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// Response header.
+    pub header: ResponseHeader,
+    /// The server's version.
+    pub version: String,
+    /// Bytes the node's storage uses on disk.
+    pub db_size: i64,
+    /// The member ID of the data shard's leader.
+    pub leader: u64,
+    /// The data shard's last Raft index.
+    pub raft_index: u64,
+    /// The data shard's Raft term.
+    pub raft_term: u64,
+    /// The data shard's applied index.
+    pub raft_applied_index: u64,
+    /// Alarms or other errors the node reports.
+    pub errors: Vec<String>,
+    /// Whether this member is a learner of the data shard.
+    pub is_learner: bool,
+}

@@ -1,0 +1,1 @@
+//! Actors: each owns its state and moves messages and bytes; decisions live in `core`.

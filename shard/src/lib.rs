@@ -1,0 +1,16 @@
+//! One replica of one shard: the Raft driver (raft-rs `RawNode`), apply of committed entries
+//! into the MVCC store on fjall, the per-node log writer that group-commits the Raft appends of
+//! every replica, and the reads served from fjall snapshots.
+//!
+//! This crate must not know about the network, the router or the shard map beyond the range a
+//! replica owns: the node wires replicas to transports, and the router decides where keys go.
+
+pub mod actors;
+pub mod config;
+pub mod error;
+pub mod limits;
+pub mod mvcc;
+pub mod storage;
+
+pub use error::{ShardError, StorageError};
+pub use storage::Storage;

@@ -1,0 +1,14 @@
+//! Named limits of a replica and of the log writer (STYLE: everything has a named limit).
+
+/// Most proposals a replica holds waiting for apply before it answers `Busy`.
+pub const PENDING_PROPOSALS_MAX: usize = 16_384;
+/// Most Raft log entries one log-writer batch (one fsync) takes from all replicas.
+pub const LOG_WRITER_BATCH_ENTRIES_MAX: usize = 65_536;
+/// Most bytes one log-writer batch takes before it syncs.
+pub const LOG_WRITER_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Log entries kept behind the applied index before the log is truncated.
+pub const RAFT_LOG_RETAINED_ENTRIES: u64 = 10_000;
+/// Recent log entries a replica keeps in memory so Raft rarely reads them back from disk.
+pub const ENTRY_CACHE_ENTRIES_MAX: usize = 4_096;
+/// Old MVCC versions one compaction batch deletes before yielding.
+pub const COMPACTION_BATCH_VERSIONS_MAX: usize = 1_000;
