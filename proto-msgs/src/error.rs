@@ -139,6 +139,9 @@ pub enum AtollError {
     /// The node is shutting down.
     #[error("atoll: node is shutting down")]
     Stopping,
+    /// The proposal's entry was replaced by a new leader's log: it was not applied.
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
 }
 
 impl AtollError {
@@ -165,6 +168,7 @@ impl AtollError {
             AtollError::UnsupportedVersion { .. } => 18,
             AtollError::StorageFailed { .. } => 19,
             AtollError::Stopping => 20,
+            AtollError::LeaderChanged => 21,
         }
     }
 
@@ -191,7 +195,8 @@ impl AtollError {
             AtollError::NoLeader { .. }
             | AtollError::Timeout
             | AtollError::Busy { .. }
-            | AtollError::Stopping => GrpcCode::Unavailable,
+            | AtollError::Stopping
+            | AtollError::LeaderChanged => GrpcCode::Unavailable,
             AtollError::StorageFailed { .. } => GrpcCode::Internal,
         }
     }
@@ -206,6 +211,7 @@ impl AtollError {
                 | AtollError::Busy { .. }
                 | AtollError::WrongShard { .. }
                 | AtollError::Timeout
+                | AtollError::LeaderChanged
         )
     }
 }

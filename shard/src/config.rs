@@ -1,1 +1,91 @@
-//! Configuration of a replica.
+//! Configuration of a replica. Defaults follow etcd's timing (100 ms heartbeat, 1 s election).
+
+use std::time::Duration;
+
+/// How a replica drives Raft.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// This node's Raft ID within the shard (the node ID).
+    pub node_id: u64,
+    /// Length of one Raft tick.
+    pub tick_interval: Duration,
+    /// Ticks without a heartbeat before a follower campaigns.
+    pub election_ticks: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_ticks: usize,
+    /// Most bytes of entries in one append message.
+    pub max_size_per_msg_bytes: u64,
+    /// Most append messages in flight to one follower.
+    pub max_inflight_msgs: usize,
+    /// Most bytes of uncommitted entries a leader accepts before refusing proposals.
+    pub max_uncommitted_bytes: u64,
+}
+
+impl Default for ReplicaConfig {
+    /// etcd's defaults: `--heartbeat-interval 100ms`, `--election-timeout 1000ms`.
+    fn default() -> Self {
+        ReplicaConfig {
+            node_id: 1,
+            tick_interval: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            max_size_per_msg_bytes: 1024 * 1024,
+            max_inflight_msgs: 256,
+            max_uncommitted_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+impl ReplicaConfig {
+    /// Checks the relations between settings.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.node_id == 0 {
+            return Err("node id must not be 0 (Raft reserves it for 'none')".into());
+        }
+        if self.heartbeat_ticks == 0 {
+            return Err("heartbeat ticks must be at least 1".into());
+        }
+        if self.election_ticks <= self.heartbeat_ticks {
+            return Err(format!(
+                "election timeout ({} ticks) must be longer than the heartbeat interval ({} ticks)",
+                self.election_ticks, self.heartbeat_ticks
+            ));
+        }
+        if self.tick_interval.is_zero() {
+            return Err("tick interval must not be zero".into());
+        }
+        Ok(())
+    }
+
+    /// The raft-rs configuration for this replica, with pre-vote and check-quorum on and
+    /// ReadIndex in the safe mode (DESIGN §3).
+    pub fn raft_config(&self, applied_index: u64) -> raft::Config {
+        raft::Config {
+            id: self.node_id,
+            election_tick: self.election_ticks,
+            heartbeat_tick: self.heartbeat_ticks,
+            applied: applied_index,
+            max_size_per_msg: self.max_size_per_msg_bytes,
+            max_inflight_msgs: self.max_inflight_msgs,
+            max_uncommitted_size: self.max_uncommitted_bytes,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: raft::ReadOnlyOption::Safe,
+            ..raft::Config::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_relations_are_checked() {
+        assert_eq!(ReplicaConfig::default().validate(), Ok(()));
+        let bad = ReplicaConfig { election_ticks: 1, ..ReplicaConfig::default() };
+        assert!(bad.validate().is_err());
+        let zero = ReplicaConfig { node_id: 0, ..ReplicaConfig::default() };
+        assert!(zero.validate().is_err());
+    }
+}

@@ -1,1 +1,8 @@
 //! Actors: each owns its state and moves messages and bytes; decisions live in `core`.
+
+pub mod messages;
+pub mod replica_actor;
+mod replica_ready;
+
+pub use messages::*;
+pub use replica_actor::{ReplicaActor, ReplicaDeps};

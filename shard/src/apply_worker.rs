@@ -1,0 +1,259 @@
+//! The apply worker: a thread that applies committed entries of every shard on the node into
+//! the MVCC store and answers the proposers.
+//!
+//! Apply leaves the replica actor because a fjall batch commit takes the journal lock, which
+//! the log writer holds during every fsync: on an arbiter thread that wait would stall every
+//! replica of the arbiter. Here all committed entries of one Ready go into one batch, so the
+//! wait is paid once per Ready, not once per entry.
+
+use crate::core::PendingProposal;
+use crate::error::StorageError;
+use crate::mvcc::{ApplyState, MvccLimits, MvccStore, WriteResponse};
+use atoll_proto::{AtollError, RaftCommand, ResponseHeader, ShardId, WriteOp, frame};
+use raft::eraftpb::{Entry, EntryType};
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
+
+/// Tasks the apply queue holds before `try_submit` refuses more.
+pub const APPLY_QUEUE_TASKS_MAX: usize = 16_384;
+/// How long the worker waits for a task before doing a step of pending physical compaction.
+const COMPACTION_IDLE_WAIT: Duration = Duration::from_millis(5);
+
+/// Where a write's result goes.
+pub type WriteReply = tokio::sync::oneshot::Sender<Result<WriteResponse, AtollError>>;
+/// Called on the worker thread after each applied batch.
+pub type AppliedCallback = Box<dyn Fn(Applied) + Send + 'static>;
+/// Called once when storage fails.
+pub type ApplyFatalCallback = Box<dyn Fn(&StorageError) + Send + 'static>;
+
+/// What the replica learns after a batch is applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The shard's apply state after the batch.
+    pub state: ApplyState,
+}
+
+/// Identity stamped on response headers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeaderIdentity {
+    /// The cluster's ID.
+    pub cluster_id: u64,
+    /// This node's member ID.
+    pub member_id: u64,
+}
+
+/// A unit of work for the apply worker.
+pub enum ApplyTask {
+    /// Start applying for a shard.
+    Register {
+        /// The shard.
+        shard: ShardId,
+        /// Its MVCC store.
+        store: MvccStore,
+        /// Its apply state as loaded.
+        state: ApplyState,
+        /// Request limits.
+        limits: MvccLimits,
+        /// Header identity.
+        identity: HeaderIdentity,
+        /// Told after each batch.
+        on_applied: AppliedCallback,
+    },
+    /// Apply committed entries.
+    Apply {
+        /// The shard.
+        shard: ShardId,
+        /// Committed entries in order.
+        entries: Vec<Entry>,
+        /// Proposals whose index is within `entries`.
+        proposals: Vec<PendingProposal<WriteReply>>,
+    },
+}
+
+/// Sending side of the apply worker.
+#[derive(Clone)]
+pub struct ApplyHandle {
+    tx: SyncSender<ApplyTask>,
+}
+
+impl ApplyHandle {
+    /// Queues a task, giving it back if the queue is full or the worker stopped.
+    pub fn try_submit(&self, task: ApplyTask) -> Result<(), ApplyTask> {
+        self.tx.try_send(task).map_err(|e| match e {
+            TrySendError::Full(t) | TrySendError::Disconnected(t) => t,
+        })
+    }
+}
+
+struct ShardApplier {
+    store: MvccStore,
+    state: ApplyState,
+    limits: MvccLimits,
+    identity: HeaderIdentity,
+    on_applied: AppliedCallback,
+    /// Physical compaction is done up to this revision.
+    compacted_physically: i64,
+    /// `Compact { physical: true }` callers waiting for physical compaction.
+    physical_waiters: Vec<(i64, WriteReply, WriteResponse)>,
+}
+
+/// The apply worker thread.
+pub struct ApplyWorker;
+
+impl ApplyWorker {
+    /// Starts the worker thread.
+    pub fn spawn(on_fatal: ApplyFatalCallback) -> std::io::Result<ApplyHandle> {
+        let (tx, rx) = sync_channel(APPLY_QUEUE_TASKS_MAX);
+        std::thread::Builder::new().name("atoll-apply".into()).spawn(move || {
+            if let Err(e) = run(&rx) {
+                tracing::error!(error = %e, "apply worker failed; node storage is poisoned");
+                on_fatal(&e);
+            }
+        })?;
+        Ok(ApplyHandle { tx })
+    }
+}
+
+fn run(rx: &Receiver<ApplyTask>) -> Result<(), StorageError> {
+    let mut shards: HashMap<ShardId, ShardApplier> = HashMap::new();
+    loop {
+        let compaction_pending = shards.values().any(|s| s.needs_compaction());
+        let task = if compaction_pending {
+            match rx.recv_timeout(COMPACTION_IDLE_WAIT) {
+                Ok(t) => Some(t),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        } else {
+            match rx.recv() {
+                Ok(t) => Some(t),
+                Err(_) => return Ok(()),
+            }
+        };
+        match task {
+            Some(ApplyTask::Register { shard, store, state, limits, identity, on_applied }) => {
+                let compacted_physically = state.compact_revision;
+                let applier = ShardApplier {
+                    store,
+                    state,
+                    limits,
+                    identity,
+                    on_applied,
+                    compacted_physically,
+                    physical_waiters: Vec::new(),
+                };
+                shards.insert(shard, applier);
+            }
+            Some(ApplyTask::Apply { shard, entries, proposals }) => match shards.get_mut(&shard) {
+                Some(applier) => applier.apply(entries, proposals)?,
+                None => tracing::error!(shard_id = shard.0, "apply task for unregistered shard"),
+            },
+            None => {
+                for applier in shards.values_mut().filter(|s| s.needs_compaction()) {
+                    applier.compact_step()?;
+                }
+            }
+        }
+    }
+}
+
+impl ShardApplier {
+    fn needs_compaction(&self) -> bool {
+        self.compacted_physically < self.state.compact_revision
+    }
+
+    fn apply(
+        &mut self,
+        entries: Vec<Entry>,
+        proposals: Vec<PendingProposal<WriteReply>>,
+    ) -> Result<(), StorageError> {
+        let decoded: Vec<(u64, Option<RaftCommand>)> =
+            entries.iter().map(|e| (e.index, decode_command(e))).collect();
+        let results = self.store.apply_entries(&mut self.state, &decoded, &self.limits)?;
+        let mut by_index: HashMap<u64, (u64, Result<WriteResponse, AtollError>)> = entries
+            .iter()
+            .zip(results)
+            .map(|(e, r)| (e.index, (e.term, r)))
+            .collect();
+        for p in proposals {
+            let outcome = match by_index.remove(&p.index) {
+                Some((term, result)) if term == p.term => result.map(|r| self.stamp(r, term)),
+                // Another leader's entry took this index: the proposal was not applied.
+                _ => Err(AtollError::LeaderChanged),
+            };
+            self.answer(p.reply, outcome, &decoded, p.index);
+        }
+        (self.on_applied)(Applied { state: self.state });
+        Ok(())
+    }
+
+    /// Answers a proposer, except a physical compaction, which waits until it is done.
+    fn answer(
+        &mut self,
+        reply: WriteReply,
+        outcome: Result<WriteResponse, AtollError>,
+        decoded: &[(u64, Option<RaftCommand>)],
+        index: u64,
+    ) {
+        let physical = decoded.iter().find(|(i, _)| *i == index).and_then(|(_, c)| match c {
+            Some(RaftCommand { op: WriteOp::Compact(req), .. }) if req.physical => {
+                Some(req.revision)
+            }
+            _ => None,
+        });
+        match (physical, outcome) {
+            (Some(rev), Ok(resp)) if self.compacted_physically < rev => {
+                self.physical_waiters.push((rev, reply, resp));
+            }
+            (_, outcome) => {
+                // The proposer may have given up (timeout); nobody to tell then.
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    fn compact_step(&mut self) -> Result<(), StorageError> {
+        let target = self.state.compact_revision;
+        if self.store.compact_step(target)? {
+            self.compacted_physically = target;
+            let (done, waiting): (Vec<_>, Vec<_>) =
+                self.physical_waiters.drain(..).partition(|(rev, _, _)| *rev <= target);
+            self.physical_waiters = waiting;
+            for (_, reply, resp) in done {
+                let _ = reply.send(Ok(resp));
+            }
+        }
+        Ok(())
+    }
+
+    fn stamp(&self, mut resp: WriteResponse, term: u64) -> WriteResponse {
+        let fill = |h: &mut ResponseHeader| {
+            h.cluster_id = self.identity.cluster_id;
+            h.member_id = self.identity.member_id;
+            h.raft_term = term;
+        };
+        match &mut resp {
+            WriteResponse::Put(r) => fill(&mut r.header),
+            WriteResponse::DeleteRange(r) => fill(&mut r.header),
+            WriteResponse::Txn(r) => fill(&mut r.header),
+            WriteResponse::Compact(r) => fill(&mut r.header),
+        }
+        resp
+    }
+}
+
+/// Decodes an entry's command; empty entries (a new leader's no-op) and conf changes carry
+/// none. An undecodable command is logged and skipped identically on every replica.
+fn decode_command(e: &Entry) -> Option<RaftCommand> {
+    if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+        return None;
+    }
+    match frame::decode_frame::<RaftCommand>(&e.data, atoll_proto::limits::FRAME_BYTES_MAX) {
+        Ok(cmd) => Some(cmd),
+        Err(err) => {
+            tracing::error!(index = e.index, error = %err, "committed entry does not decode");
+            None
+        }
+    }
+}

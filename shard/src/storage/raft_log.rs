@@ -1,0 +1,237 @@
+//! The Raft log of one replica as raft-rs sees it ([`raft::Storage`]): hard state, conf state,
+//! entries. Entries are visible here as soon as the replica hands them to the log writer
+//! (raft-rs requires that before `advance_append_async`); they become durable when the log
+//! writer reports `Persisted`. A bounded cache of recent entries keeps Raft from reading its
+//! own tail back from disk.
+
+use crate::error::StorageError;
+use crate::limits::ENTRY_CACHE_ENTRIES_MAX;
+use crate::storage::Storage;
+use crate::storage::records::{self, StateTag};
+use atoll_proto::ShardId;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
+use std::collections::VecDeque;
+
+/// Where the log was last truncated: entries up to `index` are gone, `term` is kept for the
+/// log-matching check of the next entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TruncatedState {
+    /// Last removed index.
+    pub index: u64,
+    /// Term of that entry.
+    pub term: u64,
+}
+
+/// One replica's view of its Raft log.
+pub struct RaftLogStore {
+    storage: Storage,
+    shard: ShardId,
+    hard_state: HardState,
+    conf_state: ConfState,
+    truncated: TruncatedState,
+    last_index: u64,
+    /// Highest index known durable; the cache never evicts past it.
+    persisted_index: u64,
+    /// Contiguous recent entries ending at `last_index`.
+    cache: VecDeque<Entry>,
+}
+
+impl RaftLogStore {
+    /// Loads the log of `shard`. A shard seen for the first time starts empty with
+    /// `initial_conf` (its bootstrap voters), which is persisted by the caller's first write.
+    pub fn open(
+        storage: Storage,
+        shard: ShardId,
+        initial_conf: ConfState,
+    ) -> Result<RaftLogStore, StorageError> {
+        let hard_state = records::load_hard_state(&storage, shard)?.unwrap_or_default();
+        let conf_state = records::load_conf_state(&storage, shard)?.unwrap_or(initial_conf);
+        let truncated: TruncatedState =
+            records::load_state(&storage, shard, StateTag::Truncated)?.unwrap_or_default();
+        let last_index = records::last_log_index(&storage, shard)?.unwrap_or(truncated.index);
+        Ok(RaftLogStore {
+            storage,
+            shard,
+            hard_state,
+            conf_state,
+            truncated,
+            last_index,
+            persisted_index: last_index,
+            cache: VecDeque::new(),
+        })
+    }
+
+    /// The shard this log belongs to.
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    /// The current hard state (possibly not yet durable).
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    /// The current conf state.
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    /// Last index in the log.
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
+    /// First index still in the log.
+    pub fn first_index(&self) -> u64 {
+        self.truncated.index + 1
+    }
+
+    /// Records a new hard state; the caller persists it through the log writer.
+    pub fn set_hard_state(&mut self, hs: HardState) {
+        self.hard_state = hs;
+    }
+
+    /// Records a new conf state (applied conf change); persisted with the apply batch.
+    pub fn set_conf_state(&mut self, cs: ConfState) {
+        self.conf_state = cs;
+    }
+
+    /// Appends entries handed to the log writer. Entries at or below the current last index
+    /// replace the conflicting suffix (Raft §5.3). Returns the first index whose disk record
+    /// must be deleted because the log got shorter, if any.
+    pub fn append(&mut self, entries: &[Entry]) -> Option<(u64, u64)> {
+        let Some(first) = entries.first() else { return None };
+        let new_last = first.index + entries.len() as u64 - 1;
+        let stale = (new_last < self.last_index).then_some((new_last + 1, self.last_index));
+        while self.cache.back().is_some_and(|e| e.index >= first.index) {
+            self.cache.pop_back();
+        }
+        if self.cache.back().is_some_and(|e| e.index + 1 != first.index) {
+            self.cache.clear();
+        }
+        self.cache.extend(entries.iter().cloned());
+        self.last_index = new_last;
+        self.persisted_index = self.persisted_index.min(first.index.saturating_sub(1));
+        self.evict();
+        stale
+    }
+
+    /// Notes that every entry up to `index` is durable, so the cache may evict it.
+    pub fn on_persisted(&mut self, index: u64) {
+        self.persisted_index = self.persisted_index.max(index.min(self.last_index));
+        self.evict();
+    }
+
+    /// Forgets entries up to `index` after the caller deleted them from disk.
+    pub fn on_truncated(&mut self, truncated: TruncatedState) {
+        self.truncated = truncated;
+        while self.cache.front().is_some_and(|e| e.index <= truncated.index) {
+            self.cache.pop_front();
+        }
+    }
+
+    fn evict(&mut self) {
+        while self.cache.len() > ENTRY_CACHE_ENTRIES_MAX
+            && self.cache.front().is_some_and(|e| e.index <= self.persisted_index)
+        {
+            self.cache.pop_front();
+        }
+    }
+
+    fn cached(&self, index: u64) -> Option<&Entry> {
+        let front = self.cache.front()?.index;
+        let pos = usize::try_from(index.checked_sub(front)?).ok()?;
+        self.cache.get(pos)
+    }
+
+    fn read_entry(&self, index: u64) -> raft::Result<Entry> {
+        if let Some(e) = self.cached(index) {
+            return Ok(e.clone());
+        }
+        records::load_entry(&self.storage, self.shard, index)
+            .map_err(|e| raft::Error::Store(RaftStorageError::Other(Box::new(e))))?
+            .ok_or(raft::Error::Store(RaftStorageError::Unavailable))
+    }
+}
+
+impl raft::Storage for RaftLogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(self.hard_state.clone(), self.conf_state.clone()))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low <= self.truncated.index {
+            return Err(raft::Error::Store(RaftStorageError::Compacted));
+        }
+        if high > self.last_index + 1 {
+            return Err(raft::Error::Store(RaftStorageError::Unavailable));
+        }
+        let max_bytes = max_size.into().unwrap_or(u64::MAX);
+        let mut out = Vec::new();
+        let mut size = 0u64;
+        for index in low..high {
+            let e = self.read_entry(index)?;
+            size += (e.data.len() + e.context.len()) as u64 + 16;
+            // raft-rs contract: at least one entry even when it alone exceeds max_size.
+            if !out.is_empty() && size > max_bytes {
+                break;
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.truncated.index {
+            return Ok(self.truncated.term);
+        }
+        if idx < self.truncated.index {
+            return Err(raft::Error::Store(RaftStorageError::Compacted));
+        }
+        if idx > self.last_index {
+            return Err(raft::Error::Store(RaftStorageError::Unavailable));
+        }
+        Ok(self.read_entry(idx)?.term)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.truncated.index + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last_index)
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // Snapshots to followers arrive with replication (multi-node); a single voter never
+        // needs one, and raft-rs only asks when a peer is behind the truncated log.
+        Err(raft::Error::Store(RaftStorageError::SnapshotTemporarilyUnavailable))
+    }
+}
+
+/// Returns the shard's conf state, creating and persisting it from `voters` the first time the
+/// shard is created on this node (a static bootstrap, as etcd's `--initial-cluster`).
+pub fn bootstrap_conf_state(
+    storage: &Storage,
+    shard: ShardId,
+    voters: &[u64],
+) -> Result<ConfState, StorageError> {
+    if let Some(cs) = records::load_conf_state(storage, shard)? {
+        return Ok(cs);
+    }
+    let mut cs = ConfState::default();
+    cs.voters = voters.to_vec();
+    let mut batch = storage.db.batch();
+    records::put_conf_state(storage, &mut batch, shard, &cs)?;
+    batch.commit()?;
+    // Durable before the replica starts: a restart must find the same membership.
+    storage.sync()?;
+    Ok(cs)
+}
