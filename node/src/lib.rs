@@ -4,5 +4,8 @@
 //! commands and output formats.
 
 pub mod certs;
+pub mod config;
 pub mod ctl;
+pub mod identity;
 pub mod transport;
+pub mod units;
