@@ -1,3 +1,23 @@
 //! Atoll's client library: connects to nodes over QUIC, sends native requests, and retries
-//! idempotent requests on retryable errors with bounded backoff. Later it caches the shard map
-//! and routes by key to shard leaders.
+//! them on retryable errors with bounded backoff. Later it caches the shard map and routes by
+//! key to shard leaders.
+//!
+//! It owns the client side of the native protocol (one request frame and one response frame
+//! per bidirectional stream, ALPN `atoll-client/1`) and where local clients find the CA to
+//! trust. It must not depend on server-side crates or generate certificates: atollctl links
+//! it and stays small.
+
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod config;
+mod connection;
+pub mod endpoint;
+pub mod error;
+pub mod limits;
+pub mod retry;
+pub mod tls;
+
+pub use client::Client;
+pub use config::{ClientConfig, Trust};
+pub use error::{ClientError, TrustError};

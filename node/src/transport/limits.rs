@@ -1,0 +1,19 @@
+//! Limits of the QUIC server, each named once.
+
+use std::time::Duration;
+
+/// Requests a single connection may have in flight (QUIC `max_concurrent_bidi_streams`); a
+/// client opening more waits for a stream to complete.
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
+/// Connections the server holds at once; further handshakes are refused.
+pub const CONNECTIONS_MAX: usize = 4096;
+/// A connection that has heard nothing for this long is closed. Clients send keep-alives
+/// more often than this (`atoll_router::limits::KEEP_ALIVE_INTERVAL`); QUIC uses the
+/// smaller of the two sides' values.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time a client has to deliver one whole request once its stream is open, so a stalled
+/// client cannot hold a stream and its buffer forever.
+pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest piece of a request read at once; the buffer grows as bytes arrive instead of
+/// trusting the announced length up front.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
