@@ -1,0 +1,43 @@
+//! What atollctl needs from a client connection, as two small traits: the commands are
+//! written against them, [`crate::ctl::router_client`] implements them with the router
+//! library, and the command tests with an in-memory fake.
+
+use crate::ctl::error::CtlError;
+use atoll_proto::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, StatusResponse, TxnRequest, TxnResponse,
+};
+use std::future::Future;
+
+/// A connection to a cluster through one or more endpoints.
+pub trait KvClient {
+    /// Reads a key or range.
+    fn range(&self, req: RangeRequest) -> impl Future<Output = Result<RangeResponse, CtlError>>;
+    /// Writes a key.
+    fn put(&self, req: PutRequest) -> impl Future<Output = Result<PutResponse, CtlError>>;
+    /// Deletes a key or range.
+    fn delete_range(
+        &self,
+        req: DeleteRangeRequest,
+    ) -> impl Future<Output = Result<DeleteRangeResponse, CtlError>>;
+    /// Runs a transaction.
+    fn txn(&self, req: TxnRequest) -> impl Future<Output = Result<TxnResponse, CtlError>>;
+    /// Discards history before a revision.
+    fn compact(
+        &self,
+        req: CompactionRequest,
+    ) -> impl Future<Output = Result<CompactionResponse, CtlError>>;
+    /// Asks one endpoint (one of those connected through) for its status.
+    fn status(&self, endpoint: &str) -> impl Future<Output = Result<StatusResponse, CtlError>>;
+}
+
+/// Opens [`KvClient`]s.
+pub trait Connector {
+    /// The client type opened.
+    type Client: KvClient;
+
+    /// Connects through `endpoints` (host:port). Errors that mean "nothing answered" should
+    /// be [`CtlError::Connect`], naming the endpoints.
+    fn connect(&self, endpoints: &[String])
+    -> impl Future<Output = Result<Self::Client, CtlError>>;
+}

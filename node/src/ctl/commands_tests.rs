@@ -1,0 +1,434 @@
+//! Command glue tests against an in-memory fake client: what is sent, what is printed
+//! where, which exit code results, and that input errors fail before connecting.
+
+use super::*;
+use crate::ctl::args::Cli;
+use atoll_proto::{
+    AtollError, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    KeyValue, NativeRequest, NativeResponse, PutRequest, PutResponse, RangeResponse,
+    ResponseHeader, ResponseOp, StatusRequest, StatusResponse, TxnRequest, TxnResponse,
+};
+use clap::Parser;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+type Responder = Box<dyn Fn(&NativeRequest) -> Result<NativeResponse, CtlError>>;
+
+struct FakeState {
+    requests: RefCell<Vec<NativeRequest>>,
+    connects: RefCell<Vec<Vec<String>>>,
+    responder: Responder,
+    unreachable: Vec<String>,
+    hang: bool,
+}
+
+#[derive(Clone)]
+struct Fake(Rc<FakeState>);
+
+impl Fake {
+    fn new(
+        responder: impl Fn(&NativeRequest) -> Result<NativeResponse, CtlError> + 'static,
+    ) -> Self {
+        Fake(Rc::new(FakeState {
+            requests: RefCell::new(Vec::new()),
+            connects: RefCell::new(Vec::new()),
+            responder: Box::new(responder),
+            unreachable: Vec::new(),
+            hang: false,
+        }))
+    }
+
+    fn with(self, unreachable: &[&str], hang: bool) -> Self {
+        let Ok(state) = Rc::try_unwrap(self.0) else { panic!("fake already shared") };
+        let unreachable = unreachable.iter().map(|s| s.to_string()).collect();
+        Fake(Rc::new(FakeState { unreachable, hang, ..state }))
+    }
+
+    fn requests(&self) -> Vec<NativeRequest> {
+        self.0.requests.borrow().clone()
+    }
+
+    fn connects(&self) -> Vec<Vec<String>> {
+        self.0.connects.borrow().clone()
+    }
+
+    async fn call(&self, req: NativeRequest) -> Result<NativeResponse, CtlError> {
+        self.0.requests.borrow_mut().push(req.clone());
+        if self.0.hang {
+            std::future::pending::<()>().await;
+        }
+        (self.0.responder)(&req)
+    }
+}
+
+impl Connector for Fake {
+    type Client = Fake;
+
+    async fn connect(&self, endpoints: &[String]) -> Result<Fake, CtlError> {
+        self.0.connects.borrow_mut().push(endpoints.to_vec());
+        if endpoints.iter().any(|e| self.0.unreachable.contains(e)) {
+            return Err(CtlError::Connect {
+                endpoints: endpoints.join(","),
+                dial_timeout: Duration::from_secs(2),
+                reason: "connection refused".into(),
+            });
+        }
+        Ok(self.clone())
+    }
+}
+
+macro_rules! fake_call {
+    ($self:ident, $variant:ident, $req:expr) => {
+        match $self.call(NativeRequest::$variant($req)).await? {
+            NativeResponse::$variant(resp) => Ok::<_, CtlError>(resp),
+            other => panic!("fake answered {other:?}"),
+        }
+    };
+}
+
+impl KvClient for Fake {
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, CtlError> {
+        fake_call!(self, Range, req)
+    }
+    async fn put(&self, req: PutRequest) -> Result<PutResponse, CtlError> {
+        fake_call!(self, Put, req)
+    }
+    async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse, CtlError> {
+        fake_call!(self, DeleteRange, req)
+    }
+    async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, CtlError> {
+        fake_call!(self, Txn, req)
+    }
+    async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse, CtlError> {
+        fake_call!(self, Compact, req)
+    }
+    async fn status(&self, endpoint: &str) -> Result<StatusResponse, CtlError> {
+        if endpoint.starts_with("down") {
+            return Err(CtlError::Request { message: format!("cannot reach {endpoint}") });
+        }
+        let mut status: StatusResponse = fake_call!(self, Status, StatusRequest {})?;
+        status.version = endpoint.to_string();
+        Ok(status)
+    }
+}
+
+struct Outcome {
+    result: Result<(), CtlError>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    fn code(&self) -> u8 {
+        self.result.as_ref().err().map_or(0, CtlError::exit_code)
+    }
+
+    fn error(&self) -> String {
+        self.result.as_ref().err().map(|e| e.to_string()).unwrap_or_default()
+    }
+}
+
+async fn must_run(fake: &Fake, args: &[&str], stdin: &str) -> Outcome {
+    let cli = match Cli::try_parse_from(std::iter::once("atollctl").chain(args.iter().copied())) {
+        Ok(cli) => cli,
+        Err(e) => panic!("parse {args:?}: {e}"),
+    };
+    let (mut input, mut stdout, mut stderr) = (stdin.as_bytes(), Vec::new(), Vec::new());
+    let mut io = CtlIo { stdin: &mut input, stdout: &mut stdout, stderr: &mut stderr };
+    let result = execute(&cli, fake, &mut io).await;
+    Outcome {
+        result,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+fn header() -> ResponseHeader {
+    ResponseHeader { cluster_id: 1, member_id: 2, revision: 9, raft_term: 3 }
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: value.into(),
+        create_revision: 4,
+        mod_revision: 9,
+        version: 2,
+        lease: 0,
+    }
+}
+
+/// A fake that answers each request kind with a fixed response.
+fn answering() -> Fake {
+    Fake::new(|req| {
+        Ok(match req {
+            NativeRequest::Range(r) if r.count_only => NativeResponse::Range(RangeResponse {
+                header: header(),
+                count: 7,
+                ..Default::default()
+            }),
+            NativeRequest::Range(_) => NativeResponse::Range(RangeResponse {
+                header: header(),
+                kvs: vec![kv("foo", "bar"), kv("foo2", "baz")],
+                count: 2,
+                more: false,
+            }),
+            NativeRequest::Put(p) => NativeResponse::Put(PutResponse {
+                header: header(),
+                prev_kv: p.prev_kv.then(|| kv("k", "old")),
+            }),
+            NativeRequest::DeleteRange(d) => NativeResponse::DeleteRange(DeleteRangeResponse {
+                header: header(),
+                deleted: 1,
+                prev_kvs: if d.prev_kv { vec![kv("k", "gone")] } else { vec![] },
+            }),
+            NativeRequest::Txn(t) => NativeResponse::Txn(TxnResponse {
+                header: header(),
+                succeeded: !t.compare.is_empty(),
+                responses: vec![ResponseOp::Put(PutResponse::default())],
+            }),
+            NativeRequest::Compact(_) => {
+                NativeResponse::Compact(CompactionResponse { header: header() })
+            }
+            NativeRequest::Status(_) => NativeResponse::Status(StatusResponse {
+                header: header(),
+                leader: 2,
+                db_size: 20480,
+                raft_term: 3,
+                raft_index: 10,
+                raft_applied_index: 10,
+                ..Default::default()
+            }),
+        })
+    })
+}
+
+#[tokio::test]
+async fn put_sends_key_value_and_prints_ok() {
+    let fake = answering();
+    let out = must_run(&fake, &["put", "k", "v", "--prev-kv"], "").await;
+    assert_eq!((out.code(), out.stdout.as_str()), (0, "OK\nk\nold\n"));
+    let expected = PutRequest {
+        key: b"k".to_vec(),
+        value: b"v".to_vec(),
+        prev_kv: true,
+        ..Default::default()
+    };
+    assert_eq!(fake.requests(), [NativeRequest::Put(expected)]);
+    assert_eq!(fake.connects(), [vec!["127.0.0.1:2379".to_string()]]);
+}
+
+#[tokio::test]
+async fn put_reads_a_missing_value_from_stdin() {
+    let fake = answering();
+    let out = must_run(&fake, &["put", "k", "-w", "json"], "line one\nline two\n").await;
+    assert_eq!(
+        out.stdout,
+        r#"{"header":{"cluster_id":1,"member_id":2,"revision":9,"raft_term":3}}"#.to_string()
+            + "\n"
+    );
+    let NativeRequest::Put(put) = &fake.requests()[0] else { panic!("not a put") };
+    assert_eq!(put.value, b"line one\nline two\n");
+    let empty = must_run(&answering(), &["put", "k"], "").await;
+    assert_eq!(empty.code(), 128);
+}
+
+#[tokio::test]
+async fn get_prints_pairs_values_or_count() {
+    let fake = answering();
+    let out = must_run(&fake, &["get", "foo", "--prefix"], "").await;
+    assert_eq!(out.stdout, "foo\nbar\nfoo2\nbaz\n");
+    let NativeRequest::Range(r) = &fake.requests()[0] else { panic!("not a range") };
+    assert_eq!((r.key.as_slice(), r.range_end.as_slice()), (&b"foo"[..], &b"fop"[..]));
+    let out = must_run(&answering(), &["get", "foo", "--print-value-only"], "").await;
+    assert_eq!(out.stdout, "bar\nbaz\n");
+    let out = must_run(&answering(), &["get", "foo", "--count-only"], "").await;
+    assert_eq!(out.stdout, "7\n");
+    let out = must_run(&answering(), &["get", "foo", "--hex"], "").await;
+    assert_eq!(
+        out.stdout,
+        "\\x66\\x6f\\x6f\n\\x62\\x61\\x72\n\\x66\\x6f\\x6f\\x32\n\\x62\\x61\\x7a\n"
+    );
+}
+
+#[tokio::test]
+async fn get_json_matches_etcdctl() {
+    let out = must_run(&answering(), &["-w", "json", "get", "foo"], "").await;
+    assert_eq!(
+        out.stdout,
+        concat!(
+            r#"{"header":{"cluster_id":1,"member_id":2,"revision":9,"raft_term":3},"kvs":["#,
+            r#"{"key":"Zm9v","create_revision":4,"mod_revision":9,"version":2,"value":"YmFy"},"#,
+            r#"{"key":"Zm9vMg==","create_revision":4,"mod_revision":9,"version":2,"value":"YmF6"}],"count":2}"#,
+            "\n"
+        )
+    );
+}
+
+#[tokio::test]
+async fn argument_errors_fail_before_connecting() {
+    let fake = answering();
+    let cases: [(&[&str], u8, &str); 5] = [
+        (
+            &["get"],
+            128,
+            "get command needs one argument as key and an optional argument as range_end",
+        ),
+        (
+            &["get", "k", "-w", "json", "--print-value-only"],
+            128,
+            "print-value-only is only for `--write-out=simple`",
+        ),
+        (&["get", "k", "--consistency=x"], 4, r#"unknown consistency flag "x""#),
+        (&["txn", "extra"], 128, "txn command does not accept argument"),
+        (
+            &["del", "k", "--endpoints", " , "],
+            128,
+            "no endpoint given; set --endpoints host:port[,host:port]",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let out = must_run(&fake, args, "").await;
+        assert_eq!((out.code(), out.error().as_str()), (code, message), "{args:?}");
+    }
+    assert!(fake.connects().is_empty());
+}
+
+#[tokio::test]
+async fn del_prints_count_and_previous_pairs() {
+    let fake = answering();
+    let out = must_run(&fake, &["del", "k", "--prev-kv"], "").await;
+    assert_eq!(out.stdout, "1\nk\ngone\n");
+    let out = must_run(&fake, &["del", "k", "-w", "json"], "").await;
+    assert_eq!(
+        out.stdout,
+        r#"{"header":{"cluster_id":1,"member_id":2,"revision":9,"raft_term":3},"deleted":1}"#
+            .to_string()
+            + "\n"
+    );
+}
+
+#[tokio::test]
+async fn txn_reads_stdin_and_prints_each_response() {
+    let fake = answering();
+    let input = "mod(\"k\") > \"0\"\n\nput k v\n\nput k w\n\n";
+    let out = must_run(&fake, &["txn"], input).await;
+    assert_eq!(out.stdout, "SUCCESS\n\nOK\n");
+    let NativeRequest::Txn(t) = &fake.requests()[0] else { panic!("not a txn") };
+    assert_eq!((t.compare.len(), t.success.len(), t.failure.len()), (1, 1, 1));
+    let out = must_run(&fake, &["txn", "-i"], "\nput k v\n\n\n").await;
+    assert_eq!(
+        out.stdout,
+        "compares:\nsuccess requests (get, put, del):\nfailure requests (get, put, del):\nFAILURE\n\nOK\n"
+    );
+    let out = must_run(&fake, &["txn", "-w", "json"], "\n\n\n").await;
+    let expected = concat!(r#""responses":[{"Response":{"response_put":{"header":{}}}}]}"#, "\n");
+    assert!(out.stdout.ends_with(expected), "{}", out.stdout);
+}
+
+#[tokio::test]
+async fn txn_syntax_errors_exit_3_without_connecting() {
+    let fake = answering();
+    let out = must_run(&fake, &["txn"], "mod(\"k\") >> \"0\"\n\n\n\n").await;
+    assert_eq!(out.code(), 3);
+    assert_eq!(
+        out.error(),
+        r#"malformed comparison: mod("k") >> "0" (unknown operator ">>"; use =, !=, > or <)"#
+    );
+    assert!(fake.connects().is_empty());
+}
+
+#[tokio::test]
+async fn compaction_prints_the_revision() {
+    let fake = answering();
+    let out = must_run(&fake, &["compaction", "5", "--physical", "-w", "json"], "").await;
+    assert_eq!(out.stdout, "compacted revision 5\n");
+    assert_eq!(
+        fake.requests(),
+        [NativeRequest::Compact(CompactionRequest { revision: 5, physical: true })]
+    );
+}
+
+#[tokio::test]
+async fn server_errors_keep_their_text() {
+    let fake = Fake::new(|_| {
+        Err(CtlError::Request {
+            message: AtollError::Compacted { compact_revision: 3 }.to_string(),
+        })
+    });
+    let out = must_run(&fake, &["get", "k", "--rev", "1"], "").await;
+    assert_eq!(
+        (out.code(), out.error().as_str()),
+        (1, "etcdserver: mvcc: required revision has been compacted")
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn timeouts_and_unreachable_endpoints_are_bounded_errors() {
+    let fake = answering().with(&[], true);
+    let started = Instant::now();
+    let out = must_run(&fake, &["get", "k", "--command-timeout=50ms"], "").await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        out.error(),
+        "context deadline exceeded: no answer from 127.0.0.1:2379 within --command-timeout=50ms"
+    );
+    let fake = answering().with(&["127.0.0.1:1"], false);
+    let out = must_run(&fake, &["put", "k", "v", "--endpoints=127.0.0.1:1"], "").await;
+    assert_eq!(out.code(), 1);
+    assert!(out.error().starts_with("context deadline exceeded: could not connect to 127.0.0.1:1"));
+}
+
+#[tokio::test]
+async fn endpoint_status_prints_good_endpoints_and_reports_bad_ones() {
+    let fake = answering();
+    let out = must_run(&fake, &["endpoint", "status", "--endpoints=a:1,down:2"], "").await;
+    assert_eq!(out.stdout, "a:1, 2, a:1, 20 kB, true, false, 3, 10, 10, \n");
+    assert_eq!(out.stderr, "Failed to get the status of endpoint down:2 (cannot reach down:2)\n");
+    assert!(matches!(out.result, Err(CtlError::StatusFailed { failed: 1 })));
+    let out = must_run(&fake, &["endpoint", "status", "--endpoints=a:1", "-w", "json"], "").await;
+    assert!(out.stdout.starts_with(r#"[{"Endpoint":"a:1","Status":{"header":{"#), "{}", out.stdout);
+    assert_eq!(out.code(), 0);
+}
+
+#[tokio::test]
+async fn endpoint_health_checks_each_endpoint_with_its_own_client() {
+    let fake = answering().with(&["b:2"], false);
+    let out = must_run(&fake, &["endpoint", "health", "--endpoints=a:1,b:2"], "").await;
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stderr);
+    assert!(lines[0].starts_with("a:1 is healthy: successfully committed proposal: took = "));
+    assert!(
+        lines[1]
+            .starts_with("b:2 is unhealthy: failed to commit proposal: context deadline exceeded")
+    );
+    assert!(out.stdout.is_empty());
+    assert_eq!(out.error(), "unhealthy cluster");
+    assert_eq!(fake.connects(), [vec!["a:1".to_string()], vec!["b:2".to_string()]]);
+    let NativeRequest::Range(read) = &fake.requests()[0] else { panic!("not a range") };
+    assert_eq!((read.key.as_slice(), read.serializable), (HEALTH_KEY, false));
+    let out = must_run(&answering(), &["endpoint", "health", "-w", "json"], "").await;
+    assert!(out.stdout.starts_with(r#"[{"endpoint":"127.0.0.1:2379","health":true,"took":""#));
+    assert_eq!(out.code(), 0);
+}
+
+#[tokio::test]
+async fn join_all_keeps_input_order() {
+    let delays = [30u64, 1, 10];
+    let futures = delays
+        .iter()
+        .map(|ms| async move {
+            tokio::time::sleep(Duration::from_millis(*ms)).await;
+            *ms
+        })
+        .collect();
+    assert_eq!(join_all(futures).await, delays);
+}
+
+#[test]
+fn read_value_enforces_its_limit() {
+    assert_eq!(read_value(&mut &b"abc"[..], 3).ok(), Some(b"abc".to_vec()));
+    let err = read_value(&mut &b"abcd"[..], 3).err().map(|e| e.to_string());
+    assert_eq!(err.as_deref(), Some("the value read from standard input exceeds 3 bytes"));
+}
