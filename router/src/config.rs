@@ -27,8 +27,8 @@ impl std::fmt::Debug for Trust {
 /// How a [`crate::Client`] connects and how long it waits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// Nodes to connect to, tried in order: `"127.0.0.1:2380"`, `"localhost:2380"`,
-    /// `"https://127.0.0.1:2380"`, `"[::1]:2380"`. Without a port,
+    /// Nodes to connect to, tried in order: `"127.0.0.1:2379"`, `"localhost:2379"`,
+    /// `"https://127.0.0.1:2379"`, `"[::1]:2379"`. Without a port,
     /// [`crate::limits::NATIVE_PORT_DEFAULT`] is used.
     pub endpoints: Vec<String>,
     /// Which server certificates to accept.

@@ -31,7 +31,7 @@ pub struct Target {
 pub fn parse_endpoint(endpoint: &str, server_name: Option<&str>) -> Result<Target, ClientError> {
     let bad = |reason: &str| ClientError::Config {
         reason: format!(
-            "endpoint {endpoint:?} {reason}; write it as host:port, e.g. 127.0.0.1:2380"
+            "endpoint {endpoint:?} {reason}; write it as host:port, e.g. 127.0.0.1:2379"
         ),
     };
     let mut rest = endpoint.trim();
@@ -134,8 +134,8 @@ mod tests {
         let t = must_parse("HTTP://node-1.example.com:7/");
         assert_eq!((t.host.as_str(), t.port), ("node-1.example.com", 7));
         assert_eq!(t.server_name, "node-1.example.com");
-        let t = must_parse("[::1]:2380");
-        assert_eq!((t.host.as_str(), t.port, t.server_name.as_str()), ("::1", 2380, "localhost"));
+        let t = must_parse("[::1]:2379");
+        assert_eq!((t.host.as_str(), t.port, t.server_name.as_str()), ("::1", 2379, "localhost"));
         let t = must_parse("::1");
         assert_eq!((t.host.as_str(), t.port), ("::1", NATIVE_PORT_DEFAULT));
         let t = must_parse("10.0.0.1");

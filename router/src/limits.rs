@@ -24,6 +24,6 @@ pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// A connection that has heard nothing from the server for this long is closed and redialed
 /// on the next request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// The UDP port of a node's QUIC endpoint (peers and native clients, DESIGN §8), used when
-/// an endpoint names no port.
-pub const NATIVE_PORT_DEFAULT: u16 = 2380;
+/// The UDP port native clients dial when an endpoint names none: the client port, as etcd's
+/// 2379 (docs/decisions.md D5).
+pub const NATIVE_PORT_DEFAULT: u16 = 2379;
