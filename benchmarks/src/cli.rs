@@ -1,0 +1,206 @@
+//! The command line: `run`, `load` and `scenario`, their flags and the checks on each flag's
+//! value. Flags are named like etcd's benchmark tool where the concept is the same
+//! (`--clients`, `--conns` is `--connections` here, `--key-size`, `--val-size` is
+//! `--value-size`, `--key-space-size` is `--key-space`, `--sequential-keys` is `--sequential`).
+
+use crate::connect::{Target, split_endpoints};
+use crate::limits::*;
+use crate::units::{CountList, parse_count, parse_count_list, parse_duration};
+use crate::workload::WorkloadKind;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// atoll-bench: load generator and scenario suite for Atoll.
+#[derive(Debug, Parser)]
+#[command(name = "atoll-bench", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Make everything finish in seconds (small key counts, 1 s phases, one client point):
+    /// for CI, which checks that it completes, never its timings.
+    #[arg(long, global = true)]
+    pub smoke: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one workload against running nodes; prints one JSON report line on stdout.
+    Run(RunArgs),
+    /// Bulk-load keys 0..N of a key space (txns of up to 128 puts); prints keys/s as JSON.
+    Load(LoadArgs),
+    /// Run a named scenario on nodes it starts and stops itself (`--list` shows them).
+    Scenario(ScenarioArgs),
+}
+
+/// Where to connect and how.
+#[derive(Clone, Debug, Args)]
+pub struct ConnectArgs {
+    /// Comma-separated endpoints (host:port, UDP; QUIC).
+    #[arg(long, default_value = "127.0.0.1:2379")]
+    pub endpoints: String,
+    /// CA certificate (PEM) to trust; default: the development CA of local nodes.
+    #[arg(long, conflicts_with = "insecure_skip_tls_verify")]
+    pub cacert: Option<PathBuf>,
+    /// Accept any server certificate (development only).
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
+    /// QUIC connections the clients share round-robin (each multiplexes its clients' requests).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=CONNECTIONS_MAX as u64))]
+    pub connections: u64,
+}
+
+impl ConnectArgs {
+    /// The endpoints and trust as a [`Target`].
+    pub fn target(&self) -> Target {
+        Target {
+            endpoints: split_endpoints(&self.endpoints),
+            cacert: self.cacert.clone(),
+            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
+        }
+    }
+}
+
+/// The keys and values a command uses.
+#[derive(Clone, Debug, Args)]
+pub struct KeyArgs {
+    /// Prefix of every key written or read.
+    #[arg(long, default_value = PREFIX_DEFAULT)]
+    pub prefix: String,
+    /// Key length in bytes, prefix included (default: just long enough).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=KEY_BYTES_MAX as u64))]
+    pub key_size: Option<u64>,
+    /// Value length in bytes.
+    #[arg(long, default_value_t = VALUE_BYTES_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(0..=VALUE_BYTES_MAX as u64))]
+    pub value_size: u64,
+    /// Seed of the random keys and of the value.
+    #[arg(long, default_value_t = SEED_DEFAULT)]
+    pub seed: u64,
+}
+
+/// `atoll-bench run`.
+#[derive(Clone, Debug, Args)]
+pub struct RunArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Key and value flags.
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// The workload.
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Put)]
+    pub workload: WorkloadKind,
+    /// Concurrent request loops.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=CLIENTS_MAX as u64))]
+    pub clients: u64,
+    /// Length of the measured phase (default 10s).
+    #[arg(long, value_parser = parse_duration, conflicts_with = "total")]
+    pub duration: Option<Duration>,
+    /// Stop after this many operations instead of after a duration.
+    #[arg(long, value_parser = parse_count)]
+    pub total: Option<u64>,
+    /// Unrecorded phase before the measured one.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Number of distinct keys touched.
+    #[arg(long, default_value_t = KEY_SPACE_DEFAULT, value_parser = parse_positive_count)]
+    pub key_space: u64,
+    /// Key n mod key-space for operation n, instead of random keys.
+    #[arg(long)]
+    pub sequential: bool,
+    /// Open loop: target operations per second over all clients, latency counted from each
+    /// operation's intended start. Default: closed loop.
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Serve reads from the local replica without a ReadIndex round (may be stale).
+    #[arg(long)]
+    pub serializable: bool,
+    /// Most keys per range (range workload).
+    #[arg(long, default_value_t = RANGE_LIMIT_DEFAULT, value_parser = clap::value_parser!(i64).range(0..))]
+    pub range_limit: i64,
+    /// Fraction of gets in the mixed workload (0 to 1).
+    #[arg(long, default_value_t = 0.9, value_parser = parse_ratio)]
+    pub read_ratio: f64,
+    /// Write per-second throughput and latency percentiles to this CSV file.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+}
+
+/// `atoll-bench load`.
+#[derive(Clone, Debug, Args)]
+pub struct LoadArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Key and value flags (the same defaults as `run`, so `run` reads what `load` wrote).
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Keys to write: indices 0..N of the key space.
+    #[arg(long, default_value_t = KEY_SPACE_DEFAULT, value_parser = parse_positive_count)]
+    pub keys: u64,
+    /// Puts per txn (1: plain puts); capped at 128 and by the request size limit.
+    #[arg(long, default_value_t = LOAD_BATCH_MAX as u64, value_parser = clap::value_parser!(u64).range(1..=LOAD_BATCH_MAX as u64))]
+    pub batch: u64,
+    /// Concurrent request loops.
+    #[arg(long, default_value_t = LOAD_CLIENTS_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(1..=CLIENTS_MAX as u64))]
+    pub clients: u64,
+}
+
+/// `atoll-bench scenario`.
+#[derive(Clone, Debug, Args)]
+pub struct ScenarioArgs {
+    /// Scenario to run, or `all` for the whole catalogue.
+    #[arg(required_unless_present = "list")]
+    pub name: Option<String>,
+    /// Print the catalogue: each scenario's name and what it measures.
+    #[arg(long)]
+    pub list: bool,
+    /// The atoll binary to start (default: `atoll` next to this executable).
+    #[arg(long)]
+    pub atoll_bin: Option<PathBuf>,
+    /// Keys in the store of the 1M scenarios (default 1000000; 2000 with --smoke).
+    #[arg(long, value_parser = parse_positive_count)]
+    pub keys: Option<u64>,
+    /// Runs per measurement, of which the median is reported (default: per scenario).
+    #[arg(long, value_parser = parse_positive_count)]
+    pub repeat: Option<u64>,
+    /// Measured phase of each throughput point (default 5s; 1s with --smoke).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Client counts of put-get-clients (default 1,16,64,256; 1 with --smoke).
+    #[arg(long, value_parser = parse_count_list)]
+    pub clients: Option<CountList>,
+    /// Value length of the loaded keys.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=VALUE_BYTES_MAX as u64))]
+    pub value_size: u64,
+}
+
+/// A count of at least 1.
+pub fn parse_positive_count(text: &str) -> Result<u64, String> {
+    match parse_count(text)? {
+        0 => Err(format!("{text:?} must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+/// A rate in operations per second: a finite number above 0.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{text:?} is not a rate; give operations per second above 0, e.g. 5000")),
+    }
+}
+
+/// A fraction from 0 to 1.
+pub fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("{text:?} is not a ratio; give a number from 0 to 1, e.g. 0.9")),
+    }
+}
+
+#[cfg(test)]
+#[path = "cli_tests.rs"]
+mod tests;

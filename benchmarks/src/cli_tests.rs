@@ -1,0 +1,141 @@
+//! Tests of the command line: defaults, every knob, and refusals of bad values.
+
+use super::*;
+
+fn must_parse(args: &[&str]) -> Cli {
+    let mut argv = vec!["atoll-bench"];
+    argv.extend_from_slice(args);
+    Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?} should parse: {e}"))
+}
+
+fn must_run(args: &[&str]) -> RunArgs {
+    let mut argv = vec!["run"];
+    argv.extend_from_slice(args);
+    match must_parse(&argv).command {
+        Command::Run(run) => run,
+        other => panic!("expected run, got {other:?}"),
+    }
+}
+
+fn must_fail(args: &[&str]) -> String {
+    let mut argv = vec!["atoll-bench"];
+    argv.extend_from_slice(args);
+    match Cli::try_parse_from(argv) {
+        Ok(cli) => panic!("{args:?} should be refused, parsed {cli:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn run_defaults_are_a_closed_loop_put() {
+    let run = must_run(&[]);
+    assert_eq!(run.workload, WorkloadKind::Put);
+    assert_eq!((run.clients, run.connect.connections), (16, 1));
+    assert_eq!((run.duration, run.total, run.rate), (None, None, None));
+    assert_eq!(run.warmup, Duration::from_secs(1));
+    assert_eq!(run.key.prefix, "/bench/");
+    assert_eq!((run.key_space, run.key.value_size, run.key.key_size), (100_000, 256, None));
+    assert!(!run.sequential && !run.serializable && !run.connect.insecure_skip_tls_verify);
+    assert_eq!(run.connect.target().endpoints, vec!["127.0.0.1:2379".to_string()]);
+}
+
+#[test]
+fn run_takes_every_knob() {
+    let run = must_run(&[
+        "--endpoints=a:1,b:2",
+        "--insecure-skip-tls-verify",
+        "--clients=64",
+        "--connections=4",
+        "--duration=30s",
+        "--warmup=500ms",
+        "--workload=txn-update",
+        "--key-size=32",
+        "--value-size=1024",
+        "--key-space=1M",
+        "--sequential",
+        "--rate=2500.5",
+        "--serializable",
+        "--range-limit=10",
+        "--read-ratio=0.5",
+        "--prefix=/x/",
+        "--seed=9",
+        "--csv=out.csv",
+    ]);
+    assert_eq!(run.connect.target().endpoints.len(), 2);
+    assert!(run.connect.insecure_skip_tls_verify);
+    assert_eq!((run.clients, run.connect.connections), (64, 4));
+    assert_eq!(run.duration, Some(Duration::from_secs(30)));
+    assert_eq!(run.warmup, Duration::from_millis(500));
+    assert_eq!(run.workload, WorkloadKind::TxnUpdate);
+    assert_eq!((run.key.key_size, run.key.value_size, run.key_space), (Some(32), 1024, 1_000_000));
+    assert!(run.sequential && run.serializable);
+    assert_eq!((run.rate, run.range_limit, run.read_ratio), (Some(2500.5), 10, 0.5));
+    assert_eq!((run.key.prefix.as_str(), run.key.seed), ("/x/", 9));
+    assert_eq!(run.csv, Some(PathBuf::from("out.csv")));
+    assert_eq!(must_run(&["--total", "1_000"]).total, Some(1000));
+    for workload in ["put", "get", "range", "mixed"] {
+        assert_eq!(must_run(&["--workload", workload]).workload.name(), workload);
+    }
+}
+
+#[test]
+fn bad_run_values_are_refused_with_a_reason() {
+    assert!(must_fail(&["run", "--duration=1s", "--total=5"]).contains("cannot be used with"));
+    assert!(must_fail(&["run", "--rate=0"]).contains("above 0"));
+    assert!(must_fail(&["run", "--rate=fast"]).contains("above 0"));
+    assert!(must_fail(&["run", "--read-ratio=1.5"]).contains("from 0 to 1"));
+    assert!(must_fail(&["run", "--clients=0"]).contains("--clients"));
+    assert!(must_fail(&["run", "--key-space=0"]).contains("at least 1"));
+    assert!(must_fail(&["run", "--value-size=2000000"]).contains("--value-size"));
+    assert!(must_fail(&["run", "--workload=scan"]).contains("txn-update"));
+    assert!(must_fail(&["run", "--duration=soon"]).contains("10s"));
+    assert!(
+        must_fail(&["run", "--cacert=x", "--insecure-skip-tls-verify"]).contains("cannot be used")
+    );
+    assert!(must_fail(&["run", "--bogus"]).contains("--bogus"));
+}
+
+#[test]
+fn load_defaults_match_run_so_run_reads_what_load_wrote() {
+    let Command::Load(load) = must_parse(&["load"]).command else { panic!("expected load") };
+    let run = must_run(&[]);
+    assert_eq!(load.keys, run.key_space);
+    assert_eq!(load.key.prefix, run.key.prefix);
+    assert_eq!((load.batch, load.clients), (128, 32));
+    let Command::Load(load) =
+        must_parse(&["load", "--keys", "1000000", "--value-size", "100", "--prefix", "/bench/k/"])
+            .command
+    else {
+        panic!("expected load")
+    };
+    assert_eq!(
+        (load.keys, load.key.value_size, load.key.prefix.as_str()),
+        (1_000_000, 100, "/bench/k/")
+    );
+    assert!(must_fail(&["load", "--batch=129"]).contains("--batch"));
+}
+
+#[test]
+fn scenario_takes_a_name_or_list_and_smoke_anywhere() {
+    let cli = must_parse(&["scenario", "all", "--smoke"]);
+    assert!(cli.smoke);
+    let Command::Scenario(s) = cli.command else { panic!("expected scenario") };
+    assert_eq!(s.name.as_deref(), Some("all"));
+    assert!(!s.list);
+    let cli = must_parse(&["--smoke", "scenario", "--list"]);
+    let Command::Scenario(s) = cli.command else { panic!("expected scenario") };
+    assert!(cli.smoke && s.list && s.name.is_none());
+    let cli = must_parse(&[
+        "scenario",
+        "put-get-clients",
+        "--clients=1,8",
+        "--keys=10k",
+        "--repeat=5",
+        "--duration=2s",
+        "--atoll-bin=/bin/atoll",
+    ]);
+    let Command::Scenario(s) = cli.command else { panic!("expected scenario") };
+    assert_eq!((s.clients, s.keys, s.repeat), (Some(CountList(vec![1, 8])), Some(10_000), Some(5)));
+    assert_eq!(s.atoll_bin, Some(PathBuf::from("/bin/atoll")));
+    assert!(must_fail(&["scenario"]).contains("<NAME>"));
+}

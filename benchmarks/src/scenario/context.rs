@@ -1,0 +1,127 @@
+//! What every scenario is given: the atoll binary, the store size, how many runs and how long
+//! each throughput point lasts, all shortened by `--smoke`.
+
+use crate::cli::ScenarioArgs;
+use crate::limits::{SMOKE_DURATION, SMOKE_KEYS};
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Keys in the store of the "1m" scenarios (issue 2's figures are at one million keys).
+pub const STORE_KEYS_DEFAULT: u64 = 1_000_000;
+/// Measured phase of each throughput point.
+pub const POINT_DURATION_DEFAULT: Duration = Duration::from_secs(5);
+/// Warm-up before each throughput point (none under `--smoke`).
+pub const POINT_WARMUP: Duration = Duration::from_secs(1);
+/// Client counts of the throughput curves.
+pub const CLIENT_POINTS_DEFAULT: [u64; 4] = [1, 16, 64, 256];
+
+/// The settings of a scenario run.
+#[derive(Clone, Debug)]
+pub struct ScenarioContext {
+    /// Everything in seconds, for CI.
+    pub smoke: bool,
+    /// The `atoll` binary to start.
+    pub atoll_bin: PathBuf,
+    /// Keys of the large-store scenarios.
+    pub store_keys: u64,
+    /// Runs per measurement, when given; else each scenario's own default.
+    pub repeat: Option<u64>,
+    /// Measured phase of a throughput point.
+    pub duration: Duration,
+    /// Warm-up before a throughput point.
+    pub warmup: Duration,
+    /// Client counts of the throughput curves.
+    pub clients: Vec<u64>,
+    /// Value length of loaded keys.
+    pub value_size: usize,
+}
+
+impl ScenarioContext {
+    /// The settings from the flags; `smoke` picks the small defaults.
+    pub fn from_args(args: &ScenarioArgs, smoke: bool) -> anyhow::Result<ScenarioContext> {
+        let atoll_bin = match &args.atoll_bin {
+            Some(path) => path.clone(),
+            None => default_atoll_bin()?,
+        };
+        let clients = match (&args.clients, smoke) {
+            (Some(list), _) => list.0.clone(),
+            (None, true) => vec![CLIENT_POINTS_DEFAULT[0]],
+            (None, false) => CLIENT_POINTS_DEFAULT.to_vec(),
+        };
+        Ok(ScenarioContext {
+            smoke,
+            atoll_bin,
+            store_keys: args.keys.unwrap_or(if smoke { SMOKE_KEYS } else { STORE_KEYS_DEFAULT }),
+            repeat: args.repeat,
+            duration: args.duration.unwrap_or(if smoke {
+                SMOKE_DURATION
+            } else {
+                POINT_DURATION_DEFAULT
+            }),
+            warmup: if smoke { Duration::ZERO } else { POINT_WARMUP },
+            clients,
+            value_size: args.value_size as usize,
+        })
+    }
+
+    /// Runs per measurement: `--repeat` if given, else `normal` (or `smoke` under `--smoke`).
+    pub fn runs(&self, normal: u64, smoke: u64) -> u64 {
+        self.repeat.unwrap_or(if self.smoke { smoke } else { normal }).max(1)
+    }
+
+    /// Parameters every measurement carries, plus `extra`.
+    pub fn params(&self, extra: Value) -> Value {
+        let mut params = json!({ "smoke": self.smoke });
+        if let (Some(all), Value::Object(extra)) = (params.as_object_mut(), extra) {
+            all.extend(extra);
+        }
+        params
+    }
+}
+
+/// `atoll` next to this executable (both are built into the same target directory).
+pub fn default_atoll_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate this executable")?;
+    Ok(exe.with_file_name(format!("atoll{}", std::env::consts::EXE_SUFFIX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser as _;
+
+    fn must_context(args: &[&str]) -> ScenarioContext {
+        let argv = ["atoll-bench", "scenario"].into_iter().chain(args.iter().copied());
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        let Command::Scenario(s) = cli.command else { panic!("expected scenario") };
+        ScenarioContext::from_args(&s, cli.smoke).expect("context")
+    }
+
+    #[test]
+    fn smoke_makes_everything_small() {
+        let ctx = must_context(&["all", "--smoke"]);
+        assert_eq!(
+            (ctx.store_keys, ctx.duration, ctx.warmup),
+            (SMOKE_KEYS, SMOKE_DURATION, Duration::ZERO)
+        );
+        assert_eq!(ctx.clients, vec![1]);
+        assert_eq!(ctx.runs(200, 20), 20);
+        let ctx = must_context(&["all"]);
+        assert_eq!((ctx.store_keys, ctx.duration), (1_000_000, POINT_DURATION_DEFAULT));
+        assert_eq!(ctx.clients, vec![1, 16, 64, 256]);
+        assert_eq!(ctx.runs(200, 20), 200);
+        assert!(ctx.atoll_bin.ends_with("atoll"));
+    }
+
+    #[test]
+    fn flags_override_the_defaults() {
+        let ctx = must_context(&["x", "--smoke", "--keys=5000", "--repeat=3", "--clients=2,4"]);
+        assert_eq!((ctx.store_keys, ctx.runs(200, 20)), (5000, 3));
+        assert_eq!(ctx.clients, vec![2, 4]);
+        let params = ctx.params(json!({"keys": 5000}));
+        assert_eq!(params, json!({"smoke": true, "keys": 5000}));
+    }
+}

@@ -1,0 +1,145 @@
+//! `atoll-bench scenario`: a catalogue of named, self-contained measurements. Each starts its
+//! own `atoll` on loopback in a temporary directory, measures, prints one JSON line per
+//! measurement and removes everything it started, also on an error or ctrl-c (the guards in
+//! [`node`]). `all` runs the whole catalogue; `--smoke` makes each finish in seconds.
+
+pub mod context;
+mod count_only;
+pub mod emit;
+mod fixture;
+pub mod node;
+mod ports;
+mod prefix_limit;
+mod put_get_clients;
+mod queries;
+mod restart;
+
+use crate::cli::ScenarioArgs;
+use anyhow::bail;
+use context::ScenarioContext;
+
+/// A scenario of the catalogue.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    /// Its name on the command line.
+    pub name: &'static str,
+    /// What it measures, in one line.
+    pub about: &'static str,
+}
+
+/// The catalogue, in the order `all` runs it.
+pub const CATALOGUE: &[Entry] = &[
+    Entry {
+        name: put_get_clients::NAME,
+        about: "put, then linearizable get, at 1/16/64/256 closed-loop clients on one connection: ops/s, p50, p99",
+    },
+    Entry {
+        name: restart::NAME,
+        about: "N keys (1M), stop by SIGTERM and by kill -9, restart: ms from spawn to the first linearizable get",
+    },
+    Entry {
+        name: count_only::NAME,
+        about: "N keys (1M): ms of a count_only range over the whole prefix, median of 9",
+    },
+    Entry {
+        name: prefix_limit::NAME,
+        about: "N keys (1M): ms of a limit-100 prefix range over all N and over a 10,000-key prefix, median and p99",
+    },
+];
+
+/// The text of `scenario --list`.
+pub fn list_text() -> String {
+    let width = CATALOGUE.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    let mut text: String =
+        CATALOGUE.iter().map(|e| format!("{:width$}  {}\n", e.name, e.about)).collect();
+    text.push_str(&format!("{:width$}  every scenario above, one after the other\n", "all"));
+    text
+}
+
+/// Runs one scenario by name.
+async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<()> {
+    match name {
+        put_get_clients::NAME => put_get_clients::run_scenario(ctx).await,
+        restart::NAME => restart::run_scenario(ctx).await,
+        count_only::NAME => count_only::run_scenario(ctx).await,
+        prefix_limit::NAME => prefix_limit::run_scenario(ctx).await,
+        other => {
+            let names: Vec<&str> = CATALOGUE.iter().map(|e| e.name).collect();
+            bail!("unknown scenario {other:?}; choose one of {} or all", names.join(", "))
+        }
+    }
+}
+
+/// `atoll-bench scenario`.
+pub async fn scenario_command(args: ScenarioArgs, smoke: bool) -> anyhow::Result<()> {
+    if args.list {
+        print!("{}", list_text());
+        return Ok(());
+    }
+    let Some(name) = args.name.as_deref() else { bail!("name a scenario, or pass --list") };
+    let ctx = ScenarioContext::from_args(&args, smoke)?;
+    if name != "all" {
+        return run_named(name, &ctx).await;
+    }
+    // Every scenario runs even if one fails, so one failure does not hide the others' figures.
+    let mut failed = Vec::new();
+    for entry in CATALOGUE {
+        eprintln!("atoll-bench: scenario {}", entry.name);
+        if let Err(e) = run_named(entry.name, &ctx).await {
+            eprintln!("atoll-bench: scenario {} failed: {e:#}", entry.name);
+            failed.push(entry.name);
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{} of {} scenarios failed: {}", failed.len(), CATALOGUE.len(), failed.join(", "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_names_every_scenario_once_with_an_explanation() {
+        let text = list_text();
+        for entry in CATALOGUE {
+            assert_eq!(text.matches(&format!("{} ", entry.name)).count(), 1, "{}", entry.name);
+            assert!(!entry.about.is_empty() && !entry.about.contains('\n'));
+        }
+        assert_eq!(text.lines().count(), CATALOGUE.len() + 1);
+        assert!(text.lines().last().is_some_and(|l| l.starts_with("all ")));
+    }
+
+    #[tokio::test]
+    async fn unknown_names_list_the_catalogue() {
+        let args = ScenarioArgs {
+            name: Some("nope".into()),
+            list: false,
+            atoll_bin: Some("/nonexistent/atoll".into()),
+            keys: None,
+            repeat: None,
+            duration: None,
+            clients: None,
+            value_size: 100,
+        };
+        let err = scenario_command(args, true).await.expect_err("unknown");
+        assert!(err.to_string().contains("restart-1m"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_binary_says_how_to_build_it() {
+        let args = ScenarioArgs {
+            name: Some("count-only-1m".into()),
+            list: false,
+            atoll_bin: Some("/nonexistent/atoll".into()),
+            keys: None,
+            repeat: None,
+            duration: None,
+            clients: None,
+            value_size: 100,
+        };
+        let err = scenario_command(args, true).await.expect_err("no binary");
+        assert!(err.to_string().contains("cargo build --release --bin atoll"), "{err}");
+    }
+}
