@@ -154,3 +154,7 @@ async fn request_loop(phase: Arc<Phase>, worker: usize, client: Client) -> anyho
         }
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -11,6 +11,8 @@ mod connect;
 mod csv;
 mod engine;
 mod error_kind;
+#[cfg(test)]
+mod fake_server;
 mod keys;
 mod limits;
 mod load;
