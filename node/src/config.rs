@@ -12,7 +12,11 @@ use std::time::Duration;
 
 /// Command-line flags of `atoll`. Each is optional so that the config file can fill it.
 #[derive(Debug, Default, Parser)]
-#[command(name = "atoll", version, about = "Atoll: a horizontally sharded, etcd-compatible key-value store")]
+#[command(
+    name = "atoll",
+    version,
+    about = "Atoll: a horizontally sharded, etcd-compatible key-value store"
+)]
 pub struct Flags {
     /// TOML config file; flags and ATOLL_* variables override its values.
     #[arg(long, env = "ATOLL_CONFIG_FILE")]
@@ -200,7 +204,11 @@ impl NodeConfig {
         let tls_files = match tls {
             (Some(c), Some(k), Some(ca)) => Some((c, k, ca)),
             (None, None, None) => None,
-            _ => return Err(err("--cert-file, --key-file and --trusted-ca-file go together: give all three or none")),
+            _ => {
+                return Err(err(
+                    "--cert-file, --key-file and --trusted-ca-file go together: give all three or none",
+                ));
+            }
         };
         let max_request_bytes = bytes(
             "max-request-bytes",
@@ -212,7 +220,11 @@ impl NodeConfig {
             data_dir: flags.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
             listen_client_urls,
             advertise_client_urls,
-            listen_peer_urls: list(&flags.listen_peer_urls, file.listen_peer_urls, d.listen_peer_urls),
+            listen_peer_urls: list(
+                &flags.listen_peer_urls,
+                file.listen_peer_urls,
+                d.listen_peer_urls,
+            ),
             listen_metrics_urls: list(
                 &flags.listen_metrics_urls,
                 file.listen_metrics_urls,
@@ -233,7 +245,11 @@ impl NodeConfig {
                 text(&flags.election_timeout, file.election_timeout),
                 d.election_timeout,
             )?,
-            cache_bytes: bytes("cache-size", text(&flags.cache_size, file.cache_size), d.cache_bytes)?,
+            cache_bytes: bytes(
+                "cache-size",
+                text(&flags.cache_size, file.cache_size),
+                d.cache_bytes,
+            )?,
             tls_files,
             log_level: text(&flags.log_level, file.log_level).unwrap_or(d.log_level),
         })
@@ -262,18 +278,27 @@ impl NodeConfig {
         if self.listen_client_urls.is_empty() {
             return Err(err("--listen-client-urls must name at least one URL"));
         }
-        for url in self.listen_client_urls.iter().chain(&self.listen_peer_urls).chain(&self.listen_metrics_urls) {
+        for url in self
+            .listen_client_urls
+            .iter()
+            .chain(&self.listen_peer_urls)
+            .chain(&self.listen_metrics_urls)
+        {
             url_socket_addr(url)?;
         }
         if !matches!(self.log_level.as_str(), "error" | "warn" | "info" | "debug" | "trace") {
-            return Err(err(format!("--log-level '{}': use error, warn, info, debug or trace", self.log_level)));
+            return Err(err(format!(
+                "--log-level '{}': use error, warn, info, debug or trace",
+                self.log_level
+            )));
         }
         Ok(())
     }
 
     /// Election timeout in heartbeat ticks.
     pub fn election_ticks(&self) -> usize {
-        (self.election_timeout.as_millis() / self.heartbeat_interval.as_millis().max(1)).max(2) as usize
+        (self.election_timeout.as_millis() / self.heartbeat_interval.as_millis().max(1)).max(2)
+            as usize
     }
 
     /// etcd's request timeout: 5 s plus two election timeouts.

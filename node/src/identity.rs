@@ -19,7 +19,11 @@ pub struct NodeIdentity {
 
 impl NodeIdentity {
     /// Loads the identity from the data directory, or creates it on first start.
-    pub fn load_or_create(data_dir: &Path, cluster_token: &str, name: &str) -> Result<NodeIdentity, String> {
+    pub fn load_or_create(
+        data_dir: &Path,
+        cluster_token: &str,
+        name: &str,
+    ) -> Result<NodeIdentity, String> {
         let path = data_dir.join(IDENTITY_FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str(&text).map_err(|e| {
@@ -54,7 +58,9 @@ impl NodeIdentity {
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn write_atomically(path: &Path, identity: &NodeIdentity) -> std::io::Result<()> {

@@ -7,5 +7,7 @@ pub mod certs;
 pub mod config;
 pub mod ctl;
 pub mod identity;
+pub mod service;
+pub mod supervisor;
 pub mod transport;
 pub mod units;

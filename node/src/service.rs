@@ -54,7 +54,9 @@ impl NodeService {
         request_timeout: Duration,
     ) -> NodeService {
         let reads = Semaphore::new(READS_IN_FLIGHT_MAX);
-        NodeService { inner: Arc::new(Inner { shard, storage, identity, limits, request_timeout, reads }) }
+        NodeService {
+            inner: Arc::new(Inner { shard, storage, identity, limits, request_timeout, reads }),
+        }
     }
 
     /// Serves one request.
@@ -73,11 +75,8 @@ impl NodeService {
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse, AtollError> {
         validate_range(&req)?;
         let inner = &self.inner;
-        let term = if req.serializable {
-            inner.shard.published.term()
-        } else {
-            self.read_index().await?
-        };
+        let term =
+            if req.serializable { inner.shard.published.term() } else { self.read_index().await? };
         let _permit = inner.reads.acquire().await.map_err(|_| AtollError::Stopping)?;
         let store = inner.shard.store.clone();
         let db = inner.storage.db.clone();
@@ -147,13 +146,18 @@ impl NodeService {
 
 fn mailbox_error<M>(e: actix::prelude::SendError<M>) -> AtollError {
     match e {
-        actix::prelude::SendError::Full(_) => AtollError::Busy { limit: "replica_mailbox_max".into() },
+        actix::prelude::SendError::Full(_) => {
+            AtollError::Busy { limit: "replica_mailbox_max".into() }
+        }
         actix::prelude::SendError::Closed(_) => AtollError::Stopping,
     }
 }
 
 impl RequestHandler for NodeService {
-    fn handle(&self, req: NativeRequest) -> Pin<Box<dyn Future<Output = NativeResponse> + Send + 'static>> {
+    fn handle(
+        &self,
+        req: NativeRequest,
+    ) -> Pin<Box<dyn Future<Output = NativeResponse> + Send + 'static>> {
         let this = self.clone();
         Box::pin(async move { this.serve(req).await })
     }

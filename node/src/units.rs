@@ -15,7 +15,9 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "s" => value * 1000.0,
         "m" => value * 60_000.0,
         "h" => value * 3_600_000.0,
-        other => return Err(format!("unknown duration unit '{other}' in '{text}'; use ms, s, m or h")),
+        other => {
+            return Err(format!("unknown duration unit '{other}' in '{text}'; use ms, s, m or h"));
+        }
     };
     if !millis.is_finite() || millis < 0.0 {
         return Err(format!("'{text}' is not a valid duration"));
@@ -39,7 +41,9 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "KB" | "kB" => 1e3,
         "MB" => 1e6,
         "GB" => 1e9,
-        other => return Err(format!("unknown size unit '{other}' in '{text}'; use B, KiB, MiB or GiB")),
+        other => {
+            return Err(format!("unknown size unit '{other}' in '{text}'; use B, KiB, MiB or GiB"));
+        }
     };
     let bytes = value * factor;
     if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {

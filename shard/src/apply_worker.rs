@@ -78,10 +78,10 @@ pub struct ApplyHandle {
 }
 
 impl ApplyHandle {
-    /// Queues a task, giving it back if the queue is full or the worker stopped.
-    pub fn try_submit(&self, task: ApplyTask) -> Result<(), ApplyTask> {
+    /// Queues a task, giving it back (boxed) if the queue is full or the worker stopped.
+    pub fn try_submit(&self, task: ApplyTask) -> Result<(), Box<ApplyTask>> {
         self.tx.try_send(task).map_err(|e| match e {
-            TrySendError::Full(t) | TrySendError::Disconnected(t) => t,
+            TrySendError::Full(t) | TrySendError::Disconnected(t) => Box::new(t),
         })
     }
 }
@@ -171,11 +171,8 @@ impl ShardApplier {
         let decoded: Vec<(u64, Option<RaftCommand>)> =
             entries.iter().map(|e| (e.index, decode_command(e))).collect();
         let results = self.store.apply_entries(&mut self.state, &decoded, &self.limits)?;
-        let mut by_index: HashMap<u64, (u64, Result<WriteResponse, AtollError>)> = entries
-            .iter()
-            .zip(results)
-            .map(|(e, r)| (e.index, (e.term, r)))
-            .collect();
+        let mut by_index: HashMap<u64, (u64, Result<WriteResponse, AtollError>)> =
+            entries.iter().zip(results).map(|(e, r)| (e.index, (e.term, r))).collect();
         for p in proposals {
             let outcome = match by_index.remove(&p.index) {
                 Some((term, result)) if term == p.term => result.map(|r| self.stamp(r, term)),

@@ -5,8 +5,8 @@
 //! This crate must not know about the network, the router or the shard map beyond the range a
 //! replica owns: the node wires replicas to transports, and the router decides where keys go.
 
-// pub mod actors; (wired in once mvcc lands)
-// pub mod apply_worker;
+pub mod actors;
+pub mod apply_worker;
 pub mod config;
 pub mod core;
 pub mod error;

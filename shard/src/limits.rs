@@ -12,3 +12,7 @@ pub const RAFT_LOG_RETAINED_ENTRIES: u64 = 10_000;
 pub const ENTRY_CACHE_ENTRIES_MAX: usize = 4_096;
 /// Old MVCC versions one compaction batch deletes before yielding.
 pub const COMPACTION_BATCH_VERSIONS_MAX: usize = 1_000;
+/// Change-log records one compaction step reads, its own and other shards' (the change log is
+/// shared by every shard on the node), so a step stays short even when most records belong
+/// to other shards.
+pub const COMPACTION_SCAN_RECORDS_MAX: usize = 10_000;

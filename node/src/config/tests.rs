@@ -20,7 +20,13 @@ fn defaults_are_etcds_and_valid() {
 fn example_config_file_parses_to_the_defaults() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/atoll.example.toml");
     let cfg = NodeConfig::load(&flags(&["--config-file", path])).expect("example loads");
-    assert_eq!(cfg, NodeConfig { advertise_client_urls: cfg.listen_client_urls.clone(), ..NodeConfig::default() });
+    assert_eq!(
+        cfg,
+        NodeConfig {
+            advertise_client_urls: cfg.listen_client_urls.clone(),
+            ..NodeConfig::default()
+        }
+    );
 }
 
 #[test]

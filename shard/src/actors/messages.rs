@@ -3,6 +3,7 @@
 use crate::apply_worker::{Applied, WriteReply};
 use actix::Message;
 use atoll_proto::{AtollError, NodeId, WriteOp};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Propose a write; the result arrives on `reply` once applied.
 #[derive(Message)]
@@ -88,4 +89,29 @@ pub struct ReplicaStatus {
     pub compact_revision: i64,
     /// Whether this replica is a learner.
     pub is_learner: bool,
+}
+
+/// Scalars a replica publishes for lock-free readers (the request service fills response
+/// headers of serializable reads from them without a mailbox round trip).
+#[derive(Debug, Default)]
+pub struct PublishedState {
+    term: AtomicU64,
+    leader: AtomicU64,
+}
+
+impl PublishedState {
+    /// The replica's current term.
+    pub fn term(&self) -> u64 {
+        self.term.load(Ordering::Relaxed)
+    }
+
+    /// The leader's ID, 0 when unknown.
+    pub fn leader(&self) -> u64 {
+        self.leader.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn publish(&self, term: u64, leader: u64) {
+        self.term.store(term, Ordering::Relaxed);
+        self.leader.store(leader, Ordering::Relaxed);
+    }
 }

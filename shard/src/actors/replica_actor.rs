@@ -44,6 +44,8 @@ pub struct ReplicaDeps {
     pub applier: ApplyHandle,
     /// Wall clock for revision stamps.
     pub clock: Arc<dyn Clock>,
+    /// Where the replica publishes its term and leader.
+    pub published: Arc<PublishedState>,
 }
 
 /// One replica of one shard.
@@ -72,6 +74,7 @@ pub struct ReplicaActor {
     pub(super) persists_in_flight: usize,
     pub(super) ready_scheduled: bool,
     pub(super) log_truncation_in_flight: bool,
+    pub(super) published: Arc<PublishedState>,
     /// What `started` registers with the apply worker.
     registration: Option<(MvccStore, MvccLimits, HeaderIdentity, ApplyState)>,
 }
@@ -82,7 +85,7 @@ pub type ReadReply = tokio::sync::oneshot::Sender<Result<ReadReady, AtollError>>
 impl ReplicaActor {
     /// Builds the replica: loads its log and apply state, registers it with the apply worker
     /// and creates the `RawNode`. Runs on the caller's thread (start-up, not an arbiter).
-    pub fn create(deps: ReplicaDeps) -> Result<ReplicaActor, StorageError> {
+    pub fn new(deps: ReplicaDeps) -> Result<ReplicaActor, StorageError> {
         let ReplicaDeps { shard, config, initial_voters, store, limits, identity, .. } = deps;
         let state = store.load_apply_state()?;
         let conf = bootstrap_conf_state(store.storage(), shard, &initial_voters)?;
@@ -121,6 +124,7 @@ impl ReplicaActor {
             ready_scheduled: false,
             log_truncation_in_flight: false,
             registration: Some((store, limits, identity, state)),
+            published: deps.published,
         })
     }
 
@@ -197,10 +201,9 @@ impl Actor for ReplicaActor {
         // A shard whose only voter is this node need not wait an election timeout after a
         // restart: campaign at once, so the first read after start-up is fast.
         let conf = self.raw.store().conf_state();
-        if conf.voters == [self.config.node_id] && conf.voters_outgoing.is_empty() {
-            if let Err(e) = self.raw.campaign() {
-                tracing::warn!(shard_id = self.shard.0, error = %e, "campaign failed");
-            }
+        let sole_voter = conf.voters == [self.config.node_id] && conf.voters_outgoing.is_empty();
+        if sole_voter && let Err(e) = self.raw.campaign() {
+            tracing::warn!(shard_id = self.shard.0, error = %e, "campaign failed");
         }
         self.schedule_ready(ctx);
         tracing::info!(shard_id = self.shard.0, node_id = self.config.node_id, "replica started");
@@ -228,7 +231,8 @@ impl Handler<Propose> for ReplicaActor {
             let _ = msg.reply.send(Err(AtollError::Busy { limit: "pending_proposals_max".into() }));
             return;
         }
-        let cmd = RaftCommand { revision_stamp: self.stamper.next(self.clock.now_micros()), op: msg.op };
+        let cmd =
+            RaftCommand { revision_stamp: self.stamper.next(self.clock.now_micros()), op: msg.op };
         let data = match frame::encode_frame(&cmd) {
             Ok(d) => d,
             Err(e) => {

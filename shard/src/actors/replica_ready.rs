@@ -3,14 +3,14 @@
 //! confirm reads; then react to `Persisted` and `Applied`.
 
 use super::messages::*;
-use super::replica_actor::{ReplicaActor, ReadReply};
+use super::replica_actor::{ReadReply, ReplicaActor};
 use crate::apply_worker::ApplyTask;
 use crate::limits::RAFT_LOG_RETAINED_ENTRIES;
 use crate::storage::{LogWriteTask, TruncatedState};
 use actix::prelude::*;
 use raft::ReadState;
-use raft::eraftpb::{Entry, Message as RaftMessage};
 use raft::Storage as _;
+use raft::eraftpb::{Entry, Message as RaftMessage};
 
 impl ReplicaActor {
     pub(super) fn drive_ready(&mut self, ctx: &mut Context<Self>) {
@@ -62,6 +62,7 @@ impl ReplicaActor {
             self.persists_in_flight += 1;
             self.submit_log_task(task);
         }
+        self.published.publish(self.raw.raft.term, self.raw.raft.leader_id);
         if self.raw.has_ready() {
             self.schedule_ready(ctx);
         }
@@ -110,13 +111,13 @@ impl ReplicaActor {
     pub(super) fn retry_unsent(&mut self) {
         while let Some(task) = self.unsent_log.pop_front() {
             if let Err(task) = self.log_writer.try_submit(task) {
-                self.unsent_log.push_front(task);
+                self.unsent_log.push_front(*task);
                 break;
             }
         }
         while let Some(task) = self.unsent_apply.pop_front() {
             if let Err(task) = self.applier.try_submit(task) {
-                self.unsent_apply.push_front(task);
+                self.unsent_apply.push_front(*task);
                 break;
             }
         }

@@ -81,7 +81,10 @@ mod tests {
         let stale = p.push(6, 2, "d");
         assert_eq!(stale.iter().map(|s| s.reply).collect::<Vec<_>>(), vec!["c", "b"]);
         let done = p.take_up_to(6);
-        assert_eq!(done.iter().map(|d| (d.index, d.term)).collect::<Vec<_>>(), vec![(5, 1), (6, 2)]);
+        assert_eq!(
+            done.iter().map(|d| (d.index, d.term)).collect::<Vec<_>>(),
+            vec![(5, 1), (6, 2)]
+        );
         assert!(p.is_empty());
     }
 }

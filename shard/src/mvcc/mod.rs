@@ -1,1 +1,31 @@
-//! The MVCC store: etcd v3 semantics over the shared fjall keyspaces.
+//! The MVCC store: etcd v3 semantics (revisions, versions, tombstones, Range at a revision,
+//! Txn, DeleteRange, Compact, prev_kv) over the node's shared fjall keyspaces (DESIGN §4–§5).
+//!
+//! Layout: `mvcc` holds `encoded key ‖ !revision` → version record, `changes` holds
+//! `revision ‖ encoded key` → change record, and `raft_state` holds each shard's
+//! [`ApplyState`] (written in the same batch as the data it covers) and compaction cursor.
+//! Keys are not prefixed by shard: a shard is a key range, so a split is metadata only.
+//!
+//! This module must not hold anything per key in memory nor rebuild an index at start-up,
+//! and must not sync the journal: the log writer owns durability (DESIGN §3).
+
+mod apply_batch;
+mod apply_state;
+mod codec;
+mod compact;
+mod compare;
+mod interval_set;
+mod mvcc_limits;
+mod range;
+mod scan;
+mod shard_range;
+mod store;
+mod validate;
+mod view;
+mod write_txn;
+
+pub use apply_state::ApplyState;
+pub use mvcc_limits::MvccLimits;
+pub use shard_range::ShardRange;
+pub use store::{MvccStore, WriteResponse};
+pub use validate::{validate_range, validate_write};

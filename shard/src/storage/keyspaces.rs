@@ -36,8 +36,14 @@ impl Storage {
     /// Journal persistence is manual: writes reach the OS on commit, and only the log writer's
     /// `persist(SyncData)` makes them durable (group commit, DESIGN §3).
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Storage, StorageError> {
-        std::fs::create_dir_all(path)?;
         let shown = path.display().to_string();
+        if path.exists() && !path.is_dir() {
+            return Err(StorageError::Corrupt {
+                path: shown,
+                detail: "it is a file, not a directory".into(),
+            });
+        }
+        std::fs::create_dir_all(path)?;
         let db = Database::builder(path)
             .cache_size(cache_bytes)
             .manual_journal_persist(true)

@@ -9,8 +9,8 @@
 use crate::error::StorageError;
 use crate::limits::{LOG_WRITER_BATCH_BYTES_MAX, LOG_WRITER_BATCH_ENTRIES_MAX};
 use crate::storage::Storage;
-use crate::storage::records::{self, StateTag};
 use crate::storage::raft_log::TruncatedState;
+use crate::storage::records::{self, StateTag};
 use atoll_proto::ShardId;
 use raft::eraftpb::{Entry, HardState};
 use std::sync::Arc;
@@ -67,12 +67,12 @@ pub struct LogWriterHandle {
 
 impl LogWriterHandle {
     /// Queues a task. Gives it back when the queue is full or the writer is poisoned.
-    pub fn try_submit(&self, task: LogWriteTask) -> Result<(), LogWriteTask> {
+    pub fn try_submit(&self, task: LogWriteTask) -> Result<(), Box<LogWriteTask>> {
         if self.poisoned.load(Ordering::Acquire) {
-            return Err(task);
+            return Err(Box::new(task));
         }
         self.tx.try_send(task).map_err(|e| match e {
-            TrySendError::Full(t) | TrySendError::Disconnected(t) => t,
+            TrySendError::Full(t) | TrySendError::Disconnected(t) => Box::new(t),
         })
     }
 

@@ -101,7 +101,7 @@ impl RaftLogStore {
     /// replace the conflicting suffix (Raft §5.3). Returns the first index whose disk record
     /// must be deleted because the log got shorter, if any.
     pub fn append(&mut self, entries: &[Entry]) -> Option<(u64, u64)> {
-        let Some(first) = entries.first() else { return None };
+        let first = entries.first()?;
         let new_last = first.index + entries.len() as u64 - 1;
         let stale = (new_last < self.last_index).then_some((new_last + 1, self.last_index));
         while self.cache.back().is_some_and(|e| e.index >= first.index) {
@@ -226,8 +226,7 @@ pub fn bootstrap_conf_state(
     if let Some(cs) = records::load_conf_state(storage, shard)? {
         return Ok(cs);
     }
-    let mut cs = ConfState::default();
-    cs.voters = voters.to_vec();
+    let cs = ConfState { voters: voters.to_vec(), ..ConfState::default() };
     let mut batch = storage.db.batch();
     records::put_conf_state(storage, &mut batch, shard, &cs)?;
     batch.commit()?;

@@ -134,14 +134,16 @@ struct StoredEntry {
 }
 
 /// Loads a shard's hard state.
-pub fn load_hard_state(storage: &Storage, shard: ShardId) -> Result<Option<HardState>, StorageError> {
+pub fn load_hard_state(
+    storage: &Storage,
+    shard: ShardId,
+) -> Result<Option<HardState>, StorageError> {
     let stored: Option<StoredHardState> = load_state(storage, shard, StateTag::HardState)?;
-    Ok(stored.map(|s| {
-        let mut hs = HardState::default();
-        hs.term = s.term;
-        hs.vote = s.vote;
-        hs.commit = s.commit;
-        hs
+    Ok(stored.map(|s| HardState {
+        term: s.term,
+        vote: s.vote,
+        commit: s.commit,
+        ..HardState::default()
     }))
 }
 
@@ -157,16 +159,18 @@ pub fn put_hard_state(
 }
 
 /// Loads a shard's conf state.
-pub fn load_conf_state(storage: &Storage, shard: ShardId) -> Result<Option<ConfState>, StorageError> {
+pub fn load_conf_state(
+    storage: &Storage,
+    shard: ShardId,
+) -> Result<Option<ConfState>, StorageError> {
     let stored: Option<StoredConfState> = load_state(storage, shard, StateTag::ConfState)?;
-    Ok(stored.map(|s| {
-        let mut cs = ConfState::default();
-        cs.voters = s.voters;
-        cs.learners = s.learners;
-        cs.voters_outgoing = s.voters_outgoing;
-        cs.learners_next = s.learners_next;
-        cs.auto_leave = s.auto_leave;
-        cs
+    Ok(stored.map(|s| ConfState {
+        voters: s.voters,
+        learners: s.learners,
+        voters_outgoing: s.voters_outgoing,
+        learners_next: s.learners_next,
+        auto_leave: s.auto_leave,
+        ..ConfState::default()
     }))
 }
 
@@ -213,17 +217,22 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry, StorageError> {
             });
         }
     };
-    let mut e = Entry::default();
-    e.set_entry_type(entry_type);
-    e.term = s.term;
-    e.index = s.index;
-    e.data = s.data.into();
-    e.context = s.context.into();
-    Ok(e)
+    Ok(Entry {
+        entry_type,
+        term: s.term,
+        index: s.index,
+        data: s.data.into(),
+        context: s.context.into(),
+        ..Entry::default()
+    })
 }
 
 /// Loads one log entry.
-pub fn load_entry(storage: &Storage, shard: ShardId, index: u64) -> Result<Option<Entry>, StorageError> {
+pub fn load_entry(
+    storage: &Storage,
+    shard: ShardId,
+    index: u64,
+) -> Result<Option<Entry>, StorageError> {
     match storage.raft_log.get(log_key(shard, index))? {
         Some(bytes) => Ok(Some(decode_entry(&bytes)?)),
         None => Ok(None),
@@ -237,9 +246,11 @@ pub fn last_log_index(storage: &Storage, shard: ShardId) -> Result<Option<u64>, 
     match storage.raft_log.range(lo..=hi).next_back() {
         Some(guard) => {
             let key = guard.key()?;
-            let idx: [u8; 8] = key.get(8..16).and_then(|s| s.try_into().ok()).ok_or(
-                StorageError::BadRecord { what: "raft log key", detail: format!("{} bytes", key.len()) },
-            )?;
+            let idx: [u8; 8] =
+                key.get(8..16).and_then(|s| s.try_into().ok()).ok_or(StorageError::BadRecord {
+                    what: "raft log key",
+                    detail: format!("{} bytes", key.len()),
+                })?;
             Ok(Some(u64::from_be_bytes(idx)))
         }
         None => Ok(None),

@@ -1,0 +1,102 @@
+//! Test support: real `atoll` processes on loopback with their own data directories.
+
+#![allow(dead_code)]
+
+use atoll_router::{Client, ClientConfig, Trust};
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a node may take to print its ready line.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A free UDP port on loopback (bound and released; the node binds it right after).
+pub fn free_udp_port() -> u16 {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral udp port");
+    sock.local_addr().expect("local addr").port()
+}
+
+/// A running `atoll` process; killed on drop.
+pub struct TestNode {
+    pub child: Child,
+    pub data_dir: PathBuf,
+    pub port: u16,
+    pub started: Instant,
+    pub ready_after: Duration,
+}
+
+/// Command for the `atoll` binary built with the tests.
+pub fn atoll_command(data_dir: &Path, port: u16, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atoll"));
+    cmd.arg("--data-dir")
+        .arg(data_dir)
+        .arg("--listen-client-urls")
+        .arg(format!("https://127.0.0.1:{port}"))
+        .args(extra)
+        .env("ATOLL_LOG_LEVEL", "warn")
+        .stdin(Stdio::null());
+    cmd
+}
+
+impl TestNode {
+    /// Starts a node and waits for its ready line.
+    pub fn must_start(data_dir: &Path, port: u16) -> TestNode {
+        let started = Instant::now();
+        let mut child = atoll_command(data_dir, port, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn atoll");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("ready to serve clients") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(START_DEADLINE).is_err() {
+            let _ = child.kill();
+            panic!("atoll did not print its ready line within {START_DEADLINE:?}");
+        }
+        TestNode {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            port,
+            started,
+            ready_after: started.elapsed(),
+        }
+    }
+
+    /// The endpoint clients dial.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A client that trusts the node's development CA.
+    pub async fn must_client(&self) -> Client {
+        let ca = atoll_router::tls::read_pem_certs(&self.data_dir.join("certs/ca.pem"))
+            .expect("dev CA readable");
+        let mut cfg = ClientConfig::new(vec![self.endpoint()], Trust::CaDer(ca));
+        cfg.request_timeout = Duration::from_secs(10);
+        cfg.dial_timeout = Duration::from_secs(5);
+        Client::connect(cfg).await.expect("client connects")
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

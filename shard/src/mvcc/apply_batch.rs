@@ -1,0 +1,148 @@
+//! One apply batch: the committed entries of one Raft Ready applied in order against one
+//! snapshot, their writes kept in memory until the batch is committed in a single fjall batch
+//! together with the final [`ApplyState`] (DESIGN §5: the applied index rides with the data).
+
+use crate::error::{ShardError, StorageError};
+use crate::mvcc::apply_state::{ApplyState, apply_state_key};
+use crate::mvcc::codec::{
+    ChangeKind, change_key, encode_change, encode_live, encode_tombstone, version_key_encoded,
+};
+use crate::mvcc::store::{MvccStore, WriteResponse};
+use crate::mvcc::validate::check_shape;
+use crate::mvcc::view::{History, Overlay};
+use crate::mvcc::write_txn::WriteTxn;
+use atoll_proto::{AtollError, CompactionResponse, RaftCommand, ResponseHeader, WriteOp};
+use fjall::Snapshot;
+
+/// Entries being applied and not yet committed.
+pub(crate) struct ApplyBatch<'s> {
+    store: &'s MvccStore,
+    snap: Snapshot,
+    /// Versions written by the entries applied so far.
+    history: History,
+    /// State before the batch.
+    start: ApplyState,
+    /// State after the entries applied so far.
+    state: ApplyState,
+}
+
+impl<'s> ApplyBatch<'s> {
+    /// A batch starting from `state`. Apply is serial per shard, so a snapshot taken now
+    /// holds every earlier entry.
+    pub(crate) fn new(store: &'s MvccStore, state: ApplyState) -> Self {
+        let snap = store.storage.db.snapshot();
+        ApplyBatch { store, snap, history: History::new(), start: state, state }
+    }
+
+    /// Applies the entry at `index`; see [`MvccStore::apply`] for the semantics.
+    pub(crate) fn apply_entry(
+        &mut self,
+        index: u64,
+        cmd: Option<&RaftCommand>,
+    ) -> Result<Result<WriteResponse, AtollError>, StorageError> {
+        if index <= self.state.applied_index {
+            let reason = format!(
+                "raft entry {index} is at or below the applied index {}; it is not applied again",
+                self.state.applied_index
+            );
+            return Ok(Err(AtollError::Malformed { reason }));
+        }
+        self.state.applied_index = index;
+        let Some(cmd) = cmd else {
+            return Ok(Err(AtollError::Malformed {
+                reason: format!("raft entry {index} carries no command"),
+            }));
+        };
+        // Strictly increasing on every replica whatever the stamping leader's clock said
+        // (decision D3).
+        let new_revision = cmd.revision_stamp.max(self.state.revision.saturating_add(1));
+        match self.execute(new_revision, &cmd.op) {
+            Ok((response, overlay)) => {
+                if !overlay.is_empty() {
+                    for (encoded, version) in overlay {
+                        self.history.entry(encoded).or_default().insert(new_revision, version);
+                    }
+                    self.state.revision = new_revision;
+                }
+                Ok(Ok(response))
+            }
+            Err(ShardError::Request(e)) => Ok(Err(e)),
+            Err(ShardError::Storage(e)) => Err(e),
+        }
+    }
+
+    fn execute(
+        &mut self,
+        new_revision: i64,
+        op: &WriteOp,
+    ) -> Result<(WriteResponse, Overlay), ShardError> {
+        check_shape(op, None)?;
+        let mut txn = WriteTxn {
+            snap: &self.snap,
+            mvcc: &self.store.storage.mvcc,
+            shard: self.store.shard,
+            range: &self.store.range,
+            base_revision: self.state.revision,
+            compact_revision: self.state.compact_revision,
+            new_revision,
+            history: &self.history,
+            overlay: Overlay::new(),
+        };
+        let response = match op {
+            WriteOp::Put(req) => WriteResponse::Put(txn.put(req)?),
+            WriteOp::DeleteRange(req) => WriteResponse::DeleteRange(txn.delete_range(req)?),
+            WriteOp::Txn(req) => WriteResponse::Txn(txn.txn(req)?),
+            WriteOp::Compact(req) => {
+                let response = compact(&self.state, req.revision)?;
+                self.state.compact_revision = req.revision;
+                return Ok((response, Overlay::new()));
+            }
+        };
+        Ok((response, txn.overlay))
+    }
+
+    /// Commits every version, its change-log record and the final apply state in one fjall
+    /// batch, and returns that state. The batch reaches the journal now and becomes durable
+    /// with the log writer's next sync, which orders it before anything that depends on it
+    /// (decision D2). A batch that changed nothing writes nothing.
+    pub(crate) fn commit(self) -> Result<ApplyState, StorageError> {
+        if self.state == self.start {
+            return Ok(self.state);
+        }
+        let storage = &self.store.storage;
+        let mut batch = storage.db.batch();
+        for (encoded, versions) in &self.history {
+            for (revision, version) in versions {
+                let (record, kind) = match version {
+                    Some(kv) => (
+                        encode_live(kv.create_revision, kv.version, kv.lease, &kv.value),
+                        ChangeKind::Put,
+                    ),
+                    None => (encode_tombstone(), ChangeKind::Delete),
+                };
+                batch.insert(&storage.mvcc, version_key_encoded(encoded, *revision), record);
+                batch.insert(&storage.changes, change_key(*revision, encoded), encode_change(kind));
+            }
+        }
+        batch.insert(&storage.raft_state, apply_state_key(self.store.shard), self.state.encode());
+        batch.commit()?;
+        Ok(self.state)
+    }
+}
+
+/// etcd `store.Compact` / `updateCompactRev`: at or below the compacted revision is
+/// `Compacted`, above the current one is `FutureRevision`; otherwise the compaction is
+/// logical at apply (reads below it fail at once) and physical later in
+/// [`MvccStore::compact_step`]. The header carries the current revision. etcd starts with a
+/// compacted revision of -1 and so accepts `Compact(0)` once; here the zero state already
+/// counts as compacted at 0.
+fn compact(state: &ApplyState, revision: i64) -> Result<WriteResponse, AtollError> {
+    if revision <= state.compact_revision {
+        return Err(AtollError::Compacted { compact_revision: state.compact_revision });
+    }
+    if revision > state.revision {
+        return Err(AtollError::FutureRevision { current_revision: state.revision });
+    }
+    let header = ResponseHeader { revision: state.revision, ..Default::default() };
+    Ok(WriteResponse::Compact(CompactionResponse { header }))
+}
