@@ -82,7 +82,7 @@ impl TestNode {
         let ca = atoll_router::tls::read_pem_certs(&self.data_dir.join("certs/ca.pem"))
             .expect("dev CA readable");
         let mut cfg = ClientConfig::new(vec![self.endpoint()], Trust::CaDer(ca));
-        cfg.request_timeout = Duration::from_secs(10);
+        cfg.request_timeout = Duration::from_secs(3);
         cfg.dial_timeout = Duration::from_secs(5);
         Client::connect(cfg).await.expect("client connects")
     }

@@ -62,8 +62,11 @@ pub struct ReplicaActor {
     pub(super) revision: i64,
     pub(super) compact_revision: i64,
     pub(super) next_read_id: u64,
-    /// Reads waiting for Raft to confirm their read index.
-    pub(super) reads_unconfirmed: HashMap<u64, ReadReply>,
+    /// Reads that arrived since the last Ready; they share one read index (TiKV batches
+    /// ReadIndex the same way: one heartbeat round confirms them all).
+    pub(super) reads_arrived: Vec<ReadReply>,
+    /// Read batches waiting for Raft to confirm their read index, by request ID.
+    pub(super) reads_unconfirmed: HashMap<u64, Vec<ReadReply>>,
     /// Reads with a confirmed index, waiting for apply to reach it (ascending index).
     pub(super) reads_unapplied: VecDeque<(u64, ReadReply)>,
     /// Log tasks refused by a full log-writer queue, retried in order.
@@ -116,6 +119,7 @@ impl ReplicaActor {
             revision: state.revision,
             compact_revision: state.compact_revision,
             next_read_id: 1,
+            reads_arrived: Vec::new(),
             reads_unconfirmed: HashMap::new(),
             reads_unapplied: VecDeque::new(),
             unsent_log: VecDeque::new(),
@@ -144,6 +148,11 @@ impl ReplicaActor {
         };
         self.unsent_apply.push_back(task);
         self.retry_unsent();
+    }
+
+    fn reads_pending(&self) -> usize {
+        let unconfirmed: usize = self.reads_unconfirmed.values().map(Vec::len).sum();
+        self.reads_arrived.len() + unconfirmed + self.reads_unapplied.len()
     }
 
     fn not_leader(&self) -> AtollError {
@@ -266,14 +275,11 @@ impl Handler<ReadIndex> for ReplicaActor {
             let _ = msg.reply.send(Err(AtollError::NoLeader { shard: self.shard }));
             return;
         }
-        if self.reads_unconfirmed.len() + self.reads_unapplied.len() >= PENDING_READS_MAX {
+        if self.reads_pending() >= PENDING_READS_MAX {
             let _ = msg.reply.send(Err(AtollError::Busy { limit: "pending_reads_max".into() }));
             return;
         }
-        let id = self.next_read_id;
-        self.next_read_id += 1;
-        self.raw.read_index(id.to_be_bytes().to_vec());
-        self.reads_unconfirmed.insert(id, msg.reply);
+        self.reads_arrived.push(msg.reply);
         self.schedule_ready(ctx);
     }
 }

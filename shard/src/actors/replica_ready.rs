@@ -14,6 +14,7 @@ use raft::eraftpb::{Entry, Message as RaftMessage};
 
 impl ReplicaActor {
     pub(super) fn drive_ready(&mut self, ctx: &mut Context<Self>) {
+        self.request_read_index();
         if !self.raw.has_ready() {
             return;
         }
@@ -82,17 +83,30 @@ impl ReplicaActor {
         self.retry_unsent();
     }
 
+    /// Asks Raft for one read index covering every read that arrived since the last call.
+    fn request_read_index(&mut self) {
+        if self.reads_arrived.is_empty() {
+            return;
+        }
+        let id = self.next_read_id;
+        self.next_read_id += 1;
+        self.raw.read_index(id.to_be_bytes().to_vec());
+        self.reads_unconfirmed.insert(id, std::mem::take(&mut self.reads_arrived));
+    }
+
     fn on_read_states(&mut self, states: Vec<ReadState>) {
         for rs in states {
             let Ok(id) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else { continue };
-            let Some(reply) = self.reads_unconfirmed.remove(&u64::from_be_bytes(id)) else {
+            let Some(replies) = self.reads_unconfirmed.remove(&u64::from_be_bytes(id)) else {
                 continue;
             };
-            if rs.index <= self.applied_index {
-                self.answer_read(reply);
-            } else {
-                // Confirmed indices only grow, so the queue stays sorted.
-                self.reads_unapplied.push_back((rs.index, reply));
+            for reply in replies {
+                if rs.index <= self.applied_index {
+                    self.answer_read(reply);
+                } else {
+                    // Confirmed indices only grow, so the queue stays sorted.
+                    self.reads_unapplied.push_back((rs.index, reply));
+                }
             }
         }
     }
