@@ -13,6 +13,11 @@ pub const MVCC: &str = "mvcc";
 /// Keyspace of the revision-ordered change log: `revision ‖ encoded user key` → change.
 pub const CHANGES: &str = "changes";
 
+/// Journal bytes kept before fjall flushes memtables to free old journals.
+pub const JOURNAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Memtable size per keyspace; with four keyspaces the memtables fit in the journal cap.
+pub const MEMTABLE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
 /// The node's storage: one fjall database with the shared keyspaces. Cheap to clone; every
 /// handle refers to the same database.
 #[derive(Clone)]
@@ -47,10 +52,13 @@ impl Storage {
         let db = Database::builder(path)
             .cache_size(cache_bytes)
             .manual_journal_persist(true)
+            // Recovery replays the journal into memtables: capping it (fjall's minimum) bounds
+            // restart time whatever the key count (DESIGN §5: restart must not grow with it).
+            .max_journaling_size(JOURNAL_BYTES_MAX)
             .open()
             .map_err(|e| classify_open_error(&shown, e))?;
         let open = |name: &str| {
-            db.keyspace(name, KeyspaceCreateOptions::default)
+            db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX))
                 .map_err(|e| classify_open_error(&shown, e))
         };
         Ok(Storage {
