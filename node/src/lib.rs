@@ -6,6 +6,7 @@
 pub mod certs;
 pub mod config;
 pub mod ctl;
+pub mod http;
 pub mod identity;
 pub mod service;
 pub mod supervisor;

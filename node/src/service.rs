@@ -9,9 +9,11 @@ use atoll_proto::*;
 use atoll_shard::Storage;
 use atoll_shard::actors::{GetStatus, Propose, PublishedState, ReadIndex, ReplicaActor};
 use atoll_shard::mvcc::{MvccLimits, MvccStore, WriteResponse, validate_range, validate_write};
+use atoll_shard::storage::LogWriterHandle;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, oneshot};
 
@@ -42,25 +44,52 @@ struct Inner {
     limits: MvccLimits,
     request_timeout: Duration,
     reads: Semaphore,
+    counters: RequestCounters,
+    log_writer: Option<LogWriterHandle>,
+}
+
+/// Requests served, by outcome; read by `/metrics`.
+#[derive(Default)]
+struct RequestCounters {
+    reads: AtomicU64,
+    writes: AtomicU64,
+    errors: AtomicU64,
 }
 
 impl NodeService {
-    /// A service for one data shard.
+    /// A service for one data shard; `log_writer` is only read for `/metrics`.
     pub fn new(
         shard: ShardHandle,
         storage: Storage,
         identity: NodeIdentity,
         limits: MvccLimits,
         request_timeout: Duration,
+        log_writer: Option<LogWriterHandle>,
     ) -> NodeService {
         let reads = Semaphore::new(READS_IN_FLIGHT_MAX);
-        NodeService {
-            inner: Arc::new(Inner { shard, storage, identity, limits, request_timeout, reads }),
-        }
+        let counters = RequestCounters::default();
+        let inner = Inner {
+            shard,
+            storage,
+            identity,
+            limits,
+            request_timeout,
+            reads,
+            counters,
+            log_writer,
+        };
+        NodeService { inner: Arc::new(inner) }
     }
 
     /// Serves one request.
     pub async fn serve(&self, req: NativeRequest) -> NativeResponse {
+        let counters = &self.inner.counters;
+        let counter = if matches!(req, NativeRequest::Range(_) | NativeRequest::Status(_)) {
+            &counters.reads
+        } else {
+            &counters.writes
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         let result = match req {
             NativeRequest::Range(r) => self.range(r).await.map(NativeResponse::Range),
             NativeRequest::Put(r) => self.write(WriteOp::Put(r)).await,
@@ -69,7 +98,103 @@ impl NodeService {
             NativeRequest::Compact(r) => self.write(WriteOp::Compact(r)).await,
             NativeRequest::Status(_) => self.status().await.map(NativeResponse::Status),
         };
-        result.unwrap_or_else(NativeResponse::Error)
+        result.unwrap_or_else(|e| {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            NativeResponse::Error(e)
+        })
+    }
+
+    /// Succeeds once a linearizable read index is confirmed and applied: the shard has a
+    /// leader and this node follows it (etcd's /health does a linearizable read too).
+    pub async fn check_health(&self, timeout: Duration) -> Result<(), AtollError> {
+        tokio::time::timeout(timeout, self.read_index())
+            .await
+            .map_err(|_| AtollError::Timeout)?
+            .map(|_| ())
+    }
+
+    /// `(name, help, type, value)` of every metric the node exports.
+    pub async fn metric_samples(&self) -> Vec<(&'static str, &'static str, &'static str, String)> {
+        let inner = &self.inner;
+        let c = &inner.counters;
+        let mut samples = vec![
+            (
+                "atoll_server_reads_total",
+                "Read requests received.",
+                "counter",
+                c.reads.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "atoll_server_writes_total",
+                "Write requests received.",
+                "counter",
+                c.writes.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "atoll_server_errors_total",
+                "Requests answered with an error.",
+                "counter",
+                c.errors.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "atoll_storage_disk_bytes",
+                "Bytes the storage engine uses on disk.",
+                "gauge",
+                inner.storage.disk_bytes().to_string(),
+            ),
+        ];
+        if let Some(lw) = &inner.log_writer {
+            let s = lw.stats();
+            samples.push((
+                "atoll_log_writer_syncs_total",
+                "fsyncs of the log writer (one per group commit).",
+                "counter",
+                s.syncs.load(Ordering::Relaxed).to_string(),
+            ));
+            samples.push((
+                "atoll_log_writer_entries_total",
+                "Raft entries made durable.",
+                "counter",
+                s.entries.load(Ordering::Relaxed).to_string(),
+            ));
+            let secs = s.sync_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            samples.push((
+                "atoll_log_writer_sync_seconds_total",
+                "Time spent in fsync.",
+                "counter",
+                format!("{secs:.6}"),
+            ));
+        }
+        if let Ok(Ok(status)) =
+            tokio::time::timeout(Duration::from_secs(1), inner.shard.addr.send(GetStatus)).await
+        {
+            let is_leader = u64::from(status.role == atoll_shard::actors::ReplicaRole::Leader);
+            samples.push((
+                "atoll_shard_is_leader",
+                "1 if this node leads the data shard.",
+                "gauge",
+                is_leader.to_string(),
+            ));
+            samples.push((
+                "atoll_shard_raft_term",
+                "Raft term of the data shard.",
+                "gauge",
+                status.term.to_string(),
+            ));
+            samples.push((
+                "atoll_shard_applied_index",
+                "Applied Raft index of the data shard.",
+                "gauge",
+                status.applied_index.to_string(),
+            ));
+            samples.push((
+                "atoll_shard_revision",
+                "Store revision of the data shard.",
+                "gauge",
+                status.revision.to_string(),
+            ));
+        }
+        samples
     }
 
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse, AtollError> {

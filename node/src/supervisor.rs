@@ -51,14 +51,15 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         store: store.clone(),
         limits: limits.clone(),
         identity: HeaderIdentity { cluster_id: identity.cluster_id, member_id: identity.member_id },
-        log_writer,
+        log_writer: log_writer.clone(),
         applier,
         clock: Arc::new(SystemClock),
         published: published.clone(),
     })?;
     let addr = start_actors(replica)?;
     let shard = ShardHandle { addr, store, published };
-    let service = NodeService::new(shard, storage, identity, limits, cfg.request_timeout());
+    let timeout = cfg.request_timeout();
+    let service = NodeService::new(shard, storage, identity, limits, timeout, Some(log_writer));
     serve(&cfg, tls, service)
 }
 
@@ -125,6 +126,11 @@ fn serve(cfg: &NodeConfig, tls: TlsMaterial, service: NodeService) -> anyhow::Re
             let server = QuicServer::bind(server_cfg, Arc::new(service.clone()))?;
             tracing::info!(addr = %server.local_addr(), name = %cfg.name, "serving native clients over quic");
             servers.push(server);
+        }
+        for url in &cfg.listen_metrics_urls {
+            let listener = crate::http::bind(url_socket_addr(url)?).await.map_err(anyhow::Error::msg)?;
+            tracing::info!(url = %url, "serving /metrics and /health");
+            tokio::spawn(crate::http::serve(listener, service.clone()));
         }
         println!("atoll: ready to serve clients on {}", cfg.listen_client_urls.join(","));
         let tasks: Vec<_> = servers.into_iter().map(|s| tokio::spawn(s.run())).collect();

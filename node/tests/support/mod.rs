@@ -19,6 +19,12 @@ pub fn free_udp_port() -> u16 {
     sock.local_addr().expect("local addr").port()
 }
 
+/// A free TCP port on loopback.
+pub fn free_tcp_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral tcp port");
+    l.local_addr().expect("local addr").port()
+}
+
 /// A running `atoll` process; killed on drop.
 pub struct TestNode {
     pub child: Child,
@@ -44,8 +50,13 @@ pub fn atoll_command(data_dir: &Path, port: u16, extra: &[&str]) -> Command {
 impl TestNode {
     /// Starts a node and waits for its ready line.
     pub fn must_start(data_dir: &Path, port: u16) -> TestNode {
+        TestNode::must_start_with(data_dir, port, &[])
+    }
+
+    /// Starts a node with extra flags and waits for its ready line.
+    pub fn must_start_with(data_dir: &Path, port: u16, extra: &[&str]) -> TestNode {
         let started = Instant::now();
-        let mut child = atoll_command(data_dir, port, &[])
+        let mut child = atoll_command(data_dir, port, extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
