@@ -5,16 +5,21 @@
 use super::context::ScenarioContext;
 use super::emit::{emit, median, quantile};
 use super::fixture::start_loaded;
-use super::queries::time_range;
+use super::queries::{Runs, time_range};
 use anyhow::bail;
 use atoll_proto::kv::RangeRequest;
 use serde_json::json;
+use std::time::Duration;
 
 /// The scenario's name.
 pub const NAME: &str = "count-only-1m";
 /// Runs when `--repeat` is not given (and under `--smoke`).
 const RUNS_DEFAULT: u64 = 9;
 const RUNS_SMOKE: u64 = 3;
+/// Runs made whatever the time budget.
+const RUNS_MIN: u64 = 3;
+/// Time after which no new run starts (once `RUNS_MIN` are done).
+const BUDGET: Duration = Duration::from_secs(30);
 
 /// Runs the scenario.
 pub async fn run_scenario(ctx: &ScenarioContext) -> anyhow::Result<()> {
@@ -22,7 +27,7 @@ pub async fn run_scenario(ctx: &ScenarioContext) -> anyhow::Result<()> {
     let keys = loaded.keys.size();
     let (key, range_end) = loaded.keys.prefix_range();
     let request = RangeRequest { key, range_end, count_only: true, ..RangeRequest::default() };
-    let runs = ctx.runs(RUNS_DEFAULT, RUNS_SMOKE);
+    let runs = Runs { max: ctx.runs(RUNS_DEFAULT, RUNS_SMOKE), min: RUNS_MIN, budget: BUDGET };
     let samples = time_range(loaded.pool.client(0), &request, runs, |r| {
         if r.count != keys as i64 || !r.kvs.is_empty() {
             bail!(
@@ -36,7 +41,7 @@ pub async fn run_scenario(ctx: &ScenarioContext) -> anyhow::Result<()> {
     .await?;
     let params = ctx.params(json!({
         "keys": keys,
-        "runs": runs,
+        "runs": samples.len(),
         "linearizable": true,
         "min_ms": quantile(&samples, 0.0),
         "max_ms": quantile(&samples, 1.0),

@@ -10,8 +10,9 @@ use super::fixture::{Loaded, start_loaded};
 use super::node::StopHow;
 use crate::workload::get_request;
 use anyhow::bail;
-use atoll_router::{Client, ClientConfig};
+use atoll_router::{Client, ClientConfig, ClientError};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// The scenario's name.
@@ -21,9 +22,11 @@ const RUNS_DEFAULT: u64 = 3;
 /// Pause between two probes of a restarting node: short, as it bounds the error of the
 /// measurement.
 const PROBE_PAUSE: Duration = Duration::from_millis(5);
-/// Dial and request timeouts of a probe: a probe that hangs is abandoned and a fresh one sent
-/// (a QUIC Initial sent before the port was bound would otherwise wait ~1 s to be resent).
-const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Dial and request timeouts of a probe: a probe that hangs is abandoned and a fresh one
+/// sent, so a request lost during start-up (a QUIC Initial sent before the port was bound
+/// would wait ~1 s to be resent; a read that reached the node before its election) costs at
+/// most this much. Failed probes are listed in the output, so such delays are visible.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long a restarted node may take to answer its first read.
 const FIRST_READ_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -32,6 +35,7 @@ struct Sample {
     stop_ms: f64,
     ready_line_ms: f64,
     first_read_ms: f64,
+    failed_probes: BTreeMap<String, u64>,
 }
 
 /// Runs the scenario.
@@ -54,11 +58,12 @@ async fn restart_once(loaded: &mut Loaded, how: StopHow) -> anyhow::Result<Sampl
     let ready = loaded.node.wait_ready().await?;
     let config = probe_config(loaded.node.client_config()?);
     let last = loaded.keys.key(loaded.keys.size() - 1);
-    let first_read = first_read(&config, &last, &loaded.value, spawned_at).await?;
+    let (first_read, probes) = first_read(&config, &last, &loaded.value, spawned_at).await?;
     Ok(Sample {
         stop_ms: millis(stop),
         ready_line_ms: millis(ready),
         first_read_ms: millis(first_read),
+        failed_probes: probes.failures,
     })
 }
 
@@ -70,20 +75,34 @@ fn probe_config(mut config: ClientConfig) -> ClientConfig {
     config
 }
 
-/// Probes until a linearizable get of `key` answers `value`; returns the time since spawn.
+/// What the probe loop saw before the first successful read.
+#[derive(Debug, Default)]
+struct Probes {
+    /// Failed attempts by error text (the node's answers and client errors).
+    failures: BTreeMap<String, u64>,
+}
+
+impl Probes {
+    fn failed(&mut self, error: &ClientError) {
+        *self.failures.entry(error.to_string()).or_insert(0) += 1;
+    }
+}
+
+/// Probes until a linearizable get of `key` answers `value`; returns the time since spawn
+/// and the failed probes.
 async fn first_read(
     config: &ClientConfig,
     key: &[u8],
     value: &[u8],
     spawned_at: Instant,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<(Duration, Probes)> {
     let mut client: Option<Client> = None;
-    let mut last_error = String::from("no attempt");
+    let mut probes = Probes::default();
     while spawned_at.elapsed() < FIRST_READ_DEADLINE {
         if client.is_none() {
             match Client::connect(config.clone()).await {
                 Ok(c) => client = Some(c),
-                Err(e) => last_error = e.to_string(),
+                Err(e) => probes.failed(&e),
             }
         }
         if let Some(c) = &client {
@@ -91,20 +110,21 @@ async fn first_read(
                 Ok(response) => {
                     let elapsed = spawned_at.elapsed();
                     match response.kvs.first() {
-                        Some(kv) if kv.value == value => return Ok(elapsed),
+                        Some(kv) if kv.value == value => return Ok((elapsed, probes)),
                         _ => bail!(
                             "after restart {} is missing or changed: an acknowledged write was lost",
                             String::from_utf8_lossy(key)
                         ),
                     }
                 }
-                Err(e) => last_error = e.to_string(),
+                Err(e) => probes.failed(&e),
             }
         }
         tokio::time::sleep(PROBE_PAUSE).await;
     }
     bail!(
-        "no successful read within {FIRST_READ_DEADLINE:?} of the restart; last error: {last_error}"
+        "no successful read within {FIRST_READ_DEADLINE:?} of the restart; failed probes: {:?}",
+        probes.failures
     )
 }
 
@@ -124,6 +144,7 @@ fn emit_variant(
         "first_read_ms": first_read,
         "ready_line_ms": ready,
         "stop_ms": stop,
+        "failed_probes": samples.iter().map(|s| &s.failed_probes).collect::<Vec<_>>(),
         "read": "linearizable get of the last loaded key, from process spawn",
     }));
     let metric = format!("restart_{variant}_first_read_ms");
