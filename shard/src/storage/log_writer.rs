@@ -193,3 +193,99 @@ fn record(stats: &LogWriterStats, tasks: &[LogWriteTask], started: Instant) {
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     stats.sync_micros.fetch_add(micros, Ordering::Relaxed);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::records;
+    use std::sync::mpsc;
+
+    fn entry(index: u64) -> Entry {
+        Entry { term: 1, index, data: vec![index as u8; 8].into(), ..Entry::default() }
+    }
+
+    fn task(shard: u64, index: u64, done: mpsc::Sender<u64>) -> LogWriteTask {
+        LogWriteTask {
+            shard: ShardId(shard),
+            entries: vec![entry(index)],
+            stale: None,
+            hard_state: None,
+            truncate: None,
+            on_persisted: Box::new(move || {
+                let _ = done.send(index);
+            }),
+        }
+    }
+
+    #[test]
+    fn tasks_queued_during_an_fsync_share_the_next_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path(), 1 << 20).expect("open");
+        let writer = LogWriter::spawn(storage.clone(), Box::new(|e| panic!("storage failed: {e}")))
+            .expect("spawn");
+        let (done_tx, done_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (entered_tx, entered_rx) = mpsc::channel::<()>();
+        // The first task's callback holds the writer thread (after its fsync) until 99 more
+        // tasks are queued behind it.
+        let first_done = done_tx.clone();
+        let first = LogWriteTask {
+            on_persisted: Box::new(move || {
+                let _ = entered_tx.send(());
+                let _ = release_rx.recv();
+                let _ = first_done.send(1);
+            }),
+            ..task(7, 1, done_tx.clone())
+        };
+        assert!(writer.try_submit(first).is_ok());
+        entered_rx.recv().expect("writer reached the first callback");
+        for i in 2..=100 {
+            // Half the tasks belong to another shard: the batch spans shards.
+            assert!(writer.try_submit(task(7 + i % 2, i, done_tx.clone())).is_ok());
+        }
+        release_tx.send(()).expect("release");
+        let mut persisted: Vec<u64> =
+            (0..100).map(|_| done_rx.recv().expect("persisted")).collect();
+        persisted.sort_unstable();
+        assert_eq!(persisted, (1..=100).collect::<Vec<_>>());
+        assert_eq!(
+            writer.stats().syncs.load(Ordering::Relaxed),
+            2,
+            "one fsync for the first task, one for the other 99"
+        );
+        assert_eq!(writer.stats().entries.load(Ordering::Relaxed), 100);
+        for i in 1..=100 {
+            let shard = if i == 1 { 7 } else { 7 + i % 2 };
+            let stored = records::load_entry(&storage, ShardId(shard), i).expect("load");
+            assert_eq!(stored, Some(entry(i)), "entry {i} durable and intact");
+        }
+    }
+
+    #[test]
+    fn stale_entries_and_truncation_are_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path(), 1 << 20).expect("open");
+        let writer = LogWriter::spawn(storage.clone(), Box::new(|e| panic!("storage failed: {e}")))
+            .expect("spawn");
+        let (tx, rx) = mpsc::channel();
+        let entries: Vec<Entry> = (1..=5).map(entry).collect();
+        assert!(writer.try_submit(LogWriteTask { entries, ..task(3, 0, tx.clone()) }).is_ok());
+        rx.recv().expect("persisted");
+        let truncated = TruncatedState { index: 2, term: 1 };
+        let cut = LogWriteTask {
+            entries: Vec::new(),
+            stale: Some((5, 5)),
+            truncate: Some((1, truncated)),
+            ..task(3, 0, tx)
+        };
+        assert!(writer.try_submit(cut).is_ok());
+        rx.recv().expect("persisted");
+        let present: Vec<bool> = (1..=5)
+            .map(|i| records::load_entry(&storage, ShardId(3), i).expect("load").is_some())
+            .collect();
+        assert_eq!(present, vec![false, false, true, true, false]);
+        let stored: Option<TruncatedState> =
+            records::load_state(&storage, ShardId(3), StateTag::Truncated).expect("load");
+        assert_eq!(stored, Some(truncated));
+    }
+}
