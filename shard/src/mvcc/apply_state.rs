@@ -6,12 +6,13 @@
 //! is never applied twice nor skipped (the bug class behind etcd's consistent-index issues).
 
 use crate::error::StorageError;
+use crate::storage::records::StateTag;
 use atoll_proto::ShardId;
 
 /// Tag of the apply state record in `raft_state`.
-const TAG_APPLY_STATE: u8 = b'a';
+const TAG_APPLY_STATE: u8 = StateTag::Apply as u8;
 /// Tag of the compaction cursor record in `raft_state`.
-const TAG_COMPACT_CURSOR: u8 = b'c';
+const TAG_COMPACT_CURSOR: u8 = StateTag::CompactCursor as u8;
 /// Version byte of both records.
 const STATE_RECORD_V1: u8 = 1;
 /// Encoded size of an apply state record: version, index, revision, compact revision.

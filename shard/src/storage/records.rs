@@ -13,7 +13,8 @@ use serde::{Serialize, de::DeserializeOwned};
 /// Version byte that starts every record written by this build.
 const RECORD_VERSION: u8 = 1;
 
-/// Which per-shard record of the `raft_state` keyspace.
+/// Which per-shard record of the `raft_state` keyspace. This enum is the one registry of the
+/// tags: every record of `raft_state`, whichever module writes it, takes its tag from here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum StateTag {
@@ -25,6 +26,8 @@ pub enum StateTag {
     Truncated = b't',
     /// The MVCC apply state (applied index, revision, compacted revision).
     Apply = b'a',
+    /// The MVCC compaction cursor (physical compaction done below this revision).
+    CompactCursor = b'k',
 }
 
 /// Key of a shard's record in `raft_state`.
@@ -105,6 +108,7 @@ fn tag_name(tag: StateTag) -> &'static str {
         StateTag::ConfState => "raft conf state",
         StateTag::Truncated => "raft truncated state",
         StateTag::Apply => "apply state",
+        StateTag::CompactCursor => "compaction cursor",
     }
 }
 
