@@ -6,13 +6,9 @@
 //! is never applied twice nor skipped (the bug class behind etcd's consistent-index issues).
 
 use crate::error::StorageError;
-use crate::storage::records::StateTag;
+use crate::storage::records::{StateTag, state_key};
 use atoll_proto::ShardId;
 
-/// Tag of the apply state record in `raft_state`.
-const TAG_APPLY_STATE: u8 = StateTag::Apply as u8;
-/// Tag of the compaction cursor record in `raft_state`.
-const TAG_COMPACT_CURSOR: u8 = StateTag::CompactCursor as u8;
 /// Version byte of both records.
 const STATE_RECORD_V1: u8 = 1;
 /// Encoded size of an apply state record: version, index, revision, compact revision.
@@ -68,21 +64,15 @@ fn word(bytes: &[u8], at: usize) -> [u8; 8] {
     out
 }
 
-/// Key of a shard's apply state in `raft_state`.
+/// Key of a shard's apply state in `raft_state`: `shard_id ‖ b'a'`. Tags are registered in
+/// [`StateTag`] so no two records of a shard share one.
 pub(crate) fn apply_state_key(shard: ShardId) -> [u8; 9] {
-    tagged_key(shard, TAG_APPLY_STATE)
+    state_key(shard, StateTag::Apply)
 }
 
 /// Key of a shard's compaction cursor in `raft_state`.
 pub(crate) fn compact_cursor_key(shard: ShardId) -> [u8; 9] {
-    tagged_key(shard, TAG_COMPACT_CURSOR)
-}
-
-fn tagged_key(shard: ShardId, tag: u8) -> [u8; 9] {
-    let mut key = [0; 9];
-    key[..8].copy_from_slice(&shard.0.to_be_bytes());
-    key[8] = tag;
-    key
+    state_key(shard, StateTag::CompactCursor)
 }
 
 /// Encodes the compaction cursor: every change-log record of the shard below this revision

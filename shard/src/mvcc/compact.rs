@@ -11,8 +11,9 @@
 //! makes it obsolete. Each step reads at most [`COMPACTION_SCAN_RECORDS_MAX`] records and
 //! removes at most [`COMPACTION_BATCH_VERSIONS_MAX`] versions in one batch, together with a
 //! cursor (the revision below which every record of the shard is done) in `raft_state`
-//! under `shard_id ‖ b'k'` ([`crate::storage::records::StateTag`]). A step after a crash resumes from the cursor; redoing part of a
-//! step is harmless because each step only removes what is unreachable.
+//! under `shard_id ‖ b'k'` ([`crate::storage::records::StateTag`]). A step after a crash
+//! resumes from the cursor; redoing part of a step is harmless because each step only
+//! removes what is unreachable.
 
 use crate::error::StorageError;
 use crate::limits::{COMPACTION_BATCH_VERSIONS_MAX, COMPACTION_SCAN_RECORDS_MAX};

@@ -8,6 +8,19 @@
 //!
 //! This module must not hold anything per key in memory nor rebuild an index at start-up,
 //! and must not sync the journal: the log writer owns durability (DESIGN §3).
+//!
+//! Where this store knowingly differs from etcd v3.5 (each choice is explained where it is
+//! made):
+//! - a nested `TxnResponse` header carries the revision; etcd leaves it zero;
+//! - the Txn overlap check also refuses a put under a `range_end = "\0"` delete and a put in
+//!   an earlier sibling Txn overlapping a later sibling's delete (etcd misses both), because
+//!   the change log holds each key at most once per revision;
+//! - a negative revision on a Range inside a Txn means the newest (etcd calls it compacted);
+//! - `Compact(0)` answers `Compacted` (etcd accepts it once on a fresh store);
+//! - sort ties keep key order (etcd's unstable sort does for up to 12 keys);
+//! - a put outside the shard's range at apply answers `WrongShard` with epoch 0 (the replica,
+//!   which knows the epoch, may fill it in);
+//! - lease existence is not checked yet (no lease manager): leases are stored as given.
 
 mod apply_batch;
 mod apply_state;

@@ -254,11 +254,11 @@ impl<'a> MergedScan<'a> {
         }
     }
 
-    /// Decodes every remaining live key.
-    pub(crate) fn collect_all(mut self) -> Result<Vec<KeyValue>, StorageError> {
+    /// Decodes every remaining live key; values only `with_value`.
+    pub(crate) fn collect_all(mut self, with_value: bool) -> Result<Vec<KeyValue>, StorageError> {
         let mut out = Vec::new();
         while let Some(v) = self.next_visible()? {
-            out.push(v.to_key_value(true)?);
+            out.push(v.to_key_value(with_value)?);
         }
         Ok(out)
     }

@@ -135,7 +135,9 @@ impl<'a> WriteTxn<'a> {
         req: &DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, ShardError> {
         let view = self.view();
-        let found = view.scan(&req.key, &req.range_end, self.base_revision, true).collect_all()?;
+        // Values are decoded only when they are returned.
+        let scan = view.scan(&req.key, &req.range_end, self.base_revision, true);
+        let found = scan.collect_all(req.prev_kv)?;
         for kv in &found {
             self.overlay.insert(encode_key(&kv.key), None);
         }
