@@ -9,6 +9,7 @@ use crate::limits::RAFT_LOG_RETAINED_ENTRIES;
 use crate::storage::{LogWriteTask, TruncatedState};
 use actix::prelude::*;
 use raft::ReadState;
+use raft::StateRole;
 use raft::Storage as _;
 use raft::eraftpb::{Entry, Message as RaftMessage};
 
@@ -86,6 +87,13 @@ impl ReplicaActor {
     /// Asks Raft for one read index covering every read that arrived since the last call.
     fn request_read_index(&mut self) {
         if self.reads_arrived.is_empty() {
+            return;
+        }
+        // raft-rs silently drops a ReadIndex on a leader that has not yet committed an entry
+        // of its term (Raft §6.4: the leader commits its no-op first). Hold the reads; the
+        // Ready after that commit asks again.
+        let raft = &self.raw.raft;
+        if raft.state == StateRole::Leader && !raft.commit_to_current_term() {
             return;
         }
         let id = self.next_read_id;
