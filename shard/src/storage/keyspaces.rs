@@ -58,8 +58,10 @@ impl Storage {
             .open()
             .map_err(|e| classify_open_error(&shown, e))?;
         let open = |name: &str| {
-            db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX))
-                .map_err(|e| classify_open_error(&shown, e))
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX)
+            })
+            .map_err(|e| classify_open_error(&shown, e))
         };
         Ok(Storage {
             raft_log: open(RAFT_LOG)?,
