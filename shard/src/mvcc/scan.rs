@@ -22,8 +22,9 @@ const SKIPS_BEFORE_RESEEK: usize = 8;
 /// The version of a key visible at the read revision, not yet decoded.
 #[derive(Clone, Debug)]
 pub(crate) struct StoredVersion {
-    /// The order-preserving encoding of the user key.
-    pub encoded_key: Vec<u8>,
+    /// The whole `mvcc` key (`encoded key ‖ !revision`), as fjall returned it: keeping the
+    /// reference-counted slice saves a copy per key on every scan (counts included).
+    pub version_key: Slice,
     /// The revision of this version (its mod revision).
     pub mod_revision: i64,
     /// The live version record (never a tombstone).
@@ -31,9 +32,14 @@ pub(crate) struct StoredVersion {
 }
 
 impl StoredVersion {
+    /// The order-preserving encoding of the user key.
+    pub(crate) fn encoded_key(&self) -> &[u8] {
+        &self.version_key[..self.version_key.len() - codec::REVISION_BYTES]
+    }
+
     /// Decodes the user key.
     pub(crate) fn user_key(&self) -> Result<Vec<u8>, StorageError> {
-        codec::decode_key(&self.encoded_key)
+        codec::decode_key(self.encoded_key())
     }
 }
 
@@ -57,7 +63,7 @@ pub(crate) fn get_at(
     if is_tombstone(&record)? {
         return Ok(None);
     }
-    Ok(Some(StoredVersion { encoded_key: encoded, mod_revision, record }))
+    Ok(Some(StoredVersion { version_key: key, mod_revision, record }))
 }
 
 /// Live versions visible at a revision over a span of keys, in key order.
@@ -67,8 +73,10 @@ pub(crate) struct VersionScan {
     revision: i64,
     upper: Bound<Vec<u8>>,
     iter: Option<Iter>,
-    /// Encoded key whose entries are being read.
-    current: Option<Vec<u8>>,
+    /// Encoded key whose entries are being read (a reused buffer: no allocation per key).
+    current: Vec<u8>,
+    /// Whether `current` holds a key yet.
+    has_current: bool,
     /// Whether `current` already had its visible version decided.
     decided: bool,
     /// Entries of `current` skipped in a row.
@@ -98,7 +106,8 @@ impl VersionScan {
             revision,
             upper,
             iter: None,
-            current: None,
+            current: Vec::new(),
+            has_current: false,
             decided: false,
             skipped: 0,
         };
@@ -127,8 +136,10 @@ impl VersionScan {
             };
             let (key, record) = guard.into_inner()?;
             let (encoded, mod_revision) = split_version_key(&key)?;
-            if self.current.as_deref() != Some(encoded) {
-                self.current = Some(encoded.to_vec());
+            if !self.has_current || self.current != encoded {
+                self.current.clear();
+                self.current.extend_from_slice(encoded);
+                self.has_current = true;
                 self.decided = false;
                 self.skipped = 0;
             }
@@ -142,7 +153,7 @@ impl VersionScan {
             if is_tombstone(&record)? {
                 continue;
             }
-            return Ok(Some(StoredVersion { encoded_key: encoded.to_vec(), mod_revision, record }));
+            return Ok(Some(StoredVersion { version_key: key, mod_revision, record }));
         }
     }
 
@@ -152,9 +163,10 @@ impl VersionScan {
             return;
         }
         self.skipped = 0;
-        let Some(current) = self.current.as_deref() else {
+        if !self.has_current {
             return;
-        };
+        }
+        let current = self.current.as_slice();
         let lower = if self.decided {
             Bound::Excluded(last_version_key(current))
         } else {

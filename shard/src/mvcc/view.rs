@@ -239,7 +239,7 @@ impl<'a> MergedScan<'a> {
                 (None, None) => return Ok(None),
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
-                (Some(s), Some((k, _))) => s.encoded_key.as_slice().cmp(k.as_slice()),
+                (Some(s), Some((k, _))) => s.encoded_key().cmp(k.as_slice()),
             };
             if order == Ordering::Less {
                 return Ok(self.stored_peek.take().map(Visible::Stored));
