@@ -3,6 +3,8 @@
 //! transport, the request service that bridges the network to shard replicas, and atollctl's
 //! commands and output formats.
 
+#![warn(missing_docs)]
+
 pub mod certs;
 pub mod config;
 pub mod ctl;

@@ -6,6 +6,8 @@
 //! This crate must not depend on a runtime, on IO or on storage: it is plain data plus pure
 //! encode/decode functions, so every other crate (and a fuzzer) can use it.
 
+#![warn(missing_docs)]
+
 pub mod command;
 pub mod error;
 pub mod frame;

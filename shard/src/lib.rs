@@ -5,6 +5,8 @@
 //! This crate must not know about the network, the router or the shard map beyond the range a
 //! replica owns: the node wires replicas to transports, and the router decides where keys go.
 
+#![warn(missing_docs)]
+
 pub mod actors;
 pub mod apply_worker;
 pub mod config;
