@@ -14,6 +14,7 @@ use rcgen::{
     KeyUsagePurpose, date_time_ymd,
 };
 use rustls::RootCertStore;
+use rustls::client::danger::ServerCertVerifier as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use std::io::Write;
@@ -263,35 +264,96 @@ pub fn ensure_dev_certs_with_trust_dir(
     Ok(material)
 }
 
-/// Generates the CA and node certificate and writes the four files. Keys are written first
-/// so that an interrupted run leaves a partial set, which the next start reports, rather
-/// than certificates whose keys are lost.
+/// Generates the CA and node certificate and writes the four files. Keys are written before
+/// their certificates so that an interrupted run leaves a partial set, which the next start
+/// reports, rather than certificates whose keys are lost.
 fn generate_dev_certs(dir: &Path, extra_hosts: &[String]) -> Result<TlsMaterial, CertError> {
-    let generate = |e: rcgen::Error| CertError::Generate { reason: e.to_string() };
-    let ca_key = KeyPair::generate().map_err(generate)?;
-    let ca_params = ca_params(&ca_key)?;
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(generate)?;
-    let ca_key_pem = ca_key.serialize_pem();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let node_key = KeyPair::generate().map_err(generate)?;
-    let node_cert = node_params(extra_hosts)?.signed_by(&node_key, &issuer).map_err(generate)?;
+    create_ca(dir)?;
+    issue_node_cert(dir, dir, extra_hosts)
+}
+
+fn generate_error(e: rcgen::Error) -> CertError {
+    CertError::Generate { reason: e.to_string() }
+}
+
+/// Creates a cluster CA in `dir`: `ca.pem` and `ca-key.pem` (mode 0600). Never overwrites:
+/// an existing file is an error (`atoll certs ca`).
+pub fn create_ca(dir: &Path) -> Result<(), CertError> {
+    let ca_key = KeyPair::generate().map_err(generate_error)?;
+    let ca_cert = ca_params(&ca_key)?.self_signed(&ca_key).map_err(generate_error)?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CertError::Write { path: dir.display().to_string(), reason: e.to_string() })?;
+    write_new_file(&dir.join(CA_KEY_FILE), &ca_key.serialize_pem(), KEY_FILE_MODE)?;
+    write_new_file(&dir.join(CA_CERT_FILE), &ca_cert.pem(), CERT_FILE_MODE)
+}
+
+/// Issues a node certificate signed by the CA in `ca_dir` (made by [`create_ca`] or by a
+/// node's first start) into `out_dir`: `node.pem`, `node-key.pem` and, when `out_dir` is
+/// another directory, a copy of `ca.pem`: the three files of `--cert-file`, `--key-file` and
+/// `--trusted-ca-file` (`atoll certs node`). The certificate names `localhost`, `127.0.0.1`,
+/// `::1` and `hosts`, and serves both as server and as client (peers dial each other).
+pub fn issue_node_cert(
+    ca_dir: &Path,
+    out_dir: &Path,
+    hosts: &[String],
+) -> Result<TlsMaterial, CertError> {
+    let ca_cert_pem = read_pem_file(&ca_dir.join(CA_CERT_FILE))?;
+    let ca_key = KeyPair::from_pem(&read_pem_file(&ca_dir.join(CA_KEY_FILE))?)
+        .map_err(|e| invalid("the CA key", &e))?;
+    // An atoll CA's subject is derived from its key (see `ca_params`), so the issuer is
+    // rebuilt exactly from the key alone, without parsing the CA certificate.
+    let issuer = Issuer::new(ca_params(&ca_key)?, ca_key);
+    let node_key = KeyPair::generate().map_err(generate_error)?;
+    let node_cert = node_params(hosts)?.signed_by(&node_key, &issuer).map_err(generate_error)?;
     let material = TlsMaterial {
-        ca_cert_pem: ca_cert.pem(),
+        ca_cert_pem,
         cert_chain_pem: node_cert.pem(),
         key_pem: node_key.serialize_pem(),
     };
-    std::fs::create_dir_all(dir)
-        .map_err(|e| CertError::Write { path: dir.display().to_string(), reason: e.to_string() })?;
-    write_new_file(&dir.join(CA_KEY_FILE), &ca_key_pem, KEY_FILE_MODE)?;
-    write_new_file(&dir.join(NODE_KEY_FILE), &material.key_pem, KEY_FILE_MODE)?;
-    write_new_file(&dir.join(CA_CERT_FILE), &material.ca_cert_pem, CERT_FILE_MODE)?;
-    write_new_file(&dir.join(NODE_CERT_FILE), &material.cert_chain_pem, CERT_FILE_MODE)?;
+    // A CA made by another tool has another subject: the chain would not verify. Say so now
+    // rather than at the first handshake.
+    material.server_config(&[]).and_then(|_| verify_chain(&material)).map_err(|e| {
+        CertError::Invalid {
+            what: format!("the CA in {}", ca_dir.display()),
+            reason: format!("{e}; was it made by 'atoll certs ca'?"),
+        }
+    })?;
+    std::fs::create_dir_all(out_dir).map_err(|e| CertError::Write {
+        path: out_dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    write_new_file(&out_dir.join(NODE_KEY_FILE), &material.key_pem, KEY_FILE_MODE)?;
+    write_new_file(&out_dir.join(NODE_CERT_FILE), &material.cert_chain_pem, CERT_FILE_MODE)?;
+    if out_dir.join(CA_CERT_FILE) != ca_dir.join(CA_CERT_FILE) {
+        write_new_file(&out_dir.join(CA_CERT_FILE), &material.ca_cert_pem, CERT_FILE_MODE)?;
+    }
     Ok(material)
+}
+
+/// Checks that the node certificate chains to the CA, as a client dialing `localhost` would.
+fn verify_chain(material: &TlsMaterial) -> Result<(), CertError> {
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        material.root_store()?,
+        crypto_provider(),
+    )
+    .build()
+    .map_err(|e| invalid("the CA certificate", &e))?;
+    let chain = material.cert_chain()?;
+    let (end_entity, intermediates) =
+        chain.split_first().ok_or_else(|| invalid("the node certificate", &"empty"))?;
+    let name = rustls::pki_types::ServerName::try_from("localhost")
+        .map_err(|e| invalid("the server name", &e))?;
+    let now = rustls::pki_types::UnixTime::now();
+    verifier
+        .verify_server_cert(end_entity, intermediates, &name, &[], now)
+        .map(|_| ())
+        .map_err(|e| invalid("the node certificate", &e))
 }
 
 fn ca_params(ca_key: &KeyPair) -> Result<CertificateParams, CertError> {
     let mut params = CertificateParams::default();
-    // A fingerprint in the name tells development CAs apart in a trust directory.
+    // A fingerprint in the name tells CAs apart in a trust directory, and deriving the name
+    // from the key lets `issue_node_cert` rebuild the issuer from the key alone.
     let fingerprint = sha256_hex(ca_key.public_key_raw())?;
     let short = fingerprint.get(..8).unwrap_or(&fingerprint);
     params.distinguished_name.push(DnType::CommonName, format!("atoll development CA {short}"));

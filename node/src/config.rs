@@ -18,6 +18,9 @@ use std::time::Duration;
     about = "Atoll: a horizontally sharded, etcd-compatible key-value store"
 )]
 pub struct Flags {
+    /// A tool to run instead of the node.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML config file; flags and ATOLL_* variables override its values.
     #[arg(long, env = "ATOLL_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -69,6 +72,39 @@ pub struct Flags {
     /// Log level: error, warn, info, debug or trace (default info).
     #[arg(long, env = "ATOLL_LOG_LEVEL")]
     pub log_level: Option<String>,
+}
+
+/// Tools of the `atoll` binary.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Create certificates for nodes that authenticate each other with mutual TLS.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+/// `atoll certs ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum CertsCommand {
+    /// Create a cluster CA: <dir>/ca.pem and <dir>/ca-key.pem (never overwrites).
+    Ca {
+        /// Directory to write the CA into.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue a node certificate signed by the CA in --ca-dir: <out>/node.pem, node-key.pem and
+    /// a copy of ca.pem, for --cert-file, --key-file and --trusted-ca-file.
+    Node {
+        /// Directory holding ca.pem and ca-key.pem.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Directory to write the node's files into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Comma-separated host names and IPs the certificate names, besides localhost,
+        /// 127.0.0.1 and ::1.
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+    },
 }
 
 /// The config file's shape: the same settings as the flags, in kebab-case, with human units.

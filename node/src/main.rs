@@ -1,7 +1,8 @@
 //! `atoll`: parse flags, load the config, install logging, run the node. Every start-up error
 //! is one line on stderr and a non-zero exit; a panic is reported as one line too.
 
-use atoll_node::config::{Flags, NodeConfig};
+use atoll_node::certs::{self, CertError};
+use atoll_node::config::{CertsCommand, Command, Flags, NodeConfig};
 use clap::Parser;
 
 /// Exit code for unusable flags or configuration (as clap's usage errors).
@@ -29,6 +30,16 @@ fn main() {
             std::process::exit(EXIT_USAGE);
         }
     };
+    if let Some(Command::Certs(certs)) = &flags.command {
+        match run_certs(certs) {
+            Ok(done) => println!("{done}"),
+            Err(e) => {
+                eprintln!("atoll: error: {e}");
+                std::process::exit(EXIT_FAILURE);
+            }
+        }
+        return;
+    }
     let cfg = match NodeConfig::load(&flags) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -46,6 +57,23 @@ fn main() {
     if let Err(e) = atoll_node::supervisor::run(cfg) {
         eprintln!("atoll: error: {}", one_line(&error_chain(&e)));
         std::process::exit(EXIT_FAILURE);
+    }
+}
+
+/// Runs `atoll certs ...`; returns what was written.
+fn run_certs(cmd: &CertsCommand) -> Result<String, CertError> {
+    match cmd {
+        CertsCommand::Ca { dir } => {
+            certs::create_ca(dir)?;
+            Ok(format!("created CA {0}/ca.pem and key {0}/ca-key.pem", dir.display()))
+        }
+        CertsCommand::Node { ca_dir, out, hosts } => {
+            certs::issue_node_cert(ca_dir, out, hosts)?;
+            Ok(format!(
+                "created {0}/node.pem, {0}/node-key.pem and {0}/ca.pem; start the node with --cert-file {0}/node.pem --key-file {0}/node-key.pem --trusted-ca-file {0}/ca.pem",
+                out.display()
+            ))
+        }
     }
 }
 
