@@ -111,10 +111,10 @@ mod tests {
         assert!(text.lines().last().is_some_and(|l| l.starts_with("all ")));
     }
 
-    #[tokio::test]
-    async fn unknown_names_list_the_catalogue() {
-        let args = ScenarioArgs {
-            name: Some("nope".into()),
+    /// Arguments naming `name` with an atoll binary that does not exist.
+    fn args_without_binary(name: &str) -> ScenarioArgs {
+        ScenarioArgs {
+            name: Some(name.into()),
             list: false,
             atoll_bin: Some("/nonexistent/atoll".into()),
             keys: None,
@@ -122,23 +122,18 @@ mod tests {
             duration: None,
             clients: None,
             value_size: 100,
-        };
-        let err = scenario_command(args, true).await.expect_err("unknown");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_names_list_the_catalogue() {
+        let err = scenario_command(args_without_binary("nope"), true).await.expect_err("unknown");
         assert!(err.to_string().contains("restart-1m"), "{err}");
     }
 
     #[tokio::test]
     async fn a_missing_binary_says_how_to_build_it() {
-        let args = ScenarioArgs {
-            name: Some("count-only-1m".into()),
-            list: false,
-            atoll_bin: Some("/nonexistent/atoll".into()),
-            keys: None,
-            repeat: None,
-            duration: None,
-            clients: None,
-            value_size: 100,
-        };
+        let args = args_without_binary("count-only-1m");
         let err = scenario_command(args, true).await.expect_err("no binary");
         assert!(err.to_string().contains("cargo build --release --bin atoll"), "{err}");
     }
