@@ -2,51 +2,24 @@
 //! arguments, bad txn input, missing trust anchors and an endpoint nobody listens on. Each
 //! must end with one `Error:` line on stderr and etcdctl's exit code, quickly.
 
-use std::io::Write;
+mod support;
+
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
+use support::must_run_atollctl;
 
 /// Generous bound for a command that must fail without waiting on the network; a debug
 /// binary on a loaded 2-core machine can take a while just to start.
 const PROMPT_FAILURE_MAX: Duration = Duration::from_secs(10);
 
 fn must_run(args: &[&str], stdin: &str, home: &Path) -> Output {
-    must_run_with_env(args, &[], stdin, home)
+    must_run_atollctl(args, &[], stdin, home)
 }
 
 fn must_run_with_env(args: &[&str], env: &[(&str, &str)], stdin: &str, home: &Path) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_atollctl"));
-    // Settings inherited from the developer's shell must not change the outcome.
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("ATOLLCTL_") {
-            command.env_remove(name);
-        }
-    }
-    let mut child = match command
-        .args(args)
-        .envs(env.iter().copied())
-        .env("HOME", home)
-        .env("XDG_DATA_HOME", home)
-        .current_dir(home)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => panic!("spawn atollctl: {e}"),
-    };
-    if let Some(mut input) = child.stdin.take()
-        && let Err(e) = input.write_all(stdin.as_bytes())
-    {
-        panic!("write stdin: {e}");
-    }
-    match child.wait_with_output() {
-        Ok(output) => output,
-        Err(e) => panic!("wait for atollctl: {e}"),
-    }
+    must_run_atollctl(args, env, stdin, home)
 }
 
 fn must_tempdir() -> tempfile::TempDir {

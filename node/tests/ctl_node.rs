@@ -3,9 +3,8 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-use support::{TestNode, free_udp_port};
+use std::process::Output;
+use support::{TestNode, free_udp_port, must_run_atollctl};
 
 struct Ctl {
     endpoint: String,
@@ -14,22 +13,11 @@ struct Ctl {
 
 impl Ctl {
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_atollctl"))
-            .arg("--endpoints")
-            .arg(&self.endpoint)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn atollctl");
-        if let Some(text) = stdin {
-            child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write stdin");
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().expect("atollctl output")
+        let mut all = vec!["--endpoints", &self.endpoint, "--data-dir"];
+        let data_dir = self.data_dir.to_str().expect("utf8 path");
+        all.push(data_dir);
+        all.extend_from_slice(args);
+        must_run_atollctl(&all, &[], stdin.unwrap_or(""), &self.data_dir)
     }
 
     fn must_ok(&self, args: &[&str]) -> String {

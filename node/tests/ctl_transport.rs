@@ -3,16 +3,17 @@
 //! lookup through `--data-dir`, the wire round trip and the printed output fit together.
 //! (The end-to-end test against a real node lives with the node's tests.)
 
+mod support;
+
 use atoll_node::certs::ensure_dev_certs_with_trust_dir;
 use atoll_node::transport::{QuicServer, QuicServerConfig, RequestHandler};
 use atoll_proto::kv::*;
 use atoll_proto::{AtollError, NativeRequest, NativeResponse, StatusResponse};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 const MEMBER_ID: u64 = 0xabc;
@@ -190,34 +191,8 @@ impl Ctl {
 }
 
 fn must_spawn(args: &[String], stdin: &str, home: &Path) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_atollctl"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("ATOLLCTL_") {
-            command.env_remove(name);
-        }
-    }
-    let spawned = command
-        .args(args)
-        .env("HOME", home)
-        .env("XDG_DATA_HOME", home)
-        .current_dir(home)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(e) => panic!("spawn atollctl: {e}"),
-    };
-    if let Some(mut input) = child.stdin.take()
-        && let Err(e) = input.write_all(stdin.as_bytes())
-    {
-        panic!("write stdin: {e}");
-    }
-    match child.wait_with_output() {
-        Ok(output) => output,
-        Err(e) => panic!("wait for atollctl: {e}"),
-    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    support::must_run_atollctl(&args, &[], stdin, home)
 }
 
 fn must_start(data_dir: &Path) -> QuicServer {

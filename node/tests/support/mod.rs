@@ -111,3 +111,36 @@ impl Drop for TestNode {
         let _ = self.child.wait();
     }
 }
+
+/// Runs the built `atollctl` hermetically: no `ATOLLCTL_*` setting from the developer's shell,
+/// `home` as HOME, XDG_DATA_HOME and working directory (so no development CA of a real node
+/// on this machine is found by accident), `env` added, `stdin` written.
+pub fn must_run_atollctl(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+    home: &Path,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_atollctl"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ATOLLCTL_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .args(args)
+        .envs(env.iter().copied())
+        .env("HOME", home)
+        .env("XDG_DATA_HOME", home)
+        .current_dir(home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn atollctl");
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes()).expect("write atollctl's stdin");
+    }
+    child.wait_with_output().expect("wait for atollctl")
+}
