@@ -41,9 +41,12 @@ pub struct Persisted {
     pub last_index: u64,
     /// Messages to send only now that the Ready is durable (votes, append acks).
     pub messages: Vec<raft::eraftpb::Message>,
-    /// Set when the task truncated the log.
-    pub truncated: Option<crate::storage::TruncatedState>,
 }
+
+/// Old log entries were deleted up to this state.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LogTruncated(pub crate::storage::TruncatedState);
 
 /// Committed entries were applied.
 #[derive(Message)]

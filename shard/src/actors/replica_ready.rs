@@ -53,12 +53,7 @@ impl ReplicaActor {
                 hard_state,
                 truncate: None,
                 on_persisted: Box::new(move || {
-                    addr.do_send(Persisted {
-                        number,
-                        last_index,
-                        messages: persisted_messages,
-                        truncated: None,
-                    });
+                    addr.do_send(Persisted { number, last_index, messages: persisted_messages });
                 }),
             };
             self.persists_in_flight += 1;
@@ -167,14 +162,7 @@ impl ReplicaActor {
             // Safe to delete: the entries are applied, and the apply batch is ahead of this
             // one in the journal, so it is durable whenever the deletion is.
             truncate: Some((first, truncated)),
-            on_persisted: Box::new(move || {
-                addr.do_send(Persisted {
-                    number: 0,
-                    last_index: 0,
-                    messages: Vec::new(),
-                    truncated: Some(truncated),
-                });
-            }),
+            on_persisted: Box::new(move || addr.do_send(LogTruncated(truncated))),
         });
     }
 }
@@ -183,11 +171,6 @@ impl Handler<Persisted> for ReplicaActor {
     type Result = ();
 
     fn handle(&mut self, msg: Persisted, ctx: &mut Context<Self>) {
-        if let Some(truncated) = msg.truncated {
-            self.raw.mut_store().on_truncated(truncated);
-            self.log_truncation_in_flight = false;
-            return;
-        }
         self.persists_in_flight -= 1;
         if msg.last_index > 0 {
             self.raw.mut_store().on_persisted(msg.last_index);
@@ -196,6 +179,15 @@ impl Handler<Persisted> for ReplicaActor {
         self.raw.on_persist_ready(msg.number);
         self.retry_unsent();
         self.schedule_ready(ctx);
+    }
+}
+
+impl Handler<LogTruncated> for ReplicaActor {
+    type Result = ();
+
+    fn handle(&mut self, LogTruncated(truncated): LogTruncated, _: &mut Context<Self>) {
+        self.raw.mut_store().on_truncated(truncated);
+        self.log_truncation_in_flight = false;
     }
 }
 
