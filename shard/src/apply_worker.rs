@@ -171,15 +171,24 @@ impl ShardApplier {
         let decoded: Vec<(u64, Option<RaftCommand>)> =
             entries.iter().map(|e| (e.index, decode_command(e))).collect();
         let results = self.store.apply_entries(&mut self.state, &decoded, &self.limits)?;
-        let mut by_index: HashMap<u64, (u64, Result<WriteResponse, AtollError>)> =
-            entries.iter().zip(results).map(|(e, r)| (e.index, (e.term, r))).collect();
+        // Per applied index: its term, its result and, for a physical compaction, the
+        // revision its proposer waits for.
+        let mut by_index: HashMap<u64, Outcome> = entries
+            .iter()
+            .zip(&decoded)
+            .zip(results)
+            .map(|((e, (_, cmd)), result)| (e.index, (e.term, result, physical_revision(cmd))))
+            .collect();
         for p in proposals {
-            let outcome = match by_index.remove(&p.index) {
-                Some((term, result)) if term == p.term => result.map(|r| self.stamp(r, term)),
+            match by_index.remove(&p.index) {
+                Some((term, result, physical)) if term == p.term => {
+                    self.answer(p.reply, result.map(|r| self.stamp(r, term)), physical)
+                }
                 // Another leader's entry took this index: the proposal was not applied.
-                _ => Err(AtollError::LeaderChanged),
-            };
-            self.answer(p.reply, outcome, &decoded, p.index);
+                _ => {
+                    let _ = p.reply.send(Err(AtollError::LeaderChanged));
+                }
+            }
         }
         (self.on_applied)(Applied { state: self.state });
         Ok(())
@@ -190,15 +199,8 @@ impl ShardApplier {
         &mut self,
         reply: WriteReply,
         outcome: Result<WriteResponse, AtollError>,
-        decoded: &[(u64, Option<RaftCommand>)],
-        index: u64,
+        physical: Option<i64>,
     ) {
-        let physical = decoded.iter().find(|(i, _)| *i == index).and_then(|(_, c)| match c {
-            Some(RaftCommand { op: WriteOp::Compact(req), .. }) if req.physical => {
-                Some(req.revision)
-            }
-            _ => None,
-        });
         match (physical, outcome) {
             (Some(rev), Ok(resp)) if self.compacted_physically < rev => {
                 self.physical_waiters.push((rev, reply, resp));
@@ -237,6 +239,17 @@ impl ShardApplier {
             WriteResponse::Compact(r) => fill(&mut r.header),
         }
         resp
+    }
+}
+
+/// An applied entry as a proposer sees it: term, result, physical-compaction revision.
+type Outcome = (u64, Result<WriteResponse, AtollError>, Option<i64>);
+
+/// The revision a `Compact { physical: true }` command's proposer waits for.
+fn physical_revision(cmd: &Option<RaftCommand>) -> Option<i64> {
+    match cmd {
+        Some(RaftCommand { op: WriteOp::Compact(req), .. }) if req.physical => Some(req.revision),
+        _ => None,
     }
 }
 

@@ -236,7 +236,12 @@ impl Handler<Propose> for ReplicaActor {
             let _ = msg.reply.send(Err(self.not_leader()));
             return;
         }
-        if self.proposals.len() >= PENDING_PROPOSALS_MAX || self.log_writer.is_poisoned() {
+        if self.log_writer.is_poisoned() {
+            let reason = "the log writer failed; the node is stopping".to_string();
+            let _ = msg.reply.send(Err(AtollError::StorageFailed { reason }));
+            return;
+        }
+        if self.proposals.len() >= PENDING_PROPOSALS_MAX {
             let _ = msg.reply.send(Err(AtollError::Busy { limit: "pending_proposals_max".into() }));
             return;
         }
