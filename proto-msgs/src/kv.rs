@@ -93,6 +93,45 @@ pub struct RangeRequest {
     pub max_create_revision: i64,
 }
 
+impl RangeRequest {
+    /// Whether any min/max mod or create revision filter is set (0 means no bound).
+    pub fn has_revision_filters(&self) -> bool {
+        self.min_mod_revision != 0
+            || self.max_mod_revision != 0
+            || self.min_create_revision != 0
+            || self.max_create_revision != 0
+    }
+
+    /// The sort etcd applies to the kept keys; `None` leaves them in key order. etcd sorts
+    /// ASCEND by default "only when target is not 'KEY'".
+    pub fn effective_sort_order(&self) -> Option<SortOrder> {
+        match (self.sort_order, self.sort_target) {
+            (SortOrder::None, SortTarget::Key) => None,
+            (SortOrder::None, _) => Some(SortOrder::Ascend),
+            (order, _) => Some(order),
+        }
+    }
+}
+
+/// Sorts `kvs` by `target` in `order`, stably: ties keep their input order (key order when
+/// the input is in key order). etcd's unstable sort agrees for up to 12 keys (D7).
+pub fn sort_kvs(kvs: &mut [KeyValue], target: SortTarget, order: SortOrder) {
+    let by_target = |a: &KeyValue, b: &KeyValue| -> std::cmp::Ordering {
+        match target {
+            SortTarget::Key => a.key.cmp(&b.key),
+            SortTarget::Version => a.version.cmp(&b.version),
+            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+            SortTarget::Value => a.value.cmp(&b.value),
+        }
+    };
+    match order {
+        SortOrder::None => {}
+        SortOrder::Ascend => kvs.sort_by(by_target),
+        SortOrder::Descend => kvs.sort_by(|a, b| by_target(b, a)),
+    }
+}
+
 /// `RangeResponse`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeResponse {

@@ -10,15 +10,22 @@
 
 pub mod command;
 pub mod error;
+#[cfg(feature = "grpc")]
+pub mod etcd;
 pub mod frame;
 pub mod ids;
 pub mod kv;
 pub mod limits;
 pub mod native;
+pub mod peer;
+pub mod shard_map;
 
 pub use command::{RaftCommand, WriteOp};
 pub use error::{AtollError, ErrorCode, GrpcCode};
 pub use frame::{FrameError, decode_frame, encode_frame};
 pub use ids::{LogIndex, NodeId, Revision, ShardId, Term};
 pub use kv::*;
-pub use native::{NativeRequest, NativeResponse, StatusRequest, StatusResponse};
+pub use native::{
+    HashKvRequest, HashKvResponse, NativeRequest, NativeResponse, ShardHash, StatusRequest,
+    StatusResponse,
+};

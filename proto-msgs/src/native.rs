@@ -20,6 +20,8 @@ pub enum NativeRequest {
     Compact(CompactionRequest),
     /// The node's status.
     Status(StatusRequest),
+    /// The hash of every local shard's state (etcd's HashKV, per shard).
+    HashKv(HashKvRequest),
 }
 
 impl NativeRequest {
@@ -27,7 +29,10 @@ impl NativeRequest {
     /// may retry it after a timeout.
     pub fn is_idempotent(&self) -> bool {
         match self {
-            NativeRequest::Range(_) | NativeRequest::Status(_) | NativeRequest::Compact(_) => true,
+            NativeRequest::Range(_)
+            | NativeRequest::Status(_)
+            | NativeRequest::HashKv(_)
+            | NativeRequest::Compact(_) => true,
             NativeRequest::Txn(txn) => txn_is_read_only(txn),
             NativeRequest::Put(_) | NativeRequest::DeleteRange(_) => false,
         }
@@ -57,6 +62,8 @@ pub enum NativeResponse {
     Compact(CompactionResponse),
     /// The node's status.
     Status(StatusResponse),
+    /// The hashes of the node's shards.
+    HashKv(HashKvResponse),
     /// The request failed.
     Error(AtollError),
 }
@@ -86,4 +93,36 @@ pub struct StatusResponse {
     pub errors: Vec<String>,
     /// Whether this member is a learner of the data shard.
     pub is_learner: bool,
+}
+
+/// Asks a node for the hash of each shard it hosts, as its replica holds it (etcd's
+/// `HashKV`, per shard): replicas that applied the same log agree at the same revision.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashKvRequest {
+    /// Revision to hash at; `<= 0` is each shard's current revision.
+    pub revision: i64,
+}
+
+/// One shard's hash on one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardHash {
+    /// The shard.
+    pub shard: crate::ShardId,
+    /// Revision the hash covers.
+    pub revision: i64,
+    /// The shard's compacted revision.
+    pub compact_revision: i64,
+    /// Applied Raft index of the replica when hashed.
+    pub applied_index: u64,
+    /// crc32 of the state (see `MvccStore::hash_kv`).
+    pub hash: u32,
+}
+
+/// The hashes of every shard a node hosts, in shard order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashKvResponse {
+    /// Response header.
+    pub header: ResponseHeader,
+    /// One per local shard.
+    pub hashes: Vec<ShardHash>,
 }

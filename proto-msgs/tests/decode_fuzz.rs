@@ -4,27 +4,12 @@
 //! cargo-fuzz target (which needs a nightly toolchain this machine cannot fetch); the seed is
 //! printed so a failure replays exactly.
 
+mod fuzz_common;
+
 use atoll_proto::frame::{FRAME_HEADER_BYTES, decode_frame};
 use atoll_proto::limits::FRAME_BYTES_MAX;
 use atoll_proto::*;
-
-/// Inputs tried per run.
-const CASES: usize = 20_000;
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use fuzz_common::{CASES, XorShift, mutate};
 
 fn samples() -> Vec<Vec<u8>> {
     let txn = TxnRequest {
@@ -59,31 +44,6 @@ fn samples() -> Vec<Vec<u8>> {
     ]
 }
 
-fn mutate(rng: &mut XorShift, base: &[u8]) -> Vec<u8> {
-    let mut b = base.to_vec();
-    match rng.below(6) {
-        0 => {
-            let i = rng.below(b.len());
-            b[i] ^= 1 << rng.below(8);
-        }
-        1 => {
-            for _ in 0..=rng.below(8) {
-                let i = rng.below(b.len());
-                b[i] = rng.next() as u8;
-            }
-        }
-        2 => b.truncate(rng.below(b.len())),
-        3 => b.extend((0..rng.below(64)).map(|_| rng.next() as u8)),
-        4 if b.len() >= FRAME_HEADER_BYTES => {
-            // A length prefix that lies about the payload.
-            let claimed = (rng.next() as u32).to_be_bytes();
-            b[1..FRAME_HEADER_BYTES].copy_from_slice(&claimed);
-        }
-        _ => b = (0..rng.below(256)).map(|_| rng.next() as u8).collect(),
-    }
-    b
-}
-
 fn try_all(bytes: &[u8]) {
     let _ = decode_frame::<NativeRequest>(bytes, FRAME_BYTES_MAX);
     let _ = decode_frame::<NativeResponse>(bytes, FRAME_BYTES_MAX);
@@ -95,14 +55,7 @@ fn try_all(bytes: &[u8]) {
 
 #[test]
 fn mutated_and_random_frames_never_panic() {
-    let seed = std::env::var("ATOLL_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_a701_u64);
-    eprintln!(
-        "seed {seed} (replay: ATOLL_FUZZ_SEED={seed} cargo test -p atoll-proto --test decode_fuzz)"
-    );
-    let mut rng = XorShift(seed.max(1));
+    let mut rng = XorShift::from_env(0x5eed_a701_u64, "decode_fuzz");
     let samples = samples();
     for case in 0..CASES {
         let base = &samples[case % samples.len()];
