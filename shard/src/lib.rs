@@ -14,6 +14,7 @@ pub mod core;
 pub mod error;
 pub mod limits;
 pub mod mvcc;
+pub mod peer_codec;
 pub mod storage;
 
 pub use error::{ShardError, StorageError};

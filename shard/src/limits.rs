@@ -16,3 +16,7 @@ pub const COMPACTION_BATCH_VERSIONS_MAX: usize = 1_000;
 /// shared by every shard on the node), so a step stays short even when most records belong
 /// to other shards.
 pub const COMPACTION_SCAN_RECORDS_MAX: usize = 10_000;
+
+/// Ticks a read index request may go unanswered before it is asked again (raft-rs drops
+/// requests it cannot serve instead of failing them).
+pub const READ_INDEX_RETRY_TICKS: u64 = 3;

@@ -31,23 +31,6 @@ const OPS: u64 = 400;
 /// Seed of the history; a failure names it.
 const SEED: u64 = 0x5eed_a701;
 
-/// splitmix64: a fixed, dependency-free pseudo-random sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn key(&mut self) -> &'static [u8] {
-        KEYS[(self.next() % KEYS.len() as u64) as usize]
-    }
-}
-
 /// etcd's rules, stated as simply as possible: per key, a list of (revision, version).
 #[derive(Default)]
 struct Model {
@@ -114,20 +97,20 @@ fn history_and_model() -> (Vec<WriteOp>, Model) {
         let revision = 100 * index as i64;
         let roll = rng.next() % 10;
         let (op, changed) = if roll < 6 {
-            let (key, value, lease) = (rng.key(), format!("v{index}"), (roll % 2) as i64 * 7);
+            let (key, value, lease) = (rng.pick(&KEYS), format!("v{index}"), (roll % 2) as i64 * 7);
             model.put(key, value.as_bytes(), lease, revision);
             (WriteOp::Put(PutRequest { lease, ..put_req(key, value.as_bytes()) }), true)
         } else if roll < 8 {
-            let key = rng.key();
+            let key = rng.pick(&KEYS);
             let mut end = key.to_vec();
             end.push(0);
             (del(key, b""), model.delete(key, &end, revision))
         } else if roll < 9 {
-            let (a, b) = (rng.key(), rng.key());
+            let (a, b) = (rng.pick(&KEYS), rng.pick(&KEYS));
             let (start, end) = if a <= b { (a, b) } else { (b, a) };
             (del(start, end), model.delete(start, end, revision))
         } else {
-            let (a, b) = (rng.key(), rng.key());
+            let (a, b) = (rng.pick(&KEYS), rng.pick(&KEYS));
             let success = if a == b { vec![a] } else { vec![a, b] };
             for key in &success {
                 model.put(key, b"txn", 0, revision);

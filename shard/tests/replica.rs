@@ -41,6 +41,7 @@ fn must_start(storage: &Storage) -> (actix::Addr<ReplicaActor>, MvccStore) {
         applier,
         clock: Arc::new(SystemClock),
         published: Arc::new(PublishedState::default()),
+        peers: Arc::new(atoll_shard::actors::NoPeers),
     })
     .expect("replica");
     (replica.start(), store)

@@ -2,8 +2,10 @@
 
 use crate::apply_worker::{Applied, WriteReply};
 use actix::Message;
-use atoll_proto::{AtollError, NodeId, WriteOp};
+use atoll_proto::{AtollError, WriteOp};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use crate::core::{ReadReady, ReplicaRole, ReplicaStatus};
 
 /// Propose a write; the result arrives on `reply` once applied.
 #[derive(Message)]
@@ -13,14 +15,6 @@ pub struct Propose {
     pub op: WriteOp,
     /// Where the result goes.
     pub reply: WriteReply,
-}
-
-/// What a linearizable read waits for: the replica applied everything committed when the read
-/// arrived, so a fjall snapshot taken now reflects every acknowledged write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReadReady {
-    /// Raft term of the shard when the read index was confirmed.
-    pub term: u64,
 }
 
 /// Ask for a read index (Raft §6.4); answered once it is applied locally.
@@ -43,6 +37,11 @@ pub struct Persisted {
     pub messages: Vec<raft::eraftpb::Message>,
 }
 
+/// A Raft message from the replica of the same shard on another node.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Step(pub atoll_proto::peer::RaftMessage);
+
 /// Old log entries were deleted up to this state.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -57,42 +56,6 @@ pub struct AppliedMsg(pub Applied);
 #[derive(Message)]
 #[rtype(result = "ReplicaStatus")]
 pub struct GetStatus;
-
-/// Role of a replica in its shard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReplicaRole {
-    /// Leads the shard.
-    Leader,
-    /// Follows a leader.
-    Follower,
-    /// Campaigning.
-    Candidate,
-    /// Pre-campaigning.
-    PreCandidate,
-}
-
-/// A replica's published status.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReplicaStatus {
-    /// Its role.
-    pub role: ReplicaRole,
-    /// The leader it knows, if any.
-    pub leader: Option<NodeId>,
-    /// Current term.
-    pub term: u64,
-    /// Commit index.
-    pub commit_index: u64,
-    /// Last log index.
-    pub last_index: u64,
-    /// Applied index.
-    pub applied_index: u64,
-    /// Store revision.
-    pub revision: i64,
-    /// Compacted revision.
-    pub compact_revision: i64,
-    /// Whether this replica is a learner.
-    pub is_learner: bool,
-}
 
 /// Scalars a replica publishes for lock-free readers (the request service fills response
 /// headers of serializable reads from them without a mailbox round trip).

@@ -1,8 +1,10 @@
 //! Actors: each owns its state and moves messages and bytes; decisions live in `core`.
 
 pub mod messages;
+pub mod peers;
 pub mod replica_actor;
 mod replica_ready;
 
 pub use messages::*;
+pub use peers::{NoPeers, PeerSink};
 pub use replica_actor::{ReplicaActor, ReplicaDeps};

@@ -2,10 +2,19 @@
 //! actors, threads or disks.
 
 pub mod clock;
+pub mod effects;
 pub mod proposals;
 pub mod raft_logger;
+pub mod replica_core;
+mod replica_core_ready;
+#[cfg(test)]
+mod replica_core_tests;
+pub mod replica_status;
 pub mod revision;
 
 pub use clock::{Clock, SystemClock};
+pub use effects::{Effect, LogWrite, LogWriteDone};
 pub use proposals::{PendingProposal, PendingProposals};
+pub use replica_core::{PENDING_READS_MAX, ReplicaCore, ReplicaCoreDeps};
+pub use replica_status::{ReadReady, ReplicaRole, ReplicaStatus};
 pub use revision::RevisionStamper;

@@ -7,6 +7,7 @@ use crate::mvcc::apply_state::{ApplyState, apply_state_key};
 use crate::mvcc::codec::{
     ChangeKind, change_key, encode_change, encode_live, encode_tombstone, version_key_encoded,
 };
+use crate::mvcc::dir_counts::record_changes;
 use crate::mvcc::store::{MvccStore, WriteResponse};
 use crate::mvcc::validate::check_shape;
 use crate::mvcc::view::{History, Overlay};
@@ -124,6 +125,16 @@ impl<'s> ApplyBatch<'s> {
                 batch.insert(&storage.changes, change_key(*revision, encoded), encode_change(kind));
             }
         }
+        // A store that had applied nothing before this batch has had every change counted.
+        let fresh_store = self.start.applied_index == 0;
+        record_changes(
+            &mut batch,
+            &self.snap,
+            &storage.raft_state,
+            self.store.shard,
+            &self.history,
+            fresh_store,
+        )?;
         batch.insert(&storage.raft_state, apply_state_key(self.store.shard), self.state.encode());
         batch.commit()?;
         Ok(self.state)

@@ -27,6 +27,8 @@ mod apply_state;
 mod codec;
 mod compact;
 mod compare;
+mod dir_counts;
+mod hash;
 mod interval_set;
 mod mvcc_limits;
 mod range;
@@ -38,6 +40,8 @@ mod view;
 mod write_txn;
 
 pub use apply_state::ApplyState;
+pub use dir_counts::{COUNTED_DEPTH_MAX, COUNTED_PREFIX_BYTES_MAX};
+pub use hash::StateHash;
 pub use mvcc_limits::MvccLimits;
 pub use shard_range::ShardRange;
 pub use store::{MvccStore, WriteResponse};

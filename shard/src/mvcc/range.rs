@@ -21,28 +21,35 @@
 
 use crate::error::StorageError;
 use crate::mvcc::view::{View, Visible};
-use atoll_proto::{KeyValue, RangeRequest, RangeResponse, SortOrder, SortTarget};
-use std::cmp::Ordering;
+use atoll_proto::{KeyValue, RangeRequest, RangeResponse, SortOrder, SortTarget, sort_kvs};
 
 /// Evaluates `req` against `view` at `revision`; the header is left for the caller.
 /// `with_pending` is true for a read at the newest revision inside a Txn (it sees the Txn's
-/// own writes).
+/// own writes). `known_count` is the number of live keys in the range when the caller
+/// already knows it (directory counts): the scan then stops once it holds what the answer
+/// uses, and a `count_only` request scans nothing.
 pub(crate) fn evaluate_range(
     view: &View<'_>,
     req: &RangeRequest,
     revision: i64,
     with_pending: bool,
+    known_count: Option<i64>,
 ) -> Result<RangeResponse, StorageError> {
     let plan = RangePlan::new(req);
-    let mut scan = view.scan(&req.key, &req.range_end, revision, with_pending);
     let mut kvs = Vec::new();
-    let mut count: i64 = 0;
-    while let Some(visible) = scan.next_visible()? {
-        count += 1;
-        if kvs.len() < plan.collect_max {
-            keep_if_wanted(&visible, req, plan.decode_values, &mut kvs)?;
+    let mut scanned: i64 = 0;
+    if known_count.is_none() || plan.collect_max > 0 {
+        let mut scan = view.scan(&req.key, &req.range_end, revision, with_pending);
+        while let Some(visible) = scan.next_visible()? {
+            scanned += 1;
+            if kvs.len() < plan.collect_max {
+                keep_if_wanted(&visible, req, plan.decode_values, &mut kvs)?;
+            } else if known_count.is_some() {
+                break;
+            }
         }
     }
+    let count = known_count.unwrap_or(scanned);
     if let Some(order) = plan.order {
         sort_kvs(&mut kvs, req.sort_target, order);
     }
@@ -73,16 +80,8 @@ struct RangePlan {
 
 impl RangePlan {
     fn new(req: &RangeRequest) -> RangePlan {
-        let filtered = req.min_mod_revision != 0
-            || req.max_mod_revision != 0
-            || req.min_create_revision != 0
-            || req.max_create_revision != 0;
-        // etcd: "sort ASCEND by default only when target is not 'KEY'".
-        let order = match (req.sort_order, req.sort_target) {
-            (SortOrder::None, SortTarget::Key) => None,
-            (SortOrder::None, _) => Some(SortOrder::Ascend),
-            (order, _) => Some(order),
-        };
+        let filtered = req.has_revision_filters();
+        let order = req.effective_sort_order();
         let key_ordered =
             matches!(order, None | Some(SortOrder::Ascend)) && req.sort_target == SortTarget::Key;
         // etcd fetches limit + 1 before sorting when nothing is filtered and no order was
@@ -126,22 +125,4 @@ fn keep_if_wanted(
     }
     kvs.push(kv);
     Ok(())
-}
-
-/// Sorts by `target` in `order`; stable, so ties stay in key order.
-fn sort_kvs(kvs: &mut [KeyValue], target: SortTarget, order: SortOrder) {
-    let by_target = |a: &KeyValue, b: &KeyValue| -> Ordering {
-        match target {
-            SortTarget::Key => a.key.cmp(&b.key),
-            SortTarget::Version => a.version.cmp(&b.version),
-            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
-            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
-            SortTarget::Value => a.value.cmp(&b.value),
-        }
-    };
-    match order {
-        SortOrder::None => {}
-        SortOrder::Ascend => kvs.sort_by(by_target),
-        SortOrder::Descend => kvs.sort_by(|a, b| by_target(b, a)),
-    }
 }

@@ -8,6 +8,7 @@
 use crate::error::{ShardError, StorageError};
 use crate::mvcc::apply_batch::ApplyBatch;
 use crate::mvcc::apply_state::{ApplyState, apply_state_key};
+use crate::mvcc::dir_counts::{counted_prefix_of, load_count};
 use crate::mvcc::mvcc_limits::MvccLimits;
 use crate::mvcc::range::evaluate_range;
 use crate::mvcc::shard_range::ShardRange;
@@ -160,7 +161,15 @@ impl MvccStore {
             history: None,
             pending: None,
         };
-        let mut resp = evaluate_range(&view, req, revision, false)?;
+        // At the current revision, a range that is exactly a counted prefix takes its count
+        // from the directory counts (decision D8); history is counted by its scan.
+        let known_count = match counted_prefix_of(&req.key, &req.range_end) {
+            Some(prefix) if revision == state.revision => {
+                load_count(snap, &self.storage.raft_state, self.shard, &prefix)?
+            }
+            _ => None,
+        };
+        let mut resp = evaluate_range(&view, req, revision, false, known_count)?;
         resp.header = ResponseHeader { revision: state.revision, ..Default::default() };
         Ok(resp)
     }

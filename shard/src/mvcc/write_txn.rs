@@ -154,7 +154,7 @@ impl<'a> WriteTxn<'a> {
         // Only a read at the newest revision sees the Txn's writes (etcd reads
         // `beginRev + 1` then; an explicit revision reads history).
         let with_pending = req.revision <= 0;
-        let mut resp = evaluate_range(&self.view(), req, revision, with_pending)?;
+        let mut resp = evaluate_range(&self.view(), req, revision, with_pending, None)?;
         resp.header = header(self.current_revision());
         Ok(resp)
     }

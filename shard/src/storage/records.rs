@@ -28,6 +28,11 @@ pub enum StateTag {
     Apply = b'a',
     /// The MVCC compaction cursor (physical compaction done below this revision).
     CompactCursor = b'k',
+    /// Directory counts: `shard_id ‖ b'n' ‖ prefix`, one record per counted prefix
+    /// (`mvcc::dir_counts`).
+    DirCount = b'n',
+    /// Marker: the shard's directory counts are complete.
+    DirCountsReady = b'N',
 }
 
 /// Key of a shard's record in `raft_state`.
@@ -109,6 +114,8 @@ fn tag_name(tag: StateTag) -> &'static str {
         StateTag::Truncated => "raft truncated state",
         StateTag::Apply => "apply state",
         StateTag::CompactCursor => "compaction cursor",
+        StateTag::DirCount => "directory count",
+        StateTag::DirCountsReady => "directory counts marker",
     }
 }
 

@@ -1,0 +1,293 @@
+//! One simulated node: its fjall database in a temporary directory, one [`ReplicaCore`] per
+//! shard (the code the real node runs), the log writer's not-yet-synced writes held in memory,
+//! and apply done in-thread with the real `MvccStore::apply_entries`.
+//!
+//! Durability model: a log write is held in `unsynced` until a simulated fsync writes it to
+//! fjall (the same records the real log writer writes) and reports it persisted; a crash drops
+//! everything unsynced. Apply batches are committed to fjall at once and survive a crash: on a
+//! real disk an apply batch written after the last fsync may be lost, which only makes the
+//! replica re-apply from its durable log (decision D2); that path is not simulated.
+
+use crate::disk::{decode_command, write_log_batch};
+use crate::net::Envelope;
+use crate::rng::{Rng, mix};
+use atoll_proto::peer::ShardMessage;
+use atoll_proto::{AtollError, RaftCommand, RangeRequest, RangeResponse, ShardId, WriteOp};
+use atoll_shard::Storage;
+use atoll_shard::config::ReplicaConfig;
+use atoll_shard::core::{
+    Clock, Effect, LogWrite, LogWriteDone, PendingProposal, ReadReady, ReplicaCore, ReplicaCoreDeps,
+};
+use atoll_shard::mvcc::{ApplyState, MvccLimits, MvccStore, ShardRange, StateHash, WriteResponse};
+use fjall::PersistMode;
+use raft::eraftpb::Entry;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// A node's clock, set by the simulation (with a per-node skew).
+#[derive(Default)]
+pub struct SimClock(AtomicI64);
+
+impl SimClock {
+    pub fn set(&self, micros: i64) {
+        self.0.store(micros, Ordering::Relaxed);
+    }
+}
+
+impl Clock for SimClock {
+    fn now_micros(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Proposals and reads are answered by request ID.
+pub type Core = ReplicaCore<u64, u64>;
+
+/// An answer for a client.
+pub enum Completion {
+    Write(u64, Result<WriteResponse, AtollError>),
+    Read(u64, Result<ReadReady, AtollError>),
+}
+
+/// A shard of the simulated cluster.
+#[derive(Clone)]
+pub struct ShardSpec {
+    pub id: ShardId,
+    pub range: ShardRange,
+}
+
+pub struct SimReplica {
+    pub core: Core,
+    pub store: MvccStore,
+    pub state: ApplyState,
+}
+
+/// What apply reports to the checkers.
+pub struct AppliedBatch {
+    pub shard: ShardId,
+    pub node: u64,
+    pub entries: Vec<Entry>,
+    pub before: ApplyState,
+    pub after: ApplyState,
+    pub hash: Option<StateHash>,
+}
+
+type ApplyJob = (ShardId, Vec<Entry>, Vec<PendingProposal<u64>>);
+
+pub struct SimNode {
+    pub id: u64,
+    dir: PathBuf,
+    seed: u64,
+    pub restarts: u64,
+    storage: Option<Storage>,
+    pub replicas: BTreeMap<ShardId, SimReplica>,
+    unsynced: Vec<(ShardId, LogWrite)>,
+    applies: VecDeque<ApplyJob>,
+    pub outbox: Vec<Envelope>,
+    pub completions: Vec<Completion>,
+    /// (shard, term) whenever this node was leader after an event.
+    pub leaders_seen: Vec<(ShardId, u64)>,
+    pub clock: Arc<SimClock>,
+    election_ticks: usize,
+}
+
+impl SimNode {
+    pub fn new(id: u64, dir: PathBuf, seed: u64, election_ticks: usize) -> SimNode {
+        SimNode {
+            id,
+            dir,
+            seed,
+            restarts: 0,
+            storage: None,
+            replicas: BTreeMap::new(),
+            unsynced: Vec::new(),
+            applies: VecDeque::new(),
+            outbox: Vec::new(),
+            completions: Vec::new(),
+            leaders_seen: Vec::new(),
+            clock: Arc::new(SimClock::default()),
+            election_ticks,
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.storage.is_some()
+    }
+
+    /// Opens the node's storage and loads every replica from it, as the real node does at
+    /// start (`ReplicaCore::new` is what `ReplicaActor::new` calls).
+    pub fn start(&mut self, shards: &[ShardSpec], voters: &[u64]) -> Result<(), String> {
+        let storage = Storage::open(&self.dir, 4 << 20).map_err(|e| format!("open: {e}"))?;
+        for spec in shards {
+            let store = MvccStore::new(storage.clone(), spec.id, spec.range.clone());
+            let config = ReplicaConfig {
+                node_id: self.id,
+                election_ticks: self.election_ticks,
+                heartbeat_ticks: 1,
+                ..ReplicaConfig::default()
+            };
+            let (core, state) = ReplicaCore::new(ReplicaCoreDeps {
+                shard: spec.id,
+                config,
+                initial_voters: voters,
+                store: &store,
+                clock: self.clock.clone(),
+            })
+            .map_err(|e| format!("node {} shard {}: load: {e}", self.id, spec.id.0))?;
+            self.replicas.insert(spec.id, SimReplica { core, store, state });
+        }
+        self.storage = Some(storage);
+        let ids: Vec<ShardId> = self.replicas.keys().copied().collect();
+        for shard in ids {
+            self.with_core(shard, Core::start);
+        }
+        Ok(())
+    }
+
+    /// The process dies: unsynced log writes, queued applies and undelivered answers are lost;
+    /// what reached fjall stays (the journal is flushed to the OS, not fsynced: the
+    /// simulation's disk is fjall as of the last commit).
+    pub fn crash(&mut self) {
+        if let Some(storage) = &self.storage {
+            let _ = storage.db.persist(PersistMode::Buffer);
+        }
+        self.replicas.clear();
+        self.unsynced.clear();
+        self.applies.clear();
+        self.outbox.clear();
+        self.completions.clear();
+        self.storage = None;
+        self.restarts += 1;
+    }
+
+    pub fn deliver(&mut self, msg: ShardMessage) {
+        self.with_core(msg.shard, |c| c.step(msg.message));
+    }
+
+    pub fn tick(&mut self) {
+        let ids: Vec<ShardId> = self.replicas.keys().copied().collect();
+        for shard in ids {
+            self.with_core(shard, Core::tick);
+        }
+    }
+
+    /// Processes a Ready on every replica that wants one.
+    pub fn drive(&mut self) {
+        let wanting: Vec<ShardId> =
+            self.replicas.iter().filter(|(_, r)| r.core.wants_ready()).map(|(s, _)| *s).collect();
+        for shard in wanting {
+            self.with_core(shard, Core::drive_ready);
+        }
+    }
+
+    pub fn propose(&mut self, shard: ShardId, op: WriteOp, req: u64) {
+        self.with_core(shard, |c| c.propose(op, req));
+    }
+
+    pub fn read_index(&mut self, shard: ShardId, req: u64) {
+        self.with_core(shard, |c| c.read_index(req));
+    }
+
+    pub fn has_unsynced(&self) -> bool {
+        !self.unsynced.is_empty()
+    }
+
+    pub fn has_applies(&self) -> bool {
+        !self.applies.is_empty()
+    }
+
+    /// A simulated fsync: a prefix of the unsynced writes (the log writer takes what is
+    /// queued, in order) goes to fjall in one batch, then each replica hears it persisted.
+    pub fn fsync(&mut self, rng: &mut Rng) -> Result<(), String> {
+        let Some(storage) = &self.storage else { return Ok(()) };
+        let count = rng.between(1, self.unsynced.len() as u64) as usize;
+        let synced: Vec<(ShardId, LogWrite)> = self.unsynced.drain(..count).collect();
+        write_log_batch(storage, &synced)?;
+        for (shard, write) in synced {
+            match write.done {
+                LogWriteDone::Ready { number, last_index, messages } => {
+                    self.with_core(shard, |c| c.on_persisted(number, last_index, messages));
+                }
+                LogWriteDone::Truncated(t) => self.with_core(shard, |c| c.on_log_truncated(t)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the oldest queued batch of committed entries, as the apply worker does.
+    pub fn apply_next(&mut self) -> Result<Option<AppliedBatch>, String> {
+        let Some(storage) = &self.storage else { return Ok(None) };
+        let Some((shard, entries, proposals)) = self.applies.pop_front() else { return Ok(None) };
+        let Some(r) = self.replicas.get_mut(&shard) else { return Ok(None) };
+        let decoded: Vec<(u64, Option<RaftCommand>)> =
+            entries.iter().map(|e| (e.index, decode_command(e))).collect();
+        let before = r.state;
+        let results = r
+            .store
+            .apply_entries(&mut r.state, &decoded, &MvccLimits::default())
+            .map_err(|e| format!("node {} shard {}: apply: {e}", self.id, shard.0))?;
+        let mut by_index: BTreeMap<u64, _> =
+            entries.iter().zip(results).map(|(e, res)| (e.index, (e.term, res))).collect();
+        for p in proposals {
+            // Matched by (index, term) as the apply worker does: another term at the index
+            // means another leader's entry replaced the proposal.
+            let answer = match by_index.remove(&p.index) {
+                Some((term, res)) if term == p.term => res,
+                _ => Err(AtollError::LeaderChanged),
+            };
+            self.completions.push(Completion::Write(p.reply, answer));
+        }
+        let hash = r.store.hash_kv(&storage.db.snapshot(), 0).ok();
+        let after = r.state;
+        self.with_core(shard, |c| c.on_applied(after));
+        Ok(Some(AppliedBatch { shard, node: self.id, entries, before, after, hash }))
+    }
+
+    /// A linearizable read's second half: read the local store once the read is ready.
+    pub fn range(&self, shard: ShardId, key: &[u8]) -> Result<RangeResponse, String> {
+        let storage = self.storage.as_ref().ok_or("node is down")?;
+        let r = self.replicas.get(&shard).ok_or("no such shard")?;
+        let req = RangeRequest { key: key.to_vec(), ..RangeRequest::default() };
+        r.store.range(&storage.db.snapshot(), &req).map_err(|e| format!("range: {e}"))
+    }
+
+    /// Every live key of `shard` as its store sees it (clipped to its range).
+    pub fn all_keys(&self, shard: ShardId) -> Result<Vec<Vec<u8>>, String> {
+        let storage = self.storage.as_ref().ok_or("node is down")?;
+        let r = self.replicas.get(&shard).ok_or("no such shard")?;
+        let req = RangeRequest { key: vec![0], range_end: vec![0], ..RangeRequest::default() };
+        let resp = r.store.range(&storage.db.snapshot(), &req).map_err(|e| format!("{e}"))?;
+        Ok(resp.kvs.into_iter().map(|kv| kv.key).collect())
+    }
+
+    /// Runs one event on a replica's core, then fixes its election timeout (raft-rs draws it
+    /// from an unseeded RNG) and carries out its effects.
+    fn with_core(&mut self, shard: ShardId, f: impl FnOnce(&mut Core)) {
+        let Some(r) = self.replicas.get_mut(&shard) else { return };
+        f(&mut r.core);
+        let (term, _) = r.core.term_and_leader();
+        let salt = mix(self.seed ^ (self.id << 40) ^ (self.restarts << 52), shard.0 ^ (term << 8));
+        let ticks = self.election_ticks + (salt % self.election_ticks as u64) as usize;
+        r.core.set_election_timeout(ticks);
+        if r.core.is_leader() {
+            self.leaders_seen.push((shard, term));
+        }
+        for effect in r.core.take_effects() {
+            match effect {
+                Effect::Send { to, msg } => {
+                    self.outbox.push(Envelope { from: self.id, to: to.0, msg });
+                }
+                Effect::Persist(write) => self.unsynced.push((shard, write)),
+                Effect::Apply { entries, proposals } => {
+                    self.applies.push_back((shard, entries, proposals));
+                }
+                Effect::WriteFailed(req, e) => {
+                    self.completions.push(Completion::Write(req, Err(e)))
+                }
+                Effect::ReadDone(req, r) => self.completions.push(Completion::Read(req, r)),
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! One simulated run: N nodes × M shards in one thread, advanced one simulated millisecond at a
+//! time. Each millisecond: faults (chaos phase only), clocks, message delivery, ticks, Readies,
+//! fsyncs, applies, then messages out, answers to clients and new client operations. Every
+//! random choice comes from the run's one seeded generator.
+
+use crate::check_election::ElectionSafety;
+use crate::check_log::LogMatching;
+use crate::check_state::StateMachineSafety;
+use crate::client::{Client, Request};
+use crate::history::History;
+use crate::net::Network;
+use crate::node::{ShardSpec, SimNode};
+use crate::params::{FAULT_EVERY_MS, Params};
+use crate::rng::Rng;
+use crate::{check_keys, check_revisions, linearizability};
+use atoll_proto::ShardId;
+use atoll_shard::mvcc::ShardRange;
+use std::collections::BTreeMap;
+
+/// Clocks start here (µs since the epoch), so stamps look like real revisions.
+const CLOCK_ORIGIN_MICROS: i64 = 1_700_000_000_000_000;
+
+/// Counters of one run, summed over seeds for the report.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub ops: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub unknown: u64,
+    pub linearized: u64,
+    pub crashes: u64,
+    pub partitions: u64,
+    pub terms: u64,
+    pub committed: u64,
+    pub state_comparisons: u64,
+    pub messages: u64,
+    pub dropped: u64,
+}
+
+pub struct World {
+    pub rng: Rng,
+    pub now: u64,
+    pub params: Params,
+    pub shards: Vec<ShardSpec>,
+    /// Keys clients use, with their shard.
+    pub keys: Vec<(Vec<u8>, ShardId)>,
+    pub nodes: Vec<SimNode>,
+    _dir: tempfile::TempDir,
+    pub net: Network,
+    pub history: History,
+    pub clients: Vec<Client>,
+    pub requests: BTreeMap<u64, Request>,
+    pub next_req: u64,
+    pub next_value: u64,
+    pub down_until: BTreeMap<u64, u64>,
+    pub skew_micros: Vec<i64>,
+    election: ElectionSafety,
+    log: LogMatching,
+    state: StateMachineSafety,
+    pub stats: Stats,
+}
+
+impl World {
+    pub fn new(seed: u64) -> Result<World, String> {
+        let mut rng = Rng::new(seed);
+        let params = Params::from_seed(&mut rng);
+        let dir = sim_dir()?;
+        let shards = shard_layout(params.shards);
+        let keys = shards
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| {
+                let first = b'a' + 2 * i as u8;
+                [(vec![first, b'1'], s.id), (vec![first, b'2'], s.id)]
+            })
+            .collect();
+        let nodes = (1..=params.nodes)
+            .map(|id| {
+                SimNode::new(id, dir.path().join(format!("n{id}")), seed, params.election_ticks)
+            })
+            .collect();
+        let skew_micros =
+            (0..params.nodes).map(|_| rng.between(0, 200_000) as i64 - 100_000).collect();
+        let clients = (0..params.clients).map(|_| Client::default()).collect();
+        let net = Network::new(params.net.clone());
+        Ok(World {
+            rng,
+            now: 0,
+            params,
+            shards,
+            keys,
+            nodes,
+            _dir: dir,
+            net,
+            history: History::default(),
+            clients,
+            requests: BTreeMap::new(),
+            next_req: 1,
+            next_value: 1,
+            down_until: BTreeMap::new(),
+            skew_micros,
+            election: ElectionSafety::default(),
+            log: LogMatching::default(),
+            state: StateMachineSafety::default(),
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn voters(&self) -> Vec<u64> {
+        (1..=self.params.nodes).collect()
+    }
+
+    /// Runs the whole simulation and every check; the first violation ends the run.
+    pub fn run(mut self) -> Result<Stats, String> {
+        let voters = self.voters();
+        for node in &mut self.nodes {
+            node.start(&self.shards, &voters)?;
+        }
+        let end = self.params.chaos_ms + self.params.quiesce_ms;
+        while self.now < end {
+            self.now += 1;
+            let at = self.now;
+            self.step().map_err(|e| format!("at {at} ms: {e}"))?;
+        }
+        self.finish()
+    }
+
+    fn step(&mut self) -> Result<(), String> {
+        if self.now == self.params.chaos_ms {
+            self.calm()?;
+        } else if self.now < self.params.chaos_ms && self.now.is_multiple_of(FAULT_EVERY_MS) {
+            self.inject_faults();
+        }
+        self.restart_due()?;
+        for (i, node) in self.nodes.iter().enumerate() {
+            let micros = CLOCK_ORIGIN_MICROS + self.now as i64 * 1_000 + self.skew_micros[i];
+            node.clock.set(micros);
+        }
+        for env in self.net.due(self.now) {
+            if let Some(node) = self.nodes.get_mut(env.to as usize - 1)
+                && node.is_up()
+            {
+                node.deliver(env.msg);
+            }
+        }
+        for i in 0..self.nodes.len() {
+            self.step_node(i)?;
+        }
+        self.timeouts();
+        self.issue_requests();
+        Ok(())
+    }
+
+    fn step_node(&mut self, i: usize) -> Result<(), String> {
+        let tick_due = self.now % self.params.tick_ms == i as u64 % self.params.tick_ms;
+        let node = &mut self.nodes[i];
+        if node.is_up() {
+            if tick_due {
+                node.tick();
+            }
+            node.drive();
+            if node.has_unsynced() && self.rng.chance(self.params.fsync_per_mille) {
+                node.fsync(&mut self.rng)?;
+            }
+            while node.has_applies() && self.rng.chance(self.params.apply_per_mille) {
+                if let Some(batch) = node.apply_next()? {
+                    self.log.on_committed(batch.shard, batch.node, &batch.entries)?;
+                    self.state.on_applied(&batch)?;
+                }
+            }
+            node.drive();
+        }
+        for (shard, term) in std::mem::take(&mut node.leaders_seen) {
+            self.election.observe(shard, term, node.id)?;
+        }
+        for env in std::mem::take(&mut node.outbox) {
+            self.net.send(self.now, env, &mut self.rng);
+        }
+        for done in std::mem::take(&mut self.nodes[i].completions) {
+            self.on_completion(i, done)?;
+        }
+        Ok(())
+    }
+
+    /// After the quiesce phase: every shard converged, and every check passes.
+    fn finish(mut self) -> Result<Stats, String> {
+        self.expire_all();
+        for spec in &self.shards {
+            let applied: Vec<(u64, u64)> = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.replicas.get(&spec.id).map(|r| (n.id, r.state.applied_index)))
+                .collect();
+            let first = applied.first().map(|a| a.1);
+            if applied.len() != self.nodes.len() || applied.iter().any(|a| Some(a.1) != first) {
+                return Err(format!(
+                    "liveness: shard {} did not converge after healing: (node, applied) {applied:?}",
+                    spec.id.0
+                ));
+            }
+        }
+        self.log.check_logs(&self.nodes)?;
+        check_keys::check(&self.shards, &self.nodes)?;
+        check_revisions::check(&self.history)?;
+        self.stats.linearized = linearizability::check(&self.history)? as u64;
+        self.stats.terms = self.election.terms() as u64;
+        self.stats.committed = self.log.entries() as u64;
+        self.stats.state_comparisons = self.state.compared();
+        self.stats.messages = self.net.sent;
+        self.stats.dropped = self.net.dropped;
+        Ok(self.stats)
+    }
+}
+
+/// The run's directory: in memory (`/dev/shm`) where there is one, since nothing here needs a
+/// real disk and fjall's start-up fsyncs would otherwise dominate the run time.
+fn sim_dir() -> Result<tempfile::TempDir, String> {
+    let shm = std::path::Path::new("/dev/shm");
+    let dir = match shm.is_dir() {
+        true => tempfile::Builder::new().prefix("atoll-sim").tempdir_in(shm),
+        false => tempfile::tempdir(),
+    };
+    dir.map_err(|e| format!("tempdir: {e}"))
+}
+
+/// Shard `i` (id `i + 1`) owns `[a + 2i, a + 2i + 2)`; the first starts at "", the last is
+/// unbounded, so the shards cover every key exactly once.
+fn shard_layout(count: u64) -> Vec<ShardSpec> {
+    (0..count)
+        .map(|i| {
+            let start = if i == 0 { Vec::new() } else { vec![b'a' + 2 * i as u8] };
+            let end = if i + 1 == count { Vec::new() } else { vec![b'a' + 2 * (i as u8 + 1)] };
+            ShardSpec { id: ShardId(i + 1), range: ShardRange { start, end } }
+        })
+        .collect()
+}
