@@ -9,7 +9,9 @@ use crate::retry::{Failure, Next, backoff_delay, jitter, next_step};
 use crate::tls::quic_client_config;
 use atoll_proto::frame::FRAME_HEADER_BYTES;
 use atoll_proto::kv::*;
-use atoll_proto::{NativeRequest, NativeResponse, StatusRequest, StatusResponse};
+use atoll_proto::{
+    HashKvRequest, HashKvResponse, NativeRequest, NativeResponse, StatusRequest, StatusResponse,
+};
 use atoll_proto::{decode_frame, encode_frame};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -107,21 +109,40 @@ impl Client {
 
     /// Asks `endpoint` (one of [`Client::endpoints`], or any other node) for its status.
     pub async fn status(&self, endpoint: &str) -> Result<StatusResponse, ClientError> {
-        let req = NativeRequest::Status(StatusRequest {});
+        match self.request_pinned(endpoint, NativeRequest::Status(StatusRequest {})).await? {
+            NativeResponse::Status(status) => Ok(status),
+            other => Err(unexpected("status", &other)),
+        }
+    }
+
+    /// Asks `endpoint` for the hash of every shard it hosts, as its own replicas hold them.
+    pub async fn hash_kv(
+        &self,
+        endpoint: &str,
+        req: HashKvRequest,
+    ) -> Result<HashKvResponse, ClientError> {
+        match self.request_pinned(endpoint, NativeRequest::HashKv(req)).await? {
+            NativeResponse::HashKv(hashes) => Ok(hashes),
+            other => Err(unexpected("hashkv", &other)),
+        }
+    }
+
+    /// Sends `req` to `endpoint` only: a configured one, or any other node on a connection
+    /// made just for this request.
+    async fn request_pinned(
+        &self,
+        endpoint: &str,
+        req: NativeRequest,
+    ) -> Result<NativeResponse, ClientError> {
         let server_name = self.inner.config.server_name.as_deref();
         let wanted = parse_endpoint(endpoint, server_name)?;
         let known = self.inner.slots.iter().find(|s| {
             s.target.endpoint == endpoint
                 || (s.target.host == wanted.host && s.target.port == wanted.port)
         });
-        let response = match known {
-            Some(slot) => self.request_via(&req, Route::Pinned(slot)).await?,
-            // Not a configured endpoint: a connection just for this request.
-            None => self.request_via(&req, Route::Pinned(&EndpointSlot::new(wanted))).await?,
-        };
-        match response {
-            NativeResponse::Status(status) => Ok(status),
-            other => Err(unexpected("status", &other)),
+        match known {
+            Some(slot) => self.request_via(&req, Route::Pinned(slot)).await,
+            None => self.request_via(&req, Route::Pinned(&EndpointSlot::new(wanted))).await,
         }
     }
 
@@ -298,6 +319,7 @@ fn unexpected(expected: &str, got: &NativeResponse) -> ClientError {
         NativeResponse::Txn(_) => "txn",
         NativeResponse::Compact(_) => "compact",
         NativeResponse::Status(_) => "status",
+        NativeResponse::HashKv(_) => "hashkv",
         NativeResponse::Error(_) => "error",
     };
     ClientError::Protocol {

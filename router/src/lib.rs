@@ -15,7 +15,9 @@ mod connection;
 pub mod endpoint;
 pub mod error;
 pub mod limits;
+pub mod merge;
 pub mod retry;
+pub mod shard_map;
 pub mod tls;
 
 pub use client::Client;
