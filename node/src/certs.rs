@@ -127,13 +127,28 @@ impl TlsMaterial {
     /// offering `alpn`. Client certificates are optional, so native clients need none, but
     /// one that is presented must chain to the CA; peer connections check that one was.
     pub fn server_config(&self, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, CertError> {
+        self.server_config_with(alpn, true)
+    }
+
+    /// [`TlsMaterial::server_config`] for the peer endpoint: a client certificate chaining
+    /// to the CA is mandatory, so a node without one is refused during the handshake.
+    pub fn peer_server_config(&self, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, CertError> {
+        self.server_config_with(alpn, false)
+    }
+
+    fn server_config_with(
+        &self,
+        alpn: &[&[u8]],
+        client_cert_optional: bool,
+    ) -> Result<rustls::ServerConfig, CertError> {
         let invalid = |e: &dyn std::fmt::Display| invalid("the TLS server configuration", e);
         let provider = crypto_provider();
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(self.root_store()?, provider.clone())
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| invalid(&e))?;
+        let mut verifier =
+            WebPkiClientVerifier::builder_with_provider(self.root_store()?, provider.clone());
+        if client_cert_optional {
+            verifier = verifier.allow_unauthenticated();
+        }
+        let verifier = verifier.build().map_err(|e| invalid(&e))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| invalid(&e))?

@@ -2,8 +2,12 @@
 //! is the same), an `ATOLL_*` environment variable, or the TOML file given by `--config-file`.
 //! Precedence: flag, then environment, then file, then the documented default.
 
+use crate::identity::{NodeIdentity, cluster_id, member_id};
 use crate::units::{parse_bytes, parse_duration};
+use atoll_proto::NodeId;
 use atoll_proto::limits::{MAX_REQUEST_BYTES_DEFAULT, MAX_TXN_OPS_DEFAULT};
+use atoll_proto::shard_map::Member;
+use atoll_router::shard_map::bootstrap_map;
 use clap::Parser;
 use serde::Deserialize;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -42,9 +46,26 @@ pub struct Flags {
     /// Comma-separated URLs to serve /metrics and /health on (plain HTTP).
     #[arg(long, env = "ATOLL_LISTEN_METRICS_URLS")]
     pub listen_metrics_urls: Option<String>,
-    /// Cluster token; the cluster ID is derived from it.
+    /// Cluster token (default "atoll-cluster"); member and cluster IDs are derived from it, so
+    /// two clusters started with the same members but different tokens never mix.
     #[arg(long, env = "ATOLL_INITIAL_CLUSTER_TOKEN")]
     pub initial_cluster_token: Option<String>,
+    /// Members of a new cluster, `name=https://host:port,...` (a name given twice has two
+    /// peer URLs). Default: this node alone, `<name>=<initial-advertise-peer-urls>`.
+    #[arg(long, env = "ATOLL_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// Comma-separated peer URLs this node is reached on, as listed for it in
+    /// --initial-cluster (default: --listen-peer-urls).
+    #[arg(long, env = "ATOLL_INITIAL_ADVERTISE_PEER_URLS")]
+    pub initial_advertise_peer_urls: Option<String>,
+    /// `new` to bootstrap a cluster, `existing` to join a running one (default new). Both
+    /// are ignored once the data directory holds an identity, as etcd ignores them.
+    #[arg(long, env = "ATOLL_INITIAL_CLUSTER_STATE")]
+    pub initial_cluster_state: Option<String>,
+    /// Comma-separated key prefixes that each start a data shard of a new cluster, e.g.
+    /// `/registry/events/,/registry/pods/` (default: one data shard for every key).
+    #[arg(long, env = "ATOLL_INITIAL_SPLIT")]
+    pub initial_split: Option<String>,
     /// Largest client request accepted, in bytes or with a unit (default 1.5MiB).
     #[arg(long, env = "ATOLL_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<String>,
@@ -118,6 +139,10 @@ struct FileConfig {
     listen_peer_urls: Option<Vec<String>>,
     listen_metrics_urls: Option<Vec<String>>,
     initial_cluster_token: Option<String>,
+    initial_cluster: Option<String>,
+    initial_advertise_peer_urls: Option<Vec<String>>,
+    initial_cluster_state: Option<String>,
+    initial_split: Option<Vec<String>>,
     max_request_bytes: Option<String>,
     max_txn_ops: Option<usize>,
     heartbeat_interval: Option<String>,
@@ -146,6 +171,8 @@ pub struct NodeConfig {
     pub listen_metrics_urls: Vec<String>,
     /// Cluster token (default "atoll-cluster").
     pub initial_cluster_token: String,
+    /// How this node bootstraps or joins its cluster.
+    pub cluster: ClusterConfig,
     /// Largest request (default 1.5 MiB, etcd's).
     pub max_request_bytes: usize,
     /// Most ops per txn branch (default 128, etcd's).
@@ -172,6 +199,7 @@ impl Default for NodeConfig {
             listen_peer_urls: vec!["https://127.0.0.1:2380".into()],
             listen_metrics_urls: Vec::new(),
             initial_cluster_token: "atoll-cluster".into(),
+            cluster: ClusterConfig::single("default", &["https://127.0.0.1:2380".to_string()]),
             max_request_bytes: MAX_REQUEST_BYTES_DEFAULT,
             max_txn_ops: MAX_TXN_OPS_DEFAULT,
             heartbeat_interval: Duration::from_millis(100),
@@ -246,21 +274,32 @@ impl NodeConfig {
                 ));
             }
         };
+        let name = text(&flags.name, file.name).unwrap_or(d.name);
+        let listen_peer_urls =
+            list(&flags.listen_peer_urls, file.listen_peer_urls, d.listen_peer_urls);
+        let advertise_peer_urls = list(
+            &flags.initial_advertise_peer_urls,
+            file.initial_advertise_peer_urls,
+            listen_peer_urls.clone(),
+        );
+        let cluster = ClusterConfig::resolve(
+            &name,
+            advertise_peer_urls,
+            text(&flags.initial_cluster, file.initial_cluster),
+            text(&flags.initial_cluster_state, file.initial_cluster_state),
+            flags.initial_split.as_deref().map(split_raw_list).or(file.initial_split),
+        )?;
         let max_request_bytes = bytes(
             "max-request-bytes",
             text(&flags.max_request_bytes, file.max_request_bytes),
             d.max_request_bytes as u64,
         )?;
         Ok(NodeConfig {
-            name: text(&flags.name, file.name).unwrap_or(d.name),
+            name,
             data_dir: flags.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
             listen_client_urls,
             advertise_client_urls,
-            listen_peer_urls: list(
-                &flags.listen_peer_urls,
-                file.listen_peer_urls,
-                d.listen_peer_urls,
-            ),
+            listen_peer_urls,
             listen_metrics_urls: list(
                 &flags.listen_metrics_urls,
                 file.listen_metrics_urls,
@@ -268,6 +307,7 @@ impl NodeConfig {
             ),
             initial_cluster_token: text(&flags.initial_cluster_token, file.initial_cluster_token)
                 .unwrap_or(d.initial_cluster_token),
+            cluster,
             max_request_bytes: usize::try_from(max_request_bytes)
                 .map_err(|_| err("--max-request-bytes is too large"))?,
             max_txn_ops: flags.max_txn_ops.or(file.max_txn_ops).unwrap_or(d.max_txn_ops),
@@ -322,6 +362,7 @@ impl NodeConfig {
         {
             url_socket_addr(url)?;
         }
+        self.cluster.validate(&self.name, &self.initial_cluster_token)?;
         if !matches!(self.log_level.as_str(), "error" | "warn" | "info" | "debug" | "trace") {
             return Err(err(format!(
                 "--log-level '{}': use error, warn, info, debug or trace",
@@ -329,6 +370,39 @@ impl NodeConfig {
             )));
         }
         Ok(())
+    }
+
+    /// The members of a new cluster with their derived IDs (etcd's rule, so every node
+    /// given the same flags derives the same IDs). Only this node's client URLs are known.
+    pub fn initial_members(&self) -> Vec<Member> {
+        self.cluster
+            .initial_cluster
+            .iter()
+            .map(|m| Member {
+                id: NodeId(member_id(&m.peer_urls, &self.initial_cluster_token)),
+                name: m.name.clone(),
+                peer_urls: m.peer_urls.clone(),
+                client_urls: if m.name == self.name {
+                    self.advertise_client_urls.clone()
+                } else {
+                    Vec::new()
+                },
+                is_learner: false,
+            })
+            .collect()
+    }
+
+    /// This node's member ID and the cluster ID as derived from the initial cluster flags;
+    /// what a new data directory stores ([`NodeIdentity::load_or_init`]).
+    pub fn initial_identity(&self) -> NodeIdentity {
+        let ids: Vec<u64> = self.initial_members().iter().map(|m| m.id.0).collect();
+        NodeIdentity {
+            member_id: member_id(
+                &self.cluster.initial_advertise_peer_urls,
+                &self.initial_cluster_token,
+            ),
+            cluster_id: cluster_id(&ids),
+        }
     }
 
     /// Election timeout in heartbeat ticks.
@@ -347,8 +421,171 @@ fn split_list(s: &str) -> Vec<String> {
     s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect()
 }
 
+/// Splits a comma list keeping empty entries, so that validation can refuse them instead of
+/// silently dropping a typo such as `/a/,,/b/`. An empty flag is an empty list.
+fn split_raw_list(s: &str) -> Vec<String> {
+    if s.is_empty() { Vec::new() } else { s.split(',').map(String::from).collect() }
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `--initial-cluster-state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterState {
+    /// Bootstrap a new cluster from `--initial-cluster` (the default).
+    New,
+    /// Join a running cluster that this node was added to.
+    Existing,
+}
+
+/// One member of `--initial-cluster`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitialMember {
+    /// The member's `--name`.
+    pub name: String,
+    /// Its peer URLs, in the order given.
+    pub peer_urls: Vec<String>,
+}
+
+/// How a node bootstraps or joins its cluster: etcd's `--initial-*` flags, plus the
+/// prefixes the first shard map is split at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// This node's peer URLs as the cluster knows them (default: the listen peer URLs).
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// The members of a new cluster, in the order given (default: this node alone).
+    pub initial_cluster: Vec<InitialMember>,
+    /// New or existing (default new).
+    pub initial_cluster_state: ClusterState,
+    /// Prefixes that each start a data shard of a new cluster (default none).
+    pub initial_split: Vec<Vec<u8>>,
+}
+
+impl ClusterConfig {
+    /// A new cluster of one member, `name` at `peer_urls`: what a node without
+    /// `--initial-cluster` bootstraps, as etcd's default `default=<advertise URLs>`.
+    pub fn single(name: &str, peer_urls: &[String]) -> ClusterConfig {
+        ClusterConfig {
+            initial_advertise_peer_urls: peer_urls.to_vec(),
+            initial_cluster: vec![InitialMember {
+                name: name.to_string(),
+                peer_urls: peer_urls.to_vec(),
+            }],
+            initial_cluster_state: ClusterState::New,
+            initial_split: Vec::new(),
+        }
+    }
+
+    fn resolve(
+        name: &str,
+        advertise_peer_urls: Vec<String>,
+        initial_cluster: Option<String>,
+        state: Option<String>,
+        split: Option<Vec<String>>,
+    ) -> Result<ClusterConfig, ConfigError> {
+        let initial_cluster = match initial_cluster {
+            Some(text) => parse_initial_cluster(&text)?,
+            None => ClusterConfig::single(name, &advertise_peer_urls).initial_cluster,
+        };
+        let initial_cluster_state = match state.as_deref() {
+            None | Some("new") => ClusterState::New,
+            Some("existing") => ClusterState::Existing,
+            Some(other) => {
+                return Err(err(format!("--initial-cluster-state '{other}': use new or existing")));
+            }
+        };
+        Ok(ClusterConfig {
+            initial_advertise_peer_urls: advertise_peer_urls,
+            initial_cluster,
+            initial_cluster_state,
+            initial_split: split.unwrap_or_default().into_iter().map(String::into_bytes).collect(),
+        })
+    }
+
+    /// Checks the cluster settings of the node named `name`: well-formed peer URLs, each
+    /// URL belonging to one member, this node listed with exactly its advertised URLs, and
+    /// a usable split list.
+    fn validate(&self, name: &str, token: &str) -> Result<(), ConfigError> {
+        if self.initial_advertise_peer_urls.is_empty() {
+            return Err(err("--initial-advertise-peer-urls must name at least one URL"));
+        }
+        for url in &self.initial_advertise_peer_urls {
+            check_peer_url("--initial-advertise-peer-urls", url)?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for member in &self.initial_cluster {
+            for url in &member.peer_urls {
+                check_peer_url("--initial-cluster", url)?;
+                if !seen.insert(url.as_str()) {
+                    return Err(err(format!(
+                        "--initial-cluster lists peer URL '{url}' twice; each URL belongs to one member"
+                    )));
+                }
+            }
+        }
+        let Some(me) = self.initial_cluster.iter().find(|m| m.name == name) else {
+            return Err(err(format!(
+                "--initial-cluster has no member named '{name}' (this node's --name); add {name}=<its peer URL>"
+            )));
+        };
+        if sorted(&me.peer_urls) != sorted(&self.initial_advertise_peer_urls) {
+            return Err(err(format!(
+                "--initial-cluster gives '{name}' the peer URLs {} but --initial-advertise-peer-urls is {}; they must be the same",
+                me.peer_urls.join(","),
+                self.initial_advertise_peer_urls.join(",")
+            )));
+        }
+        let ids: std::collections::BTreeSet<u64> =
+            self.initial_cluster.iter().map(|m| member_id(&m.peer_urls, token)).collect();
+        if ids.len() != self.initial_cluster.len() {
+            return Err(err(
+                "two --initial-cluster members derive the same member ID; change --initial-cluster-token",
+            ));
+        }
+        bootstrap_map(&self.initial_split, &[]).map_err(|e| err(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Parses `name=URL,name=URL,...`. A name given twice gets both URLs, as in etcd.
+fn parse_initial_cluster(text: &str) -> Result<Vec<InitialMember>, ConfigError> {
+    let mut members: Vec<InitialMember> = Vec::new();
+    for entry in text.split(',').map(str::trim) {
+        let parsed = entry.split_once('=').map(|(n, u)| (n.trim(), u.trim()));
+        let Some((name, url)) = parsed.filter(|(n, u)| !n.is_empty() && !u.is_empty()) else {
+            return Err(err(format!(
+                "--initial-cluster entry '{entry}' must be name=URL, e.g. n1=https://10.0.0.1:2380"
+            )));
+        };
+        match members.iter_mut().find(|m| m.name == name) {
+            Some(member) => member.peer_urls.push(url.to_string()),
+            None => members
+                .push(InitialMember { name: name.to_string(), peer_urls: vec![url.to_string()] }),
+        }
+    }
+    Ok(members)
+}
+
+/// Checks that `url` is `http(s)://host:port` with nothing after the port (etcd refuses a
+/// path in a peer URL). The host is not resolved: peers' names may not resolve yet.
+fn check_peer_url(flag: &str, url: &str) -> Result<(), ConfigError> {
+    let bad = || err(format!("{flag}: URL '{url}' must look like https://host:port"));
+    let rest =
+        url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or_else(bad)?;
+    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
+    if host.is_empty() || host.contains('/') || !port_ok {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn sorted(urls: &[String]) -> Vec<&str> {
+    let mut v: Vec<&str> = urls.iter().map(String::as_str).collect();
+    v.sort_unstable();
+    v
 }
 
 /// The socket address of a URL such as `https://127.0.0.1:2379` or `http://localhost:2379`.

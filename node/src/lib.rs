@@ -6,8 +6,10 @@
 #![warn(missing_docs)]
 
 pub mod certs;
+pub mod cluster;
 pub mod config;
 pub mod ctl;
+pub mod durable_file;
 pub mod http;
 pub mod identity;
 pub mod service;

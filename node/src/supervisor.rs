@@ -1,15 +1,19 @@
-//! Starts a node: opens storage, loads identity and certificates, starts the log writer, the
-//! apply worker, the actor system with the shard replicas, and the QUIC endpoint; then waits
-//! for a signal. Any storage failure poisons the node: it logs one line and exits non-zero.
+//! Starts a node: opens storage, loads identity, certificates and the shard map, starts the
+//! peer transport (clusters of more than one member), the log writer, the apply worker, the
+//! actor system with a replica of every shard, and the QUIC endpoint; then waits for a
+//! signal. Any storage failure poisons the node: it logs one line and exits non-zero.
 
 use crate::certs::{self, TlsMaterial};
+use crate::cluster::{self, PeerBridge};
 use crate::config::{NodeConfig, url_socket_addr};
 use crate::identity::NodeIdentity;
-use crate::service::{NodeService, ShardHandle};
+use crate::service::{Forwarder, NodeService, ShardHandle, ShardSet};
+use crate::transport::peer::{PeerTransport, PeerTransportConfig};
 use crate::transport::{QuicServer, QuicServerConfig};
 use actix::Actor as _;
 use anyhow::Context as _;
-use atoll_proto::ShardId;
+use atoll_proto::shard_map::ReplicaRole;
+use atoll_proto::{NodeId, ShardId};
 use atoll_shard::Storage;
 use atoll_shard::actors::{PublishedState, ReplicaActor, ReplicaDeps};
 use atoll_shard::apply_worker::{ApplyWorker, HeaderIdentity};
@@ -17,10 +21,8 @@ use atoll_shard::config::ReplicaConfig;
 use atoll_shard::core::SystemClock;
 use atoll_shard::mvcc::{MvccLimits, MvccStore, ShardRange};
 use atoll_shard::storage::LogWriter;
+use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// The data shard that covers every key until the shard map (replication issue) splits it.
-pub const DATA_SHARD: ShardId = ShardId(1);
 
 /// Exit code after a storage failure.
 const EXIT_STORAGE_FAILED: i32 = 3;
@@ -28,10 +30,46 @@ const EXIT_STORAGE_FAILED: i32 = 3;
 /// Runs a node until SIGINT/SIGTERM.
 pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let storage = Storage::open(&cfg.data_dir.join("db"), cfg.cache_bytes)?;
-    let identity =
-        NodeIdentity::load_or_create(&cfg.data_dir, &cfg.initial_cluster_token, &cfg.name)
-            .map_err(anyhow::Error::msg)?;
+    // A stored identity that differs from the flags is kept, and load_or_init says so.
+    let (identity, _) = NodeIdentity::load_or_init(
+        &cfg.data_dir,
+        cfg.initial_identity(),
+        cfg.cluster.initial_cluster_state,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let me = NodeId(identity.member_id);
+    let peers = cluster::peer_addresses(&cfg, me)?;
+    if !peers.is_empty() && cfg.tls_files.is_none() {
+        anyhow::bail!(
+            "a cluster of {} members needs certificates from one CA: create them with `atoll \
+             certs ca` and `atoll certs node`, then pass --cert-file, --key-file and \
+             --trusted-ca-file",
+            peers.len() + 1
+        );
+    }
     let tls = load_tls(&cfg)?;
+    let map = cluster::load_or_create_shard_map(&cfg)?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("atoll-io").build()?;
+    let bridge = Arc::new(PeerBridge::default());
+    let transport = if peers.is_empty() {
+        None
+    } else {
+        let listen =
+            url_socket_addr(cfg.listen_peer_urls.first().context("no --listen-peer-urls")?)?;
+        let peer_cfg = PeerTransportConfig {
+            node_id: me,
+            cluster_id: identity.cluster_id,
+            listen,
+            tls: tls.clone(),
+            peers,
+        };
+        let _guard = runtime.enter();
+        let transport = PeerTransport::start(peer_cfg, bridge.clone())?;
+        transport.set_max_request_bytes(cfg.max_request_bytes);
+        bridge.set_sender(transport.sender());
+        Some(transport)
+    };
     let fatal = |what: &'static str| {
         move |e: &atoll_shard::StorageError| {
             eprintln!("atoll: fatal: {what} failed: {e}; stopping");
@@ -42,25 +80,52 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let applier = ApplyWorker::spawn(Box::new(fatal("apply")))?;
     let limits =
         MvccLimits { max_txn_ops: cfg.max_txn_ops, max_request_bytes: cfg.max_request_bytes };
-    let published = Arc::new(PublishedState::default());
-    let store = MvccStore::new(storage.clone(), DATA_SHARD, ShardRange::all());
-    let replica = ReplicaActor::new(ReplicaDeps {
-        shard: DATA_SHARD,
-        config: replica_config(&cfg, identity.member_id),
-        initial_voters: vec![identity.member_id],
-        store: store.clone(),
-        limits: limits.clone(),
-        identity: HeaderIdentity { cluster_id: identity.cluster_id, member_id: identity.member_id },
-        log_writer: log_writer.clone(),
-        applier,
-        clock: Arc::new(SystemClock),
-        published: published.clone(),
-    })?;
-    let addr = start_actors(replica)?;
-    let shard = ShardHandle { addr, store, published };
+    let mut replicas = Vec::new();
+    let mut handles = BTreeMap::new();
+    for shard in &map.shards {
+        let published = Arc::new(PublishedState::default());
+        let range = ShardRange { start: shard.start.clone(), end: shard.end.clone() };
+        let store = MvccStore::new(storage.clone(), shard.id, range);
+        let voters = shard
+            .replicas
+            .iter()
+            .filter(|r| r.role == ReplicaRole::Voter)
+            .map(|r| r.node.0)
+            .collect();
+        let replica = ReplicaActor::new(ReplicaDeps {
+            shard: shard.id,
+            config: replica_config(&cfg, identity.member_id),
+            initial_voters: voters,
+            store: store.clone(),
+            limits: limits.clone(),
+            identity: HeaderIdentity {
+                cluster_id: identity.cluster_id,
+                member_id: identity.member_id,
+            },
+            log_writer: log_writer.clone(),
+            applier: applier.clone(),
+            clock: Arc::new(SystemClock),
+            published: published.clone(),
+            peers: bridge.clone(),
+        })?;
+        replicas.push(replica);
+        handles.insert(shard.id, (store, published));
+    }
+    let addrs = start_actors(replicas)?;
+    let handles: BTreeMap<ShardId, ShardHandle> = handles
+        .into_iter()
+        .zip(addrs)
+        .map(|((id, (store, published)), addr)| (id, ShardHandle { addr, store, published }))
+        .collect();
+    bridge.set_replicas(handles.iter().map(|(id, h)| (*id, h.addr.clone())).collect());
+    let shards = ShardSet::new(map, handles)?;
     let timeout = cfg.request_timeout();
-    let service = NodeService::new(shard, storage, identity, limits, timeout, Some(log_writer));
-    serve(&cfg, tls, service)
+    // The bridge forwards writes to shard leaders on other nodes and serves theirs here.
+    let forwarder = transport.as_ref().map(|_| bridge.clone() as Arc<dyn Forwarder>);
+    let service =
+        NodeService::new(shards, storage, identity, limits, timeout, Some(log_writer), forwarder);
+    bridge.set_service(service.clone());
+    serve(&cfg, runtime, tls, service, transport)
 }
 
 fn replica_config(cfg: &NodeConfig, node_id: u64) -> ReplicaConfig {
@@ -92,16 +157,25 @@ fn advertised_hosts(cfg: &NodeConfig) -> Vec<String> {
         .collect()
 }
 
-/// Starts the actix system on its own thread with one arbiter per core and places the replica
-/// on one of them; returns its address.
-fn start_actors(replica: ReplicaActor) -> anyhow::Result<actix::Addr<ReplicaActor>> {
+/// Starts the actix system on its own thread with one arbiter per core and spreads the
+/// replicas over them; returns their addresses in the order given.
+fn start_actors(replicas: Vec<ReplicaActor>) -> anyhow::Result<Vec<actix::Addr<ReplicaActor>>> {
     let (tx, rx) = std::sync::mpsc::channel();
+    let arbiters_count = std::thread::available_parallelism().map_or(1, |n| n.get());
     std::thread::Builder::new().name("atoll-actors".into()).spawn(move || {
         let system = actix::System::new();
         system.block_on(async move {
-            let arbiter = actix::Arbiter::new();
-            let addr = ReplicaActor::start_in_arbiter(&arbiter.handle(), move |_| replica);
-            let _ = tx.send(addr);
+            let arbiters: Vec<actix::Arbiter> =
+                (0..arbiters_count).map(|_| actix::Arbiter::new()).collect();
+            let addrs: Vec<_> = replicas
+                .into_iter()
+                .enumerate()
+                .map(|(i, replica)| {
+                    let arbiter = &arbiters[i % arbiters.len()];
+                    ReplicaActor::start_in_arbiter(&arbiter.handle(), move |_| replica)
+                })
+                .collect();
+            let _ = tx.send(addrs);
         });
         if let Err(e) = system.run() {
             eprintln!("atoll: fatal: actor system stopped: {e}");
@@ -111,9 +185,13 @@ fn start_actors(replica: ReplicaActor) -> anyhow::Result<actix::Addr<ReplicaActo
     rx.recv().context("actor system failed to start")
 }
 
-fn serve(cfg: &NodeConfig, tls: TlsMaterial, service: NodeService) -> anyhow::Result<()> {
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("atoll-io").build()?;
+fn serve(
+    cfg: &NodeConfig,
+    runtime: tokio::runtime::Runtime,
+    tls: TlsMaterial,
+    service: NodeService,
+    transport: Option<PeerTransport>,
+) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let mut servers = Vec::new();
         for url in &cfg.listen_client_urls {
@@ -138,6 +216,9 @@ fn serve(cfg: &NodeConfig, tls: TlsMaterial, service: NodeService) -> anyhow::Re
         tracing::info!("shutting down");
         for t in tasks {
             t.abort();
+        }
+        if let Some(transport) = transport {
+            transport.close().await;
         }
         Ok(())
     })

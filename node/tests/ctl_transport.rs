@@ -145,6 +145,9 @@ impl State {
                 raft_applied_index: 7,
                 ..StatusResponse::default()
             }),
+            NativeRequest::HashKv(_) => {
+                NativeResponse::Error(AtollError::Malformed { reason: "no hashkv here".into() })
+            }
         })
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use clap::CommandFactory;
 
 fn flags(args: &[&str]) -> Flags {
     let mut all = vec!["atoll"];
@@ -69,4 +70,177 @@ fn bad_settings_are_one_line_errors() {
         .expect_err("scheme needed");
     assert!(e.to_string().contains("https://"), "{e}");
     assert!(Flags::try_parse_from(["atoll", "--no-such-flag"]).is_err());
+}
+
+fn must_err(args: &[&str]) -> String {
+    let e = NodeConfig::load(&flags(args)).expect_err("must be refused").to_string();
+    assert!(!e.contains('\n'), "one line: {e}");
+    e
+}
+
+const THREE: &str = "n1=https://10.0.0.1:2380,n2=https://10.0.0.2:2380,n3=https://10.0.0.3:2380";
+
+fn node_of_three(name: &str, url: &str) -> NodeConfig {
+    NodeConfig::load(&flags(&[
+        "--name",
+        name,
+        "--initial-cluster",
+        THREE,
+        "--initial-advertise-peer-urls",
+        url,
+        "--initial-cluster-token",
+        "tok",
+    ]))
+    .expect("three-node flags load")
+}
+
+#[test]
+fn without_initial_cluster_a_node_is_a_cluster_of_itself() {
+    let cfg = NodeConfig::load(&flags(&[
+        "--name",
+        "solo",
+        "--listen-peer-urls",
+        "https://127.0.0.1:12380",
+    ]))
+    .expect("loads");
+    assert_eq!(cfg.cluster.initial_cluster_state, ClusterState::New);
+    assert_eq!(
+        cfg.cluster.initial_advertise_peer_urls,
+        vec!["https://127.0.0.1:12380".to_string()]
+    );
+    assert_eq!(
+        cfg.cluster.initial_cluster,
+        vec![InitialMember {
+            name: "solo".into(),
+            peer_urls: vec!["https://127.0.0.1:12380".into()]
+        }]
+    );
+    assert!(cfg.cluster.initial_split.is_empty());
+    let members = cfg.initial_members();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].client_urls, cfg.advertise_client_urls);
+    let identity = cfg.initial_identity();
+    assert_eq!(identity.member_id, members[0].id.0);
+    assert_eq!(identity.cluster_id, crate::identity::cluster_id(&[identity.member_id]));
+}
+
+#[test]
+fn every_node_of_a_cluster_derives_the_same_ids() {
+    let nodes = [
+        node_of_three("n1", "https://10.0.0.1:2380"),
+        node_of_three("n2", "https://10.0.0.2:2380"),
+        node_of_three("n3", "https://10.0.0.3:2380"),
+    ];
+    let ids: Vec<NodeId> = nodes[0].initial_members().iter().map(|m| m.id).collect();
+    for (i, node) in nodes.iter().enumerate() {
+        let theirs: Vec<NodeId> = node.initial_members().iter().map(|m| m.id).collect();
+        assert_eq!(theirs, ids, "node {i} derives other member IDs");
+        assert_eq!(node.initial_identity().member_id, ids[i].0);
+        assert_eq!(node.initial_identity().cluster_id, nodes[0].initial_identity().cluster_id);
+    }
+    let distinct: std::collections::BTreeSet<NodeId> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), 3);
+    let other_token = NodeConfig::load(&flags(&[
+        "--name",
+        "n1",
+        "--initial-cluster",
+        THREE,
+        "--initial-advertise-peer-urls",
+        "https://10.0.0.1:2380",
+    ]))
+    .expect("loads");
+    assert_ne!(
+        other_token.initial_identity(),
+        nodes[0].initial_identity(),
+        "the token salts the IDs"
+    );
+}
+
+#[test]
+fn a_name_given_twice_gets_both_urls_as_in_etcd() {
+    let cfg = NodeConfig::load(&flags(&[
+        "--name",
+        "n1",
+        "--initial-cluster",
+        "n1=https://10.0.0.1:2380,n2=https://10.0.0.2:2380,n1=https://10.0.1.1:2380",
+        "--initial-advertise-peer-urls",
+        "https://10.0.1.1:2380,https://10.0.0.1:2380",
+    ]))
+    .expect("loads");
+    assert_eq!(cfg.cluster.initial_cluster.len(), 2);
+    assert_eq!(cfg.cluster.initial_cluster[0].peer_urls.len(), 2);
+}
+
+#[test]
+fn cluster_flags_also_come_from_the_environment_and_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("atoll.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"n2\"\ninitial-cluster = \"{THREE}\"\ninitial-advertise-peer-urls = [\"https://10.0.0.2:2380\"]\n\
+             initial-cluster-state = \"existing\"\ninitial-split = [\"/registry/events/\", \"/registry/pods/\"]\n"
+        ),
+    )
+    .expect("write");
+    let cfg =
+        NodeConfig::load(&flags(&["--config-file", path.to_str().expect("utf8")])).expect("loads");
+    assert_eq!(cfg.cluster.initial_cluster_state, ClusterState::Existing);
+    assert_eq!(
+        cfg.cluster.initial_split,
+        vec![b"/registry/events/".to_vec(), b"/registry/pods/".to_vec()]
+    );
+    assert_eq!(cfg.cluster.initial_cluster.len(), 3);
+    let from_flag =
+        flags(&["--config-file", path.to_str().expect("utf8"), "--initial-split", "/a/,/b/"]);
+    let cfg = NodeConfig::load(&from_flag).expect("loads");
+    assert_eq!(
+        cfg.cluster.initial_split,
+        vec![b"/a/".to_vec(), b"/b/".to_vec()],
+        "flag wins over file"
+    );
+    let env = Flags::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect::<Vec<_>>();
+    for var in [
+        "ATOLL_INITIAL_CLUSTER",
+        "ATOLL_INITIAL_ADVERTISE_PEER_URLS",
+        "ATOLL_INITIAL_CLUSTER_STATE",
+        "ATOLL_INITIAL_CLUSTER_TOKEN",
+        "ATOLL_INITIAL_SPLIT",
+    ] {
+        assert!(env.iter().any(|e| e == var), "{var} is not read");
+    }
+}
+
+#[test]
+fn bad_cluster_flags_are_one_line_errors() {
+    let with = |extra: &[&str]| {
+        let mut args =
+            vec!["--name", "n1", "--initial-advertise-peer-urls", "https://10.0.0.1:2380"];
+        args.extend_from_slice(extra);
+        must_err(&args)
+    };
+    let e = with(&["--initial-cluster", "n2=https://10.0.0.2:2380,n3=https://10.0.0.3:2380"]);
+    assert!(e.contains("no member named 'n1'"), "{e}");
+    let e = with(&["--initial-cluster", "n1=https://10.0.0.9:2380"]);
+    assert!(e.contains("must be the same"), "{e}");
+    let e = with(&["--initial-cluster", "n1=https://10.0.0.1:2380,n2=https://10.0.0.1:2380"]);
+    assert!(e.contains("twice"), "{e}");
+    let e = with(&["--initial-cluster", "n1=https://10.0.0.1:2380,https://10.0.0.2:2380"]);
+    assert!(e.contains("must be name=URL"), "{e}");
+    let e = with(&["--initial-cluster", "n1=https://10.0.0.1:2380,n2=10.0.0.2:2380"]);
+    assert!(e.contains("https://host:port"), "{e}");
+    let e = with(&["--initial-cluster", "n1=https://10.0.0.1:2380,n2=https://10.0.0.2:2380/peer"]);
+    assert!(e.contains("https://host:port"), "a path is refused: {e}");
+    let e = with(&["--initial-cluster-state", "joining"]);
+    assert!(e.contains("use new or existing"), "{e}");
+    let e = with(&["--initial-split", "/a/,,/b/"]);
+    assert!(e.contains("--initial-split: prefix 2 is empty"), "{e}");
+    let e = with(&["--initial-split", "/a/,/a/"]);
+    assert!(e.contains("given twice"), "{e}");
+    let e = must_err(&["--initial-advertise-peer-urls", "https://127.0.0.1:0"]);
+    assert!(e.contains("https://host:port"), "port 0: {e}");
 }

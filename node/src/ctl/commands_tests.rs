@@ -199,6 +199,9 @@ fn answering() -> Fake {
                 raft_applied_index: 10,
                 ..Default::default()
             }),
+            NativeRequest::HashKv(_) => NativeResponse::Error(AtollError::Malformed {
+                reason: "atollctl sends no hashkv".into(),
+            }),
         })
     })
 }

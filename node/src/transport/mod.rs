@@ -8,6 +8,7 @@
 
 mod error;
 pub mod limits;
+pub mod peer;
 mod server;
 mod stream;
 

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use atoll_router::{Client, ClientConfig, Trust};
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;

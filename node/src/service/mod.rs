@@ -1,0 +1,581 @@
+//! The request service: turns native client requests into replica proposals and snapshot
+//! reads. Writes go through Raft; linearizable reads wait for a ReadIndex and then read a fjall
+//! snapshot on the blocking pool, so a long scan never delays Raft or writes (DESIGN §3).
+//!
+//! Requests are routed by key to the shard that owns them (`shards.rs`). A write whose shard
+//! is led by another node is forwarded to that node (DESIGN §6: any node accepts any
+//! request); reads are served here, followers included, through ReadIndex. A Range over
+//! several shards reads each after its ReadIndex, from one snapshot of the node's database,
+//! and merges the answers; a DeleteRange over several shards deletes shard by shard; a Txn
+//! over several shards is refused.
+
+mod shards;
+
+pub use shards::{ShardHandle, ShardSet};
+
+use crate::identity::NodeIdentity;
+use crate::transport::RequestHandler;
+use atoll_proto::*;
+use atoll_router::merge::{merge_ranges, shard_request};
+use atoll_shard::Storage;
+use atoll_shard::actors::{GetStatus, Propose, ReadIndex, ReplicaStatus};
+use atoll_shard::mvcc::{MvccLimits, WriteResponse, validate_range, validate_write};
+use atoll_shard::storage::LogWriterHandle;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{Semaphore, oneshot};
+use tokio::time::Instant;
+
+/// How long a request waits between looks for a shard leader during an election.
+const LEADER_POLL: Duration = Duration::from_millis(20);
+
+/// Sends a request to the node that leads its shard and returns that node's answer.
+pub trait Forwarder: Send + Sync + 'static {
+    /// Forwards `req` to node `to`; the answer is the one `to` gives.
+    fn forward(
+        &self,
+        to: NodeId,
+        req: NativeRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<NativeResponse, AtollError>> + Send + 'static>>;
+}
+
+/// Snapshot reads running at once; more wait for a permit (the read pool's bound).
+pub const READS_IN_FLIGHT_MAX: usize = 64;
+
+/// Serves native requests for the node.
+#[derive(Clone)]
+pub struct NodeService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shards: ShardSet,
+    storage: Storage,
+    identity: NodeIdentity,
+    limits: MvccLimits,
+    request_timeout: Duration,
+    reads: Semaphore,
+    counters: RequestCounters,
+    log_writer: Option<LogWriterHandle>,
+    forwarder: Option<Arc<dyn Forwarder>>,
+}
+
+/// Requests served, by outcome; read by `/metrics`.
+#[derive(Default)]
+struct RequestCounters {
+    reads: AtomicU64,
+    writes: AtomicU64,
+    errors: AtomicU64,
+    forwarded: AtomicU64,
+}
+
+/// Where a write may go when this node does not lead its shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// From a client: forwarded to the shard leader.
+    Client,
+    /// Forwarded by another node: served here or refused, never forwarded again.
+    Peer,
+}
+
+impl NodeService {
+    /// A service over the node's local replicas. `forwarder` reaches other nodes (none in a
+    /// single-node cluster); `log_writer` is only read for `/metrics`.
+    pub fn new(
+        shards: ShardSet,
+        storage: Storage,
+        identity: NodeIdentity,
+        limits: MvccLimits,
+        request_timeout: Duration,
+        log_writer: Option<LogWriterHandle>,
+        forwarder: Option<Arc<dyn Forwarder>>,
+    ) -> NodeService {
+        let reads = Semaphore::new(READS_IN_FLIGHT_MAX);
+        let counters = RequestCounters::default();
+        let inner = Inner {
+            shards,
+            storage,
+            identity,
+            limits,
+            request_timeout,
+            reads,
+            counters,
+            log_writer,
+            forwarder,
+        };
+        NodeService { inner: Arc::new(inner) }
+    }
+
+    /// Serves one request from a client.
+    pub async fn serve(&self, req: NativeRequest) -> NativeResponse {
+        self.serve_from(req, Origin::Client).await
+    }
+
+    /// Serves one request another node forwarded here because this node leads its shard.
+    pub async fn serve_forwarded(&self, req: NativeRequest) -> NativeResponse {
+        self.serve_from(req, Origin::Peer).await
+    }
+
+    async fn serve_from(&self, req: NativeRequest, origin: Origin) -> NativeResponse {
+        let counters = &self.inner.counters;
+        let reads = matches!(
+            req,
+            NativeRequest::Range(_) | NativeRequest::Status(_) | NativeRequest::HashKv(_)
+        );
+        let counter = if reads { &counters.reads } else { &counters.writes };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let result = match req {
+            NativeRequest::Range(r) => self.range(r).await.map(NativeResponse::Range),
+            NativeRequest::Put(r) => self.write(WriteOp::Put(r), origin).await,
+            NativeRequest::DeleteRange(r) => self.write(WriteOp::DeleteRange(r), origin).await,
+            NativeRequest::Txn(r) => self.write(WriteOp::Txn(r), origin).await,
+            NativeRequest::Compact(r) => self.write(WriteOp::Compact(r), origin).await,
+            NativeRequest::Status(_) => self.status().await.map(NativeResponse::Status),
+            NativeRequest::HashKv(r) => self.hash_kv(r).await.map(NativeResponse::HashKv),
+        };
+        result.unwrap_or_else(|e| {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            NativeResponse::Error(e)
+        })
+    }
+
+    /// Succeeds once a linearizable read index is confirmed and applied: the shard has a
+    /// leader and this node follows it (etcd's /health does a linearizable read too).
+    pub async fn check_health(&self, timeout: Duration) -> Result<(), AtollError> {
+        let every_shard = self.inner.shards.handles().map(|(id, _)| self.read_index(id));
+        tokio::time::timeout(timeout, futures::future::try_join_all(every_shard))
+            .await
+            .map_err(|_| AtollError::Timeout)?
+            .map(|_| ())
+    }
+
+    /// `(name, help, type, value)` of every metric the node exports.
+    pub async fn metric_samples(&self) -> Vec<(&'static str, &'static str, &'static str, String)> {
+        let inner = &self.inner;
+        let c = &inner.counters;
+        let mut samples = vec![
+            (
+                "atoll_server_reads_total",
+                "Read requests received.",
+                "counter",
+                c.reads.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "atoll_server_writes_total",
+                "Write requests received.",
+                "counter",
+                c.writes.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "atoll_server_errors_total",
+                "Requests answered with an error.",
+                "counter",
+                c.errors.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "atoll_storage_disk_bytes",
+                "Bytes the storage engine uses on disk.",
+                "gauge",
+                inner.storage.disk_bytes().to_string(),
+            ),
+        ];
+        if let Some(lw) = &inner.log_writer {
+            let s = lw.stats();
+            samples.push((
+                "atoll_log_writer_syncs_total",
+                "fsyncs of the log writer (one per group commit).",
+                "counter",
+                s.syncs.load(Ordering::Relaxed).to_string(),
+            ));
+            samples.push((
+                "atoll_log_writer_entries_total",
+                "Raft entries made durable.",
+                "counter",
+                s.entries.load(Ordering::Relaxed).to_string(),
+            ));
+            let secs = s.sync_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            samples.push((
+                "atoll_log_writer_sync_seconds_total",
+                "Time spent in fsync.",
+                "counter",
+                format!("{secs:.6}"),
+            ));
+        }
+        samples.push((
+            "atoll_server_forwarded_total",
+            "Writes forwarded to the node leading their shard.",
+            "counter",
+            c.forwarded.load(Ordering::Relaxed).to_string(),
+        ));
+        if let Ok(status) = self.first_shard_status(Duration::from_secs(1)).await {
+            let is_leader = u64::from(status.role == atoll_shard::actors::ReplicaRole::Leader);
+            samples.push((
+                "atoll_shard_is_leader",
+                "1 if this node leads the data shard.",
+                "gauge",
+                is_leader.to_string(),
+            ));
+            samples.push((
+                "atoll_shard_raft_term",
+                "Raft term of the data shard.",
+                "gauge",
+                status.term.to_string(),
+            ));
+            samples.push((
+                "atoll_shard_applied_index",
+                "Applied Raft index of the data shard.",
+                "gauge",
+                status.applied_index.to_string(),
+            ));
+            samples.push((
+                "atoll_shard_revision",
+                "Store revision of the data shard.",
+                "gauge",
+                status.revision.to_string(),
+            ));
+        }
+        samples
+    }
+
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, AtollError> {
+        validate_range(&req)?;
+        let inner = &self.inner;
+        // A range that holds no key still gets an answer from one shard (count 0, header).
+        let mut parts: Vec<(ShardId, RangeRequest)> = inner
+            .shards
+            .spans(&req.key, &req.range_end)
+            .into_iter()
+            .map(|span| (span.shard.id, shard_request(&req, &span.key, &span.range_end)))
+            .collect();
+        if parts.is_empty()
+            && let Some((id, _)) = inner.shards.first()
+        {
+            parts.push((id, req.clone()));
+        }
+        let mut term = 0;
+        if req.serializable {
+            for (id, _) in &parts {
+                term = term.max(inner.shards.handle(*id)?.published.term());
+            }
+        } else {
+            let confirmed = parts.iter().map(|(id, _)| self.read_index(*id));
+            for t in futures::future::try_join_all(confirmed).await? {
+                term = term.max(t);
+            }
+        }
+        let _permit = inner.reads.acquire().await.map_err(|_| AtollError::Stopping)?;
+        let stores = parts
+            .into_iter()
+            .map(|(id, r)| Ok((inner.shards.handle(id)?.store.clone(), r)))
+            .collect::<Result<Vec<_>, AtollError>>()?;
+        let db = inner.storage.db.clone();
+        // One snapshot for every shard: the parts are read from one state of this node.
+        let answers = tokio::task::spawn_blocking(move || {
+            let snap = db.snapshot();
+            stores
+                .iter()
+                .map(|(store, r)| store.range(&snap, r).map_err(|e| e.to_wire()))
+                .collect::<Result<Vec<_>, AtollError>>()
+        })
+        .await
+        .map_err(|_| AtollError::Stopping)??;
+        let mut resp = match <[RangeResponse; 1]>::try_from(answers) {
+            Ok([one]) => one,
+            Err(answers) => merge_ranges(&req, answers),
+        };
+        self.fill(&mut resp.header, term);
+        Ok(resp)
+    }
+
+    /// Waits until `shard` has a leader, asks it for a read index and waits until this
+    /// replica applied it; returns the shard's term.
+    async fn read_index(&self, shard: ShardId) -> Result<u64, AtollError> {
+        let deadline = Instant::now() + self.inner.request_timeout;
+        let handle = self.wait_for_leader(shard, deadline).await?;
+        let (tx, rx) = oneshot::channel();
+        handle.addr.try_send(ReadIndex { reply: tx }).map_err(mailbox_error)?;
+        let ready = self.wait(rx).await?;
+        Ok(ready.term)
+    }
+
+    /// The local replica of `shard` once it knows a leader (an election may be under way),
+    /// or `NoLeader` at `deadline`.
+    async fn wait_for_leader(
+        &self,
+        shard: ShardId,
+        deadline: Instant,
+    ) -> Result<&ShardHandle, AtollError> {
+        let handle = self.inner.shards.handle(shard)?;
+        while handle.published.leader() == 0 {
+            if Instant::now() >= deadline {
+                return Err(AtollError::NoLeader { shard });
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
+        Ok(handle)
+    }
+
+    async fn write(&self, op: WriteOp, origin: Origin) -> Result<NativeResponse, AtollError> {
+        validate_write(&op, &self.inner.limits)?;
+        if let WriteOp::Compact(c) = op {
+            return self.compact_every_shard(c, origin).await.map(NativeResponse::Compact);
+        }
+        match self.inner.shards.single_shard_of(&op) {
+            Some(shard) => self.write_on(shard, op, origin).await,
+            None => match op {
+                WriteOp::DeleteRange(d) => {
+                    self.delete_across(d, origin).await.map(NativeResponse::DeleteRange)
+                }
+                _ => Err(AtollError::CrossShardTxn),
+            },
+        }
+    }
+
+    /// Proposes `op` to `shard` here, or forwards it to the node leading the shard.
+    async fn write_on(
+        &self,
+        shard: ShardId,
+        op: WriteOp,
+        origin: Origin,
+    ) -> Result<NativeResponse, AtollError> {
+        let deadline = Instant::now() + self.inner.request_timeout;
+        let handle = self.wait_for_leader(shard, deadline).await?;
+        let leader = handle.published.leader();
+        if leader != self.inner.identity.member_id
+            && origin == Origin::Client
+            && let Some(forwarder) = &self.inner.forwarder
+        {
+            self.inner.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+            let forwarded = forwarder.forward(NodeId(leader), native_request(op));
+            tokio::pin!(forwarded);
+            // A leader that dies with the request in flight would hold it until the peer
+            // connection times out; once this replica learns of another leader (or of an
+            // election), the answer is "leader changed", as etcd's: the write may or may not
+            // have been applied, so clients resend only idempotent requests.
+            let answer = loop {
+                tokio::select! {
+                    answer = &mut forwarded => break answer?,
+                    () = tokio::time::sleep(LEADER_POLL) => {
+                        if handle.published.leader() != leader {
+                            return Err(AtollError::LeaderChanged);
+                        }
+                    }
+                }
+            };
+            return match answer {
+                NativeResponse::Error(e) => Err(e),
+                answer => Ok(answer),
+            };
+        }
+        let (tx, rx) = oneshot::channel();
+        handle.addr.try_send(Propose { op, reply: tx }).map_err(mailbox_error)?;
+        Ok(native_response(self.wait(rx).await?))
+    }
+
+    /// A DeleteRange over several shards: each shard deletes its part at its own revision
+    /// (decision D10); the answer adds them up, prev_kvs in key order.
+    async fn delete_across(
+        &self,
+        req: DeleteRangeRequest,
+        origin: Origin,
+    ) -> Result<DeleteRangeResponse, AtollError> {
+        let parts: Vec<(ShardId, DeleteRangeRequest)> = self
+            .inner
+            .shards
+            .spans(&req.key, &req.range_end)
+            .into_iter()
+            .map(|span| {
+                let part =
+                    DeleteRangeRequest { key: span.key, range_end: span.range_end, ..req.clone() };
+                (span.shard.id, part)
+            })
+            .collect();
+        let mut total = DeleteRangeResponse::default();
+        for (shard, part) in parts {
+            match self.write_on(shard, WriteOp::DeleteRange(part), origin).await? {
+                NativeResponse::DeleteRange(r) => {
+                    total.deleted += r.deleted;
+                    total.prev_kvs.extend(r.prev_kvs);
+                    total.header.revision = total.header.revision.max(r.header.revision);
+                    total.header.raft_term = total.header.raft_term.max(r.header.raft_term);
+                    total.header.cluster_id = r.header.cluster_id;
+                    total.header.member_id = r.header.member_id;
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+        Ok(total)
+    }
+
+    /// A Compact applies to every shard at the same revision. A shard whose newest revision
+    /// is below it has nothing newer to keep and compacts at its newest; a shard already
+    /// compacted past it is done. `Compacted` only when every shard says so.
+    async fn compact_every_shard(
+        &self,
+        req: CompactionRequest,
+        origin: Origin,
+    ) -> Result<CompactionResponse, AtollError> {
+        let shards: Vec<ShardId> = self.inner.shards.handles().map(|(id, _)| id).collect();
+        let mut answer: Option<CompactionResponse> = None;
+        let mut first_error = None;
+        let mut newest = 0;
+        for shard in shards {
+            let mut asked = req.clone();
+            let result = loop {
+                match self.write_on(shard, WriteOp::Compact(asked.clone()), origin).await {
+                    Err(AtollError::FutureRevision { current_revision })
+                        if current_revision < asked.revision && current_revision > 0 =>
+                    {
+                        newest = newest.max(current_revision);
+                        asked.revision = current_revision;
+                    }
+                    other => break other,
+                }
+            };
+            match result {
+                Ok(NativeResponse::Compact(r)) => {
+                    newest = newest.max(r.header.revision);
+                    answer.get_or_insert(r);
+                }
+                Ok(other) => return Err(unexpected(&other)),
+                Err(AtollError::Compacted { .. }) if first_error.is_none() => {
+                    first_error = result.err();
+                }
+                Err(AtollError::Compacted { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if req.revision > newest && answer.is_some() {
+            // No shard holds the asked revision: it is in the future for the whole store.
+            return Err(AtollError::FutureRevision { current_revision: newest });
+        }
+        match (answer, first_error) {
+            (Some(mut r), _) => {
+                r.header.revision = newest;
+                Ok(r)
+            }
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(AtollError::FutureRevision { current_revision: newest }),
+        }
+    }
+
+    async fn wait<T>(&self, rx: oneshot::Receiver<Result<T, AtollError>>) -> Result<T, AtollError> {
+        match tokio::time::timeout(self.inner.request_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            // The replica dropped the request: it is stopping.
+            Ok(Err(_)) => Err(AtollError::Stopping),
+            Err(_) => Err(AtollError::Timeout),
+        }
+    }
+
+    async fn first_shard_status(&self, timeout: Duration) -> Result<ReplicaStatus, AtollError> {
+        let (_, handle) = self.inner.shards.first().ok_or(AtollError::Stopping)?;
+        tokio::time::timeout(timeout, handle.addr.send(GetStatus))
+            .await
+            .map_err(|_| AtollError::Timeout)?
+            .map_err(|_| AtollError::Stopping)
+    }
+
+    /// Hashes every local replica from one snapshot, each at the asked revision or its own
+    /// current one; a local answer, like etcd's HashKV.
+    async fn hash_kv(&self, req: HashKvRequest) -> Result<HashKvResponse, AtollError> {
+        let inner = &self.inner;
+        let stores: Vec<_> = inner.shards.handles().map(|(_, h)| h.store.clone()).collect();
+        let db = inner.storage.db.clone();
+        let _permit = inner.reads.acquire().await.map_err(|_| AtollError::Stopping)?;
+        let hashes = tokio::task::spawn_blocking(move || {
+            let snap = db.snapshot();
+            stores
+                .iter()
+                .map(|store| {
+                    let h = store.hash_kv(&snap, req.revision).map_err(|e| e.to_wire())?;
+                    Ok(ShardHash {
+                        shard: store.shard(),
+                        revision: h.revision,
+                        compact_revision: h.compact_revision,
+                        applied_index: h.applied_index,
+                        hash: h.hash,
+                    })
+                })
+                .collect::<Result<Vec<_>, AtollError>>()
+        })
+        .await
+        .map_err(|_| AtollError::Stopping)??;
+        let mut resp = HashKvResponse { hashes, ..HashKvResponse::default() };
+        resp.header.revision = resp.hashes.iter().map(|h| h.revision).max().unwrap_or(0);
+        let term = inner.shards.first().map_or(0, |(_, h)| h.published.term());
+        self.fill(&mut resp.header, term);
+        Ok(resp)
+    }
+
+    async fn status(&self) -> Result<StatusResponse, AtollError> {
+        let inner = &self.inner;
+        let status = self.first_shard_status(inner.request_timeout).await?;
+        let mut resp = StatusResponse {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            db_size: i64::try_from(inner.storage.disk_bytes()).unwrap_or(i64::MAX),
+            leader: status.leader.map_or(0, |n| n.0),
+            raft_index: status.last_index,
+            raft_term: status.term,
+            raft_applied_index: status.applied_index,
+            is_learner: status.is_learner,
+            ..StatusResponse::default()
+        };
+        resp.header.revision = status.revision;
+        self.fill(&mut resp.header, status.term);
+        Ok(resp)
+    }
+
+    fn fill(&self, header: &mut ResponseHeader, term: u64) {
+        header.cluster_id = self.inner.identity.cluster_id;
+        header.member_id = self.inner.identity.member_id;
+        header.raft_term = term;
+    }
+}
+
+fn native_request(op: WriteOp) -> NativeRequest {
+    match op {
+        WriteOp::Put(r) => NativeRequest::Put(r),
+        WriteOp::DeleteRange(r) => NativeRequest::DeleteRange(r),
+        WriteOp::Txn(r) => NativeRequest::Txn(r),
+        WriteOp::Compact(r) => NativeRequest::Compact(r),
+    }
+}
+
+fn native_response(resp: WriteResponse) -> NativeResponse {
+    match resp {
+        WriteResponse::Put(r) => NativeResponse::Put(r),
+        WriteResponse::DeleteRange(r) => NativeResponse::DeleteRange(r),
+        WriteResponse::Txn(r) => NativeResponse::Txn(r),
+        WriteResponse::Compact(r) => NativeResponse::Compact(r),
+    }
+}
+
+fn unexpected(resp: &NativeResponse) -> AtollError {
+    match resp {
+        NativeResponse::Error(e) => e.clone(),
+        other => AtollError::Malformed { reason: format!("unexpected answer {other:?}") },
+    }
+}
+
+fn mailbox_error<M>(e: actix::prelude::SendError<M>) -> AtollError {
+    match e {
+        actix::prelude::SendError::Full(_) => {
+            AtollError::Busy { limit: "replica_mailbox_max".into() }
+        }
+        actix::prelude::SendError::Closed(_) => AtollError::Stopping,
+    }
+}
+
+impl RequestHandler for NodeService {
+    fn handle(
+        &self,
+        req: NativeRequest,
+    ) -> Pin<Box<dyn Future<Output = NativeResponse> + Send + 'static>> {
+        let this = self.clone();
+        Box::pin(async move { this.serve(req).await })
+    }
+}

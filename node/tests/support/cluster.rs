@@ -1,0 +1,130 @@
+//! A loopback cluster of real `atoll` processes sharing one CA.
+
+use super::{START_DEADLINE, TestNode, free_udp_port};
+use atoll_router::{Client, ClientConfig, Trust};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One member's fixed settings: restarting it reuses them.
+pub struct MemberSpec {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub certs: PathBuf,
+}
+
+/// A cluster's members, started or not.
+pub struct TestCluster {
+    pub root: PathBuf,
+    pub specs: Vec<MemberSpec>,
+    pub nodes: Vec<Option<TestNode>>,
+    pub initial_split: String,
+}
+
+impl TestCluster {
+    /// Creates a CA and one certificate per member under `root`; starts nothing.
+    pub fn must_prepare(root: &Path, members: usize, initial_split: &str) -> TestCluster {
+        let ca = root.join("ca");
+        atoll_node::certs::create_ca(&ca).expect("create ca");
+        let specs: Vec<MemberSpec> = (1..=members)
+            .map(|i| {
+                let certs = root.join(format!("certs-{i}"));
+                atoll_node::certs::issue_node_cert(&ca, &certs, &["127.0.0.1".to_string()])
+                    .expect("issue node cert");
+                MemberSpec {
+                    name: format!("n{i}"),
+                    data_dir: root.join(format!("n{i}")),
+                    client_port: free_udp_port(),
+                    peer_port: free_udp_port(),
+                    certs,
+                }
+            })
+            .collect();
+        let nodes = specs.iter().map(|_| None).collect();
+        TestCluster { root: root.to_path_buf(), specs, nodes, initial_split: initial_split.into() }
+    }
+
+    fn flags(&self, i: usize) -> Vec<String> {
+        let spec = &self.specs[i];
+        let initial_cluster = self
+            .specs
+            .iter()
+            .map(|s| format!("{}=https://127.0.0.1:{}", s.name, s.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let peer_url = format!("https://127.0.0.1:{}", spec.peer_port);
+        let mut flags = vec![
+            "--name".into(),
+            spec.name.clone(),
+            "--initial-cluster".into(),
+            initial_cluster,
+            "--initial-advertise-peer-urls".into(),
+            peer_url.clone(),
+            "--listen-peer-urls".into(),
+            peer_url,
+            "--cert-file".into(),
+            spec.certs.join("node.pem").display().to_string(),
+            "--key-file".into(),
+            spec.certs.join("node-key.pem").display().to_string(),
+            "--trusted-ca-file".into(),
+            self.root.join("ca/ca.pem").display().to_string(),
+            // Short timeouts keep elections quick on loopback.
+            "--heartbeat-interval".into(),
+            "50".into(),
+            "--election-timeout".into(),
+            "500".into(),
+        ];
+        if !self.initial_split.is_empty() {
+            flags.push("--initial-split".into());
+            flags.push(self.initial_split.clone());
+        }
+        flags
+    }
+
+    /// Starts member `i` (again, after a kill, from its data directory).
+    pub fn must_start(&mut self, i: usize) {
+        let flags = self.flags(i);
+        let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let spec = &self.specs[i];
+        self.nodes[i] = Some(TestNode::must_start_with(&spec.data_dir, spec.client_port, &refs));
+    }
+
+    /// Starts every member.
+    pub fn must_start_all(&mut self) {
+        for i in 0..self.specs.len() {
+            self.must_start(i);
+        }
+    }
+
+    /// Kills member `i` with SIGKILL.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(node) = self.nodes[i].take() {
+            node.kill9();
+        }
+    }
+
+    /// Client endpoints of the members `which`.
+    pub fn endpoints(&self, which: &[usize]) -> Vec<String> {
+        which.iter().map(|i| format!("127.0.0.1:{}", self.specs[*i].client_port)).collect()
+    }
+
+    /// A client of the members `which`, trusting the cluster CA.
+    pub async fn must_client(&self, which: &[usize]) -> Client {
+        let ca = atoll_router::tls::read_pem_certs(&self.root.join("ca/ca.pem")).expect("ca");
+        let mut cfg = ClientConfig::new(self.endpoints(which), Trust::CaDer(ca));
+        cfg.request_timeout = Duration::from_secs(5);
+        cfg.dial_timeout = Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + START_DEADLINE;
+        loop {
+            match Client::connect(cfg.clone()).await {
+                Ok(client) => return client,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("client not connected yet: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("client cannot connect: {e}"),
+            }
+        }
+    }
+}
