@@ -3,7 +3,7 @@
 //! (`--clients`, `--conns` is `--connections` here, `--key-size`, `--val-size` is
 //! `--value-size`, `--key-space-size` is `--key-space`, `--sequential-keys` is `--sequential`).
 
-use crate::connect::{Target, split_endpoints};
+use crate::connect::{Target, TargetKind, split_endpoints};
 use crate::limits::*;
 use crate::units::{CountList, parse_count, parse_count_list, parse_duration};
 use crate::workload::WorkloadKind;
@@ -38,16 +38,23 @@ pub enum Command {
 /// Where to connect and how.
 #[derive(Clone, Debug, Args)]
 pub struct ConnectArgs {
-    /// Comma-separated endpoints (host:port, UDP; QUIC).
+    /// Protocol: Atoll's native QUIC protocol, or the etcd v3 gRPC API (etcd or any endpoint
+    /// speaking it).
+    #[arg(long, value_enum, default_value_t = TargetKind::Native)]
+    pub target: TargetKind,
+    /// Comma-separated endpoints: host:port (native: UDP, QUIC; etcd: TCP, plain http unless
+    /// --cacert is given), or for etcd http:// or https:// URLs.
     #[arg(long, default_value = "127.0.0.1:2379")]
     pub endpoints: String,
-    /// CA certificate (PEM) to trust; default: the development CA of local nodes.
+    /// CA certificate (PEM) to trust; native default: the development CA of local nodes;
+    /// etcd default: none, plain http.
     #[arg(long, conflicts_with = "insecure_skip_tls_verify")]
     pub cacert: Option<PathBuf>,
-    /// Accept any server certificate (development only).
+    /// Accept any server certificate (development only; native target only).
     #[arg(long)]
     pub insecure_skip_tls_verify: bool,
-    /// QUIC connections the clients share round-robin (each multiplexes its clients' requests).
+    /// Connections (QUIC, or HTTP/2 for etcd) the clients share round-robin (each multiplexes
+    /// its clients' requests).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=CONNECTIONS_MAX as u64))]
     pub connections: u64,
 }
@@ -56,6 +63,7 @@ impl ConnectArgs {
     /// The endpoints and trust as a [`Target`].
     pub fn target(&self) -> Target {
         Target {
+            kind: self.target,
             endpoints: split_endpoints(&self.endpoints),
             cacert: self.cacert.clone(),
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
@@ -160,6 +168,9 @@ pub struct ScenarioArgs {
     /// The atoll binary to start (default: `atoll` next to this executable).
     #[arg(long)]
     pub atoll_bin: Option<PathBuf>,
+    /// The etcd binary of the etcd comparison scenarios (default: /usr/bin/etcd).
+    #[arg(long)]
+    pub etcd_bin: Option<PathBuf>,
     /// Keys in the store of the 1M scenarios (default 1000000; 2000 with --smoke).
     #[arg(long, value_parser = parse_positive_count)]
     pub keys: Option<u64>,

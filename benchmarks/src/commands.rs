@@ -60,8 +60,8 @@ pub fn run_spec(args: &RunArgs, smoke: bool) -> anyhow::Result<RunSpec> {
 /// `atoll-bench run`.
 pub async fn run_command(args: RunArgs, smoke: bool) -> anyhow::Result<()> {
     let spec = run_spec(&args, smoke)?;
-    let config = args.connect.target().client_config()?;
-    let pool = ClientPool::connect(&config, args.connect.connections as usize).await?;
+    let target = args.connect.target();
+    let pool = ClientPool::connect_target(&target, args.connect.connections as usize).await?;
     let outcome = run(&pool, &spec).await?;
     if let Some(path) = &args.csv {
         crate::csv::write_csv(path, &outcome.intervals)?;
@@ -85,8 +85,8 @@ pub fn load_spec(args: &LoadArgs, smoke: bool) -> anyhow::Result<LoadSpec> {
 /// `atoll-bench load`.
 pub async fn load_command(args: LoadArgs, smoke: bool) -> anyhow::Result<()> {
     let spec = load_spec(&args, smoke)?;
-    let config = args.connect.target().client_config()?;
-    let pool = ClientPool::connect(&config, args.connect.connections as usize).await?;
+    let target = args.connect.target();
+    let pool = ClientPool::connect_target(&target, args.connect.connections as usize).await?;
     let report = load(&pool, spec).await?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())

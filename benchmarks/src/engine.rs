@@ -4,6 +4,7 @@
 //! Operations are numbered by one shared ticket counter, which gives the open-loop schedule
 //! its order, sequential workloads their keys and `--total` its bound.
 
+use crate::backend::Backend;
 use crate::connect::ClientPool;
 use crate::limits::{ERROR_PAUSE, TIMER_SLACK};
 use crate::progress::Progress;
@@ -12,7 +13,6 @@ use crate::report::{LatencySummary, RunReport, per_second, round3};
 use crate::schedule::{Pacing, StopAt, intended_offset, latency, micros, sleep_before, within};
 use crate::workload::{OpGen, WorkloadSpec};
 use anyhow::anyhow;
-use atoll_router::Client;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -122,7 +122,7 @@ async fn drive(
 
 /// One request loop: takes the next ticket, waits for its due time (open loop), runs it and
 /// records the outcome, until the phase ends.
-async fn request_loop(phase: Arc<Phase>, worker: usize, client: Client) -> anyhow::Result<()> {
+async fn request_loop(phase: Arc<Phase>, worker: usize, client: Backend) -> anyhow::Result<()> {
     let mut ops = OpGen::new(Arc::clone(&phase.workload), worker);
     loop {
         let n = phase.tickets.fetch_add(1, Ordering::Relaxed);

@@ -8,6 +8,13 @@ use crate::keys::{KeySpace, make_value};
 use crate::load::{LoadSpec, load};
 use crate::workload::WorkloadKind;
 
+/// Concurrent txn-updates of one key may lose their compare twice (a real conflict, as in
+/// Kubernetes); any other error, or a conflict in another workload, fails the test.
+fn assert_only_contention(errors: &std::collections::BTreeMap<String, u64>, kind: WorkloadKind) {
+    let unexpected = |k: &String| kind != WorkloadKind::TxnUpdate || k != "txn_conflict";
+    assert!(!errors.keys().any(unexpected), "{}: {errors:?}", kind.name());
+}
+
 fn spec(kind: WorkloadKind, clients: usize, stop: StopAt, pacing: Pacing) -> RunSpec {
     let workload = WorkloadSpec {
         kind,
@@ -93,7 +100,7 @@ async fn runs_by_duration_stop_and_every_workload_completes() {
         let stop = StopAt::Elapsed(Duration::from_millis(200));
         let report = run(&pool, &spec(kind, 4, stop, Pacing::Closed)).await.expect("runs").report;
         assert!(report.ops > 0, "{}: no operation", kind.name());
-        assert!(report.errors.is_empty(), "{}: {:?}", kind.name(), report.errors);
+        assert_only_contention(&report.errors, kind);
         assert_eq!(report.workload, kind.name());
     }
 }
@@ -129,4 +136,63 @@ async fn the_loader_resends_failed_batches() {
     assert_eq!(server.keys(), 300);
     // 30 batches; requests 7, 14, 21 and 28 fail and are re-sent: 34 requests in all.
     assert_eq!((report.requests, report.retries), (34, 4), "{report:?}");
+}
+
+// The same engine through the etcd gRPC target, against the stand-in etcd.
+
+async fn must_etcd_pool(server: &crate::fake_etcd::FakeEtcd, connections: usize) -> ClientPool {
+    ClientPool::connect_etcd(&server.config(), connections).await.expect("connects")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workload_runs_through_the_etcd_target() {
+    let server = crate::fake_etcd::FakeEtcd::must_start(None).await;
+    let pool = must_etcd_pool(&server, 2).await;
+    let report = run(&pool, &spec(WorkloadKind::Put, 8, StopAt::Total(300), Pacing::Closed))
+        .await
+        .expect("runs")
+        .report;
+    assert_eq!((report.ops, report.connections), (300, 2));
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(server.keys(), 100, "sequential puts cover the key space");
+    for kind in
+        [WorkloadKind::Get, WorkloadKind::Range, WorkloadKind::TxnUpdate, WorkloadKind::Mixed]
+    {
+        let report = run(&pool, &spec(kind, 4, StopAt::Total(200), Pacing::Closed))
+            .await
+            .expect("runs")
+            .report;
+        let conflicts = report.errors.get("txn_conflict").copied().unwrap_or(0);
+        assert_eq!(report.ops + conflicts, 200, "{}", kind.name());
+        assert_only_contention(&report.errors, kind);
+    }
+}
+
+#[tokio::test]
+async fn etcd_failures_are_counted_by_grpc_code() {
+    let server = crate::fake_etcd::FakeEtcd::must_start(Some(5)).await;
+    let pool = must_etcd_pool(&server, 1).await;
+    let report = run(&pool, &spec(WorkloadKind::Get, 4, StopAt::Total(100), Pacing::Closed))
+        .await
+        .expect("runs")
+        .report;
+    assert_eq!(report.ops, 80);
+    assert_eq!(report.errors.get("grpc_resource_exhausted"), Some(&20), "{:?}", report.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loader_writes_every_key_through_the_etcd_target() {
+    let server = crate::fake_etcd::FakeEtcd::must_start(Some(7)).await;
+    let pool = must_etcd_pool(&server, 1).await;
+    let spec = LoadSpec {
+        keys: KeySpace::new("/load/", 1000, None).expect("key space"),
+        value: Arc::new(make_value(100, 1)),
+        batch: 128,
+        clients: 1,
+        progress: false,
+    };
+    let report = load(&pool, spec).await.expect("loads despite failures");
+    assert_eq!(server.keys(), 1000);
+    // 8 batches; request 7 fails and is re-sent.
+    assert_eq!((report.requests, report.retries), (9, 1), "{report:?}");
 }

@@ -103,7 +103,8 @@ async fn accept_loop(endpoint: quinn::Endpoint, store: Arc<Mutex<Store>>, fail: 
     }
 }
 
-fn answer(store: &mut Store, fail_every: Option<u64>, req: NativeRequest) -> NativeResponse {
+/// Answers one request as the stand-in does, counting it and failing every n-th.
+pub fn answer(store: &mut Store, fail_every: Option<u64>, req: NativeRequest) -> NativeResponse {
     store.requests += 1;
     if fail_every.is_some_and(|n| store.requests.is_multiple_of(n)) {
         return NativeResponse::Error(AtollError::Busy { limit: "fake".into() });

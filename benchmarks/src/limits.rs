@@ -16,6 +16,15 @@ pub const VALUE_BYTES_MAX: usize = 1024 * 1024;
 /// Largest `--key-size`; etcd limits keys only through the request size, this keeps the
 /// generator from building absurd keys by mistake.
 pub const KEY_BYTES_MAX: usize = 64 * 1024;
+/// How long an etcd target may take to accept a connection (clientv3's dial timeout is 5 s
+/// in etcdctl).
+pub const ETCD_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one etcd request may take before it counts as a `timeout`: the native client's
+/// default, so both targets give up alike.
+pub const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest gRPC message the etcd target sends or accepts: etcd's own client accepts up to
+/// `math.MaxInt32` bytes (`MaxCallRecvMsgSize`), so an unlimited range answers as in etcdctl.
+pub const ETCD_RESPONSE_BYTES_MAX: usize = i32::MAX as usize;
 /// Most concurrent request loops; each is a cheap task, this bounds the damage of a typo.
 pub const CLIENTS_MAX: usize = 100_000;
 /// Most QUIC connections (`--connections`); each binds its own UDP sockets.

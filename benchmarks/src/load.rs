@@ -2,6 +2,7 @@
 //! as txns of up to 128 puts (etcd's `--max-txn-ops`) sent by many concurrent loops, so a
 //! million keys load in seconds instead of a million round trips.
 
+use crate::backend::{Backend, BackendError};
 use crate::connect::ClientPool;
 use crate::keys::KeySpace;
 use crate::limits::{
@@ -13,7 +14,6 @@ use crate::report::{per_second, round3};
 use crate::workload::put_request;
 use anyhow::{Context as _, anyhow};
 use atoll_proto::kv::{RequestOp, TxnRequest};
-use atoll_router::{Client, ClientError};
 use serde::Serialize;
 use std::ops::Range;
 use std::sync::Arc;
@@ -111,7 +111,7 @@ pub async fn load(pool: &ClientPool, spec: LoadSpec) -> anyhow::Result<LoadRepor
     })
 }
 
-async fn load_loop(shared: Arc<Shared>, client: Client) -> anyhow::Result<()> {
+async fn load_loop(shared: Arc<Shared>, client: Backend) -> anyhow::Result<()> {
     let total = shared.spec.keys.size();
     loop {
         let index = shared.next_batch.fetch_add(1, Ordering::Relaxed);
@@ -129,7 +129,7 @@ async fn load_loop(shared: Arc<Shared>, client: Client) -> anyhow::Result<()> {
 /// so a batch that may or may not have been applied can be repeated.
 async fn send_with_retries(
     shared: &Shared,
-    client: &Client,
+    client: &Backend,
     range: Range<u64>,
 ) -> anyhow::Result<()> {
     let mut attempt = 1;
@@ -152,9 +152,9 @@ async fn send_with_retries(
 
 async fn send_batch(
     spec: &LoadSpec,
-    client: &Client,
+    client: &Backend,
     range: Range<u64>,
-) -> Result<(), ClientError> {
+) -> Result<(), BackendError> {
     let put = |i| put_request(spec.keys.key(i), spec.value.to_vec());
     if range.end - range.start == 1 {
         return client.put(put(range.start)).await.map(drop);

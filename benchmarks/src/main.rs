@@ -3,14 +3,21 @@
 //! `run` drives one workload against running nodes (closed or open loop, HdrHistogram
 //! latencies, one JSON line); `load` bulk-loads keys; `scenario` runs named measurements on
 //! nodes it starts and cleans up itself. It talks to nodes only through the public client
-//! library (`atoll-router`), as a user's program would, and must not link server crates.
+//! library (`atoll-router`) or, with `--target etcd`, the etcd v3 gRPC API (to Atoll's
+//! gateway or to etcd itself, for comparison), as a user's program would, and must not link
+//! server crates.
 
+mod backend;
 mod cli;
 mod commands;
 mod connect;
 mod csv;
 mod engine;
 mod error_kind;
+mod etcd_client;
+mod etcd_convert;
+#[cfg(test)]
+mod fake_etcd;
 #[cfg(test)]
 mod fake_server;
 mod keys;

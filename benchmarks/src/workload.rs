@@ -1,11 +1,10 @@
 //! What one operation of each workload sends. Requests are built by pure functions (tested
 //! here); [`OpGen`] picks the key and runs one operation against a client.
 
-use crate::error_kind::error_kind;
+use crate::backend::{Backend, BackendError};
 use crate::keys::KeySpace;
 use crate::limits::REVISION_CACHE_ENTRIES_MAX;
 use atoll_proto::kv::*;
-use atoll_router::{Client, ClientError};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -116,7 +115,7 @@ pub struct OpGen {
 #[derive(Debug)]
 pub enum OpError {
     /// The request failed.
-    Client(ClientError),
+    Client(BackendError),
     /// The key changed between the read and the retried update (a contended key).
     TxnConflict,
 }
@@ -125,14 +124,14 @@ impl OpError {
     /// The name of this failure in a report's `errors` map.
     pub fn kind(&self) -> String {
         match self {
-            OpError::Client(e) => error_kind(e),
+            OpError::Client(e) => e.kind(),
             OpError::TxnConflict => "txn_conflict".to_string(),
         }
     }
 }
 
-impl From<ClientError> for OpError {
-    fn from(e: ClientError) -> Self {
+impl From<BackendError> for OpError {
+    fn from(e: BackendError) -> Self {
         OpError::Client(e)
     }
 }
@@ -152,7 +151,7 @@ impl OpGen {
     }
 
     /// Runs operation `n`.
-    pub async fn execute(&mut self, client: &Client, n: u64) -> Result<(), OpError> {
+    pub async fn execute(&mut self, client: &Backend, n: u64) -> Result<(), OpError> {
         let spec = Arc::clone(&self.spec);
         let index = self.key_index(n);
         let key = spec.keys.key(index);
@@ -172,19 +171,19 @@ impl OpGen {
         }
     }
 
-    async fn put(&self, client: &Client, key: Vec<u8>) -> Result<(), OpError> {
+    async fn put(&self, client: &Backend, key: Vec<u8>) -> Result<(), OpError> {
         let req = put_request(key, self.spec.value.to_vec());
         client.put(req).await.map(drop).map_err(OpError::from)
     }
 
-    async fn get(&self, client: &Client, key: Vec<u8>) -> Result<(), OpError> {
+    async fn get(&self, client: &Backend, key: Vec<u8>) -> Result<(), OpError> {
         let req = get_request(key, self.spec.serializable);
         client.range(req).await.map(drop).map_err(OpError::from)
     }
 
     async fn txn_update(
         &mut self,
-        client: &Client,
+        client: &Backend,
         index: u64,
         key: Vec<u8>,
     ) -> Result<(), OpError> {

@@ -24,6 +24,8 @@ pub struct ScenarioContext {
     pub smoke: bool,
     /// The `atoll` binary to start.
     pub atoll_bin: PathBuf,
+    /// The etcd binary of the comparison scenarios.
+    pub etcd_bin: PathBuf,
     /// Keys of the large-store scenarios.
     pub store_keys: u64,
     /// Runs per measurement, when given; else each scenario's own default.
@@ -53,6 +55,7 @@ impl ScenarioContext {
         Ok(ScenarioContext {
             smoke,
             atoll_bin,
+            etcd_bin: args.etcd_bin.clone().unwrap_or_else(super::etcd_node::default_etcd_bin),
             store_keys: args.keys.unwrap_or(if smoke { SMOKE_KEYS } else { STORE_KEYS_DEFAULT }),
             repeat: args.repeat,
             duration: args.duration.unwrap_or(if smoke {

@@ -38,15 +38,29 @@ pub async fn start_loaded(
     let pool = ClientPool::connect(&node.client_config()?, 1).await?;
     let space = KeySpace::new(SCENARIO_PREFIX, keys, None)?;
     let value = Arc::new(make_value(ctx.value_size, SEED_DEFAULT));
+    load_and_emit(ctx, scenario, &pool, &space, &value, json!({})).await?;
+    Ok(Loaded { pool, keys: space, value, node })
+}
+
+/// Loads `keys` with `value` through `pool` and emits `load_keys_per_s` for `scenario`,
+/// with `extra` among the parameters.
+pub async fn load_and_emit(
+    ctx: &ScenarioContext,
+    scenario: &str,
+    pool: &ClientPool,
+    keys: &KeySpace,
+    value: &Arc<Vec<u8>>,
+    extra: serde_json::Value,
+) -> anyhow::Result<()> {
     let spec = LoadSpec {
-        keys: space.clone(),
-        value: Arc::clone(&value),
+        keys: keys.clone(),
+        value: Arc::clone(value),
         batch: LOAD_BATCH_MAX,
         clients: LOAD_CLIENTS_DEFAULT,
         progress: progress_wanted(),
     };
-    let report = load(&pool, spec).await?;
-    let params = json!({
+    let report = load(pool, spec).await?;
+    let mut params = json!({
         "keys": report.keys,
         "batch": report.batch,
         "clients": report.clients,
@@ -54,6 +68,8 @@ pub async fn start_loaded(
         "duration_s": report.duration_s,
         "retries": report.retries,
     });
-    emit(scenario, "load_keys_per_s", report.keys_per_s, "keys/s", ctx.params(params))?;
-    Ok(Loaded { pool, keys: space, value, node })
+    if let (Some(all), serde_json::Value::Object(extra)) = (params.as_object_mut(), extra) {
+        all.extend(extra);
+    }
+    emit(scenario, "load_keys_per_s", report.keys_per_s, "keys/s", ctx.params(params))
 }

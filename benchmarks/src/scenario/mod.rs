@@ -6,9 +6,11 @@
 pub mod context;
 mod count_only;
 pub mod emit;
+pub mod etcd_node;
+mod etcd_put_get;
 mod fixture;
 pub mod node;
-mod ports;
+pub(crate) mod ports;
 mod prefix_limit;
 mod put_get_clients;
 mod queries;
@@ -32,6 +34,10 @@ pub const CATALOGUE: &[Entry] = &[
     Entry {
         name: put_get_clients::NAME,
         about: "put, then linearizable get, at 1/16/64/256 closed-loop clients on one connection: ops/s, p50, p99",
+    },
+    Entry {
+        name: etcd_put_get::NAME,
+        about: "same points as put-get-clients, against a real etcd (--etcd-bin, default /usr/bin/etcd) over its gRPC API, default durability; under --smoke skipped if etcd is missing",
     },
     Entry {
         name: restart::NAME,
@@ -60,6 +66,7 @@ pub fn list_text() -> String {
 async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<()> {
     match name {
         put_get_clients::NAME => put_get_clients::run_scenario(ctx).await,
+        etcd_put_get::NAME => etcd_put_get::run_scenario(ctx).await,
         restart::NAME => restart::run_scenario(ctx).await,
         count_only::NAME => count_only::run_scenario(ctx).await,
         prefix_limit::NAME => prefix_limit::run_scenario(ctx).await,
@@ -117,6 +124,7 @@ mod tests {
             name: Some(name.into()),
             list: false,
             atoll_bin: Some("/nonexistent/atoll".into()),
+            etcd_bin: Some("/nonexistent/etcd".into()),
             keys: None,
             repeat: None,
             duration: None,
@@ -129,6 +137,14 @@ mod tests {
     async fn unknown_names_list_the_catalogue() {
         let err = scenario_command(args_without_binary("nope"), true).await.expect_err("unknown");
         assert!(err.to_string().contains("restart-1m"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_etcd_is_skipped_under_smoke_and_an_error_otherwise() {
+        let args = args_without_binary("etcd-put-get");
+        scenario_command(args.clone(), true).await.expect("skipped, not failed");
+        let err = scenario_command(args, false).await.expect_err("no etcd");
+        assert!(err.to_string().contains("apt-get install -y etcd-server"), "{err}");
     }
 
     #[tokio::test]

@@ -204,7 +204,7 @@ impl Drop for NodeProcess {
 }
 
 /// The last lines of a node's log, on one line, for an error message.
-fn log_tail(log: &Path) -> String {
+pub(super) fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];

@@ -6,6 +6,7 @@
 use super::context::ScenarioContext;
 use super::emit::emit;
 use super::fixture::start_loaded;
+use crate::connect::ClientPool;
 use crate::engine::{RunSpec, run};
 use crate::keys::KeySpace;
 use crate::limits::SEED_DEFAULT;
@@ -14,23 +15,37 @@ use crate::report::RunReport;
 use crate::schedule::{Pacing, StopAt};
 use crate::workload::{WorkloadKind, WorkloadSpec};
 use anyhow::bail;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The scenario's name.
 pub const NAME: &str = "put-get-clients";
 /// Keys preloaded and then put and read at random: enough that clients rarely collide on a
 /// key, small enough to load in a few seconds.
-const KEY_SPACE: u64 = 10_000;
+pub const KEY_SPACE: u64 = 10_000;
 
 /// Runs the scenario.
 pub async fn run_scenario(ctx: &ScenarioContext) -> anyhow::Result<()> {
     let loaded = start_loaded(ctx, NAME, KEY_SPACE.min(ctx.store_keys)).await?;
+    let target = json!({ "target": "native" });
+    measure_points(ctx, NAME, &loaded.pool, &loaded.keys, &loaded.value, &target).await
+}
+
+/// Closed-loop puts, then linearizable gets, at each of the context's client counts over
+/// `pool`; emits ops/s, p50 and p99 per point under `scenario`, with `extra` in the params.
+/// Shared with `etcd-put-get`, so both systems are measured by the same code.
+pub async fn measure_points(
+    ctx: &ScenarioContext,
+    scenario: &str,
+    pool: &ClientPool,
+    keys: &KeySpace,
+    value: &Arc<Vec<u8>>,
+    extra: &Value,
+) -> anyhow::Result<()> {
     for &clients in &ctx.clients {
         for kind in [WorkloadKind::Put, WorkloadKind::Get] {
-            let spec =
-                point_spec(ctx, kind, loaded.keys.clone(), Arc::clone(&loaded.value), clients);
-            let report = run(&loaded.pool, &spec).await?.report;
+            let spec = point_spec(ctx, kind, keys.clone(), Arc::clone(value), clients);
+            let report = run(pool, &spec).await?.report;
             if report.ops == 0 {
                 bail!(
                     "{} at {clients} clients completed no operation; errors: {:?}",
@@ -38,7 +53,7 @@ pub async fn run_scenario(ctx: &ScenarioContext) -> anyhow::Result<()> {
                     report.errors
                 );
             }
-            emit_point(ctx, &report, loaded.keys.size())?;
+            emit_point(ctx, scenario, &report, keys.size(), extra)?;
         }
     }
     Ok(())
@@ -72,8 +87,14 @@ fn point_spec(
     }
 }
 
-fn emit_point(ctx: &ScenarioContext, report: &RunReport, key_space: u64) -> anyhow::Result<()> {
-    let params = ctx.params(json!({
+fn emit_point(
+    ctx: &ScenarioContext,
+    scenario: &str,
+    report: &RunReport,
+    key_space: u64,
+    extra: &Value,
+) -> anyhow::Result<()> {
+    let mut params = ctx.params(json!({
         "clients": report.clients,
         "connections": report.connections,
         "duration_s": report.duration_s,
@@ -83,8 +104,11 @@ fn emit_point(ctx: &ScenarioContext, report: &RunReport, key_space: u64) -> anyh
         "linearizable": true,
         "errors": report.errors,
     }));
+    if let (Some(all), Value::Object(extra)) = (params.as_object_mut(), extra) {
+        all.extend(extra.clone());
+    }
     let name = report.workload.as_str();
-    emit(NAME, &format!("{name}_ops_per_s"), report.ops_per_s, "ops/s", params.clone())?;
-    emit(NAME, &format!("{name}_p50_us"), report.latency_us.p50 as f64, "us", params.clone())?;
-    emit(NAME, &format!("{name}_p99_us"), report.latency_us.p99 as f64, "us", params)
+    emit(scenario, &format!("{name}_ops_per_s"), report.ops_per_s, "ops/s", params.clone())?;
+    emit(scenario, &format!("{name}_p50_us"), report.latency_us.p50 as f64, "us", params.clone())?;
+    emit(scenario, &format!("{name}_p99_us"), report.latency_us.p99 as f64, "us", params)
 }

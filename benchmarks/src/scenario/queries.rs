@@ -2,8 +2,8 @@
 //! a single query (as a user running `atollctl get` sees it), not a throughput.
 
 use super::emit::millis;
+use crate::backend::Backend;
 use atoll_proto::kv::{RangeRequest, RangeResponse};
-use atoll_router::Client;
 use std::time::{Duration, Instant};
 
 /// How many times a query is sent.
@@ -28,7 +28,7 @@ impl Runs {
 /// Sends `request` as often as `runs` says; checks each answer with `check` (an error names
 /// what was wrong) and returns each run's latency in ms.
 pub async fn time_range(
-    client: &Client,
+    client: &Backend,
     request: &RangeRequest,
     runs: Runs,
     check: impl Fn(&RangeResponse) -> anyhow::Result<()>,

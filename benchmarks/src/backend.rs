@@ -1,0 +1,112 @@
+//! The system under test as the workloads see it: the native protocol (`atoll-router`'s
+//! client over QUIC) or any etcd v3 gRPC endpoint. Both take and answer the same request
+//! types, so every workload runs unchanged against either (`--target native|etcd`).
+
+use crate::error_kind::{error_kind, snake_case};
+use crate::etcd_client::{EtcdClient, EtcdError};
+use atoll_proto::kv::*;
+use atoll_router::{Client, ClientError};
+use std::fmt;
+
+/// One connection to the system under test.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// Atoll's native protocol.
+    Native(Client),
+    /// The etcd v3 gRPC API.
+    Etcd(EtcdClient),
+}
+
+/// Why a request failed, by target.
+#[derive(Debug)]
+pub enum BackendError {
+    /// A native client error.
+    Native(ClientError),
+    /// An etcd gRPC error.
+    Etcd(EtcdError),
+}
+
+impl BackendError {
+    /// The name of this failure in a report's `errors` map: the native kinds
+    /// (`server_busy`, `timeout`...), or for gRPC `grpc_<status code>` (`grpc_unavailable`,
+    /// `grpc_resource_exhausted`...), `connect` and `timeout`.
+    pub fn kind(&self) -> String {
+        match self {
+            BackendError::Native(e) => error_kind(e),
+            BackendError::Etcd(EtcdError::Status(status)) => {
+                format!("grpc_{}", snake_case(&format!("{:?}", status.code())))
+            }
+            BackendError::Etcd(EtcdError::Connect { .. }) => "connect".into(),
+            BackendError::Etcd(EtcdError::Timeout { .. }) => "timeout".into(),
+        }
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendError::Native(e) => e.fmt(f),
+            BackendError::Etcd(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+impl From<ClientError> for BackendError {
+    fn from(e: ClientError) -> Self {
+        BackendError::Native(e)
+    }
+}
+
+impl From<EtcdError> for BackendError {
+    fn from(e: EtcdError) -> Self {
+        BackendError::Etcd(e)
+    }
+}
+
+impl Backend {
+    /// Writes one key.
+    pub async fn put(&self, req: PutRequest) -> Result<PutResponse, BackendError> {
+        match self {
+            Backend::Native(c) => Ok(c.put(req).await?),
+            Backend::Etcd(c) => Ok(c.put(req).await?),
+        }
+    }
+
+    /// Reads a key or a range.
+    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, BackendError> {
+        match self {
+            Backend::Native(c) => Ok(c.range(req).await?),
+            Backend::Etcd(c) => Ok(c.range(req).await?),
+        }
+    }
+
+    /// Runs a transaction.
+    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, BackendError> {
+        match self {
+            Backend::Native(c) => Ok(c.txn(req).await?),
+            Backend::Etcd(c) => Ok(c.txn(req).await?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn grpc_failures_are_named_by_status_code() {
+        let status = BackendError::Etcd(EtcdError::Status(tonic::Status::resource_exhausted(
+            "etcdserver: too many requests",
+        )));
+        assert_eq!(status.kind(), "grpc_resource_exhausted");
+        let status = BackendError::Etcd(EtcdError::Status(tonic::Status::unavailable("x")));
+        assert_eq!(status.kind(), "grpc_unavailable");
+        let timeout = BackendError::Etcd(EtcdError::Timeout { after: Duration::from_secs(1) });
+        assert_eq!(timeout.kind(), "timeout");
+        let native = BackendError::Native(ClientError::Timeout { after: Duration::from_secs(1) });
+        assert_eq!(native.kind(), "timeout");
+    }
+}
