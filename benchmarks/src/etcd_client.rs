@@ -1,12 +1,12 @@
 //! A client of any etcd v3 gRPC endpoint (etcd itself, or Atoll's gateway): one HTTP/2
 //! connection (a tonic `Channel`, which multiplexes every request of every loop that uses
 //! it, as clientv3 does), plain `http://` or TLS with a CA to trust. It sends the native
-//! request types converted to etcd's messages ([`crate::etcd_convert`]) and answers native
+//! request types converted to etcd's messages ([`atoll_proto::etcd_convert`]) and answers native
 //! types, so the workloads do not know which target they drive.
 
-use crate::etcd_convert::*;
 use crate::limits::{ETCD_DIAL_TIMEOUT, ETCD_REQUEST_TIMEOUT, ETCD_RESPONSE_BYTES_MAX};
 use atoll_proto::etcd::etcdserverpb::kv_client::KvClient;
+use atoll_proto::etcd_convert::{request, response};
 use atoll_proto::kv::*;
 use std::fmt;
 use std::future::Future;
@@ -106,22 +106,22 @@ impl EtcdClient {
     /// `KV.Put`.
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse, EtcdError> {
         let mut kv = self.kv.clone();
-        let response = timed(kv.put(put_to_pb(req))).await?;
-        Ok(put_from_pb(response))
+        let answer = timed(kv.put(request::put_to_pb(req))).await?;
+        Ok(response::put_from_pb(answer))
     }
 
     /// `KV.Range`.
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, EtcdError> {
         let mut kv = self.kv.clone();
-        let response = timed(kv.range(range_to_pb(req))).await?;
-        Ok(range_from_pb(response))
+        let answer = timed(kv.range(request::range_to_pb(req))).await?;
+        Ok(response::range_from_pb(answer))
     }
 
     /// `KV.Txn`.
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
         let mut kv = self.kv.clone();
-        let response = timed(kv.txn(txn_to_pb(req))).await?;
-        Ok(txn_from_pb(response))
+        let answer = timed(kv.txn(request::txn_to_pb(req))).await?;
+        Ok(response::txn_from_pb(answer))
     }
 }
 

@@ -4,12 +4,12 @@
 //! Every n-th request can fail with etcd's "too many requests" (ResourceExhausted).
 
 use crate::etcd_client::EtcdConfig;
-use crate::etcd_convert::reverse;
 use crate::fake_server::{Store, answer};
 use atoll_proto::NativeRequest;
 use atoll_proto::NativeResponse;
 use atoll_proto::etcd::etcdserverpb as pb;
 use atoll_proto::etcd::etcdserverpb::kv_server::{Kv, KvServer};
+use atoll_proto::etcd_convert::{request, response};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tonic::{Request, Response, Status};
@@ -69,22 +69,28 @@ impl Kv for Service {
         &self,
         req: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
-        match self.call(NativeRequest::Range(reverse::range_from_pb(req.into_inner())))? {
-            NativeResponse::Range(r) => Ok(Response::new(reverse::range_to_pb(r))),
+        match self.call(NativeRequest::Range(
+            request::range_from_pb(req.into_inner())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?,
+        ))? {
+            NativeResponse::Range(r) => Ok(Response::new(response::range_to_pb(r))),
             other => Err(Status::internal(format!("{other:?}"))),
         }
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
-        match self.call(NativeRequest::Put(reverse::put_from_pb(req.into_inner())))? {
-            NativeResponse::Put(r) => Ok(Response::new(reverse::put_to_pb(r))),
+        match self.call(NativeRequest::Put(request::put_from_pb(req.into_inner())))? {
+            NativeResponse::Put(r) => Ok(Response::new(response::put_to_pb(r))),
             other => Err(Status::internal(format!("{other:?}"))),
         }
     }
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
-        match self.call(NativeRequest::Txn(reverse::txn_from_pb(req.into_inner())))? {
-            NativeResponse::Txn(r) => Ok(Response::new(reverse::txn_to_pb(r))),
+        match self.call(NativeRequest::Txn(
+            request::txn_from_pb(req.into_inner())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?,
+        ))? {
+            NativeResponse::Txn(r) => Ok(Response::new(response::txn_to_pb(r))),
             other => Err(Status::internal(format!("{other:?}"))),
         }
     }

@@ -15,7 +15,6 @@ mod csv;
 mod engine;
 mod error_kind;
 mod etcd_client;
-mod etcd_convert;
 #[cfg(test)]
 mod fake_etcd;
 #[cfg(test)]

@@ -161,7 +161,9 @@ pub struct NodeConfig {
     pub name: String,
     /// Data directory (default `./atoll-data`).
     pub data_dir: PathBuf,
-    /// Client URLs to listen on (default `https://127.0.0.1:2379`).
+    /// Client URLs to listen on (default `http://127.0.0.1:2379`, as etcd). The scheme is the
+    /// etcd gRPC gateway's: `http` plaintext, `https` TLS; the native QUIC protocol on the
+    /// same port (UDP) always uses TLS.
     pub listen_client_urls: Vec<String>,
     /// Client URLs to advertise (default: the listen URLs).
     pub advertise_client_urls: Vec<String>,
@@ -194,7 +196,7 @@ impl Default for NodeConfig {
         NodeConfig {
             name: "default".into(),
             data_dir: PathBuf::from("./atoll-data"),
-            listen_client_urls: vec!["https://127.0.0.1:2379".into()],
+            listen_client_urls: vec!["http://127.0.0.1:2379".into()],
             advertise_client_urls: Vec::new(),
             listen_peer_urls: vec!["https://127.0.0.1:2380".into()],
             listen_metrics_urls: Vec::new(),

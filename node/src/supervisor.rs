@@ -1,18 +1,20 @@
 //! Starts a node: opens storage, loads identity, certificates and the shard map, starts the
 //! peer transport (clusters of more than one member), the log writer, the apply worker, the
-//! actor system with a replica of every shard, and the QUIC endpoint; then waits for a
-//! signal. Any storage failure poisons the node: it logs one line and exits non-zero.
+//! actor system with a replica of every shard, the QUIC endpoint and the etcd gRPC gateway;
+//! then waits for a signal. Any storage failure poisons the node: it logs one line and exits
+//! non-zero.
 
 use crate::certs::{self, TlsMaterial};
 use crate::cluster::{self, PeerBridge};
 use crate::config::{NodeConfig, url_socket_addr};
+use crate::grpc::{self, GatewayConfig};
 use crate::identity::NodeIdentity;
 use crate::service::{Forwarder, NodeService, ShardHandle, ShardSet};
 use crate::transport::peer::{PeerTransport, PeerTransportConfig};
 use crate::transport::{QuicServer, QuicServerConfig};
 use actix::Actor as _;
 use anyhow::Context as _;
-use atoll_proto::shard_map::ReplicaRole;
+use atoll_proto::shard_map::{Member, ReplicaRole};
 use atoll_proto::{NodeId, ShardId};
 use atoll_shard::Storage;
 use atoll_shard::actors::{PublishedState, ReplicaActor, ReplicaDeps};
@@ -125,7 +127,8 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let service =
         NodeService::new(shards, storage, identity, limits, timeout, Some(log_writer), forwarder);
     bridge.set_service(service.clone());
-    serve(&cfg, runtime, tls, service, transport)
+    let members = cfg.initial_members();
+    serve(&cfg, runtime, tls, service, transport, members)
 }
 
 fn replica_config(cfg: &NodeConfig, node_id: u64) -> ReplicaConfig {
@@ -191,11 +194,28 @@ fn serve(
     tls: TlsMaterial,
     service: NodeService,
     transport: Option<PeerTransport>,
+    members: Vec<Member>,
 ) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let mut servers = Vec::new();
+        let mut gateways = Vec::new();
         for url in &cfg.listen_client_urls {
             let listen = url_socket_addr(url)?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen for etcd gRPC clients on {listen} (tcp)"))?;
+            let gateway_cfg = GatewayConfig {
+                members: members.clone(),
+                max_request_bytes: cfg.max_request_bytes,
+                tls: url.starts_with("https://").then(|| tls.clone()),
+            };
+            tracing::info!(addr = %listen, "serving etcd grpc clients over tcp");
+            let gateway_service = service.clone();
+            gateways.push(tokio::spawn(async move {
+                if let Err(e) = grpc::serve(listener, gateway_service, gateway_cfg).await {
+                    tracing::error!(error = %e, "etcd grpc gateway stopped");
+                }
+            }));
             let server_cfg = QuicServerConfig {
                 listen,
                 tls: tls.clone(),
@@ -214,7 +234,7 @@ fn serve(
         let tasks: Vec<_> = servers.into_iter().map(|s| tokio::spawn(s.run())).collect();
         shutdown_signal().await;
         tracing::info!("shutting down");
-        for t in tasks {
+        for t in tasks.into_iter().chain(gateways) {
             t.abort();
         }
         if let Some(transport) = transport {

@@ -4,7 +4,7 @@
 mod support;
 
 use std::process::Output;
-use support::{TestNode, free_udp_port, must_run_atollctl};
+use support::{TestNode, free_port, must_run_atollctl};
 
 struct Ctl {
     endpoint: String,
@@ -35,7 +35,7 @@ impl Ctl {
 #[test]
 fn atollctl_drives_a_real_node() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = TestNode::must_start(dir.path(), free_udp_port());
+    let node = TestNode::must_start(dir.path(), free_port());
     let ctl = Ctl { endpoint: node.endpoint(), data_dir: dir.path().to_path_buf() };
 
     eprintln!("phase: put and get, simple output");

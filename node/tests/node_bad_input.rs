@@ -5,7 +5,7 @@ mod support;
 
 use atoll_proto::{PutRequest, RangeRequest};
 use std::process::Stdio;
-use support::{TestNode, atoll_command, free_udp_port};
+use support::{TestNode, atoll_command, free_port};
 
 fn must_fail(cmd: &mut std::process::Command) -> String {
     let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().expect("run atoll");
@@ -20,18 +20,15 @@ fn must_fail(cmd: &mut std::process::Command) -> String {
 #[test]
 fn unknown_flag_is_one_line_and_non_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let stderr = must_fail(&mut atoll_command(dir.path(), free_udp_port(), &["--no-such-flag"]));
+    let stderr = must_fail(&mut atoll_command(dir.path(), free_port(), &["--no-such-flag"]));
     assert!(stderr.contains("--no-such-flag"), "{stderr}");
 }
 
 #[test]
 fn bad_flag_value_is_one_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let stderr = must_fail(&mut atoll_command(
-        dir.path(),
-        free_udp_port(),
-        &["--max-request-bytes", "lots"],
-    ));
+    let stderr =
+        must_fail(&mut atoll_command(dir.path(), free_port(), &["--max-request-bytes", "lots"]));
     assert!(stderr.contains("max-request-bytes"), "{stderr}");
 }
 
@@ -39,14 +36,14 @@ fn bad_flag_value_is_one_line() {
 async fn locked_data_dir_is_refused_and_the_first_node_keeps_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
     eprintln!("phase: first node owns the data directory");
-    let node = TestNode::must_start(dir.path(), free_udp_port());
+    let node = TestNode::must_start(dir.path(), free_port());
     let client = node.must_client().await;
     client
         .put(PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() })
         .await
         .expect("put");
     eprintln!("phase: a second node on the same directory fails with one line");
-    let stderr = must_fail(&mut atoll_command(dir.path(), free_udp_port(), &[]));
+    let stderr = must_fail(&mut atoll_command(dir.path(), free_port(), &[]));
     assert!(stderr.contains("locked"), "{stderr}");
     eprintln!("phase: the first node still serves its data");
     let resp =
@@ -59,17 +56,17 @@ fn corrupt_data_dir_is_one_line_and_non_zero() {
     eprintln!("phase: a data directory whose database is a file, not a directory");
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("db"), b"not a database").expect("write");
-    let stderr = must_fail(&mut atoll_command(dir.path(), free_udp_port(), &[]));
+    let stderr = must_fail(&mut atoll_command(dir.path(), free_port(), &[]));
     assert!(stderr.contains("data directory") || stderr.contains("db"), "{stderr}");
 
     eprintln!("phase: a real database whose files were overwritten with garbage");
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let node = TestNode::must_start(dir.path(), free_udp_port());
+        let node = TestNode::must_start(dir.path(), free_port());
         node.kill9();
     }
     corrupt_every_file(&dir.path().join("db"));
-    let stderr = must_fail(&mut atoll_command(dir.path(), free_udp_port(), &[]));
+    let stderr = must_fail(&mut atoll_command(dir.path(), free_port(), &[]));
     assert!(stderr.contains("corrupt") || stderr.contains("data directory"), "{stderr}");
 }
 
@@ -88,7 +85,7 @@ fn corrupt_every_file(dir: &std::path::Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_request_is_refused_and_nothing_is_lost() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = TestNode::must_start(dir.path(), free_udp_port());
+    let node = TestNode::must_start(dir.path(), free_port());
     let client = node.must_client().await;
     client
         .put(PutRequest { key: b"keep".to_vec(), value: b"me".to_vec(), ..Default::default() })

@@ -7,7 +7,7 @@ use atoll_proto::{PutRequest, RangeRequest};
 use atoll_router::{Client, ClientConfig, Trust};
 use std::path::Path;
 use std::process::Command;
-use support::{TestNode, free_udp_port};
+use support::{TestNode, free_port};
 
 fn atoll(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_atoll")).args(args).output().expect("run atoll")
@@ -58,7 +58,7 @@ async fn a_node_serves_with_certificates_made_by_atoll_certs() {
     assert!(must_fail_one_line(&["certs", "ca", "--dir", path(&ca)]).contains("ca-key.pem"));
 
     eprintln!("phase: a node started with them serves a client that trusts the CA");
-    let port = free_udp_port();
+    let port = free_port();
     let (cert, key, ca_copy) = (n1.join("node.pem"), n1.join("node-key.pem"), n1.join("ca.pem"));
     let _node = TestNode::must_start_with(
         &data,

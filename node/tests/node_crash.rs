@@ -5,7 +5,7 @@ mod support;
 
 use atoll_proto::{PutRequest, RangeRequest};
 use std::sync::{Arc, Mutex};
-use support::{TestNode, free_udp_port};
+use support::{TestNode, free_port};
 
 const WRITERS: usize = 16;
 /// Acknowledged writes to wait for before each kill, so the kill lands mid-stream.
@@ -22,7 +22,7 @@ struct Acked {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_udp_port();
+    let port = free_port();
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
     for round in 0..CRASHES {
         eprintln!(

@@ -5,7 +5,7 @@ mod support;
 
 use atoll_proto::PutRequest;
 use std::io::{Read, Write};
-use support::{TestNode, free_tcp_port, free_udp_port};
+use support::{TestNode, free_port, free_tcp_port};
 
 fn must_get(port: u16, path: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect http");
@@ -24,7 +24,7 @@ async fn health_and_metrics_are_served() {
     let metrics_url = format!("http://127.0.0.1:{http}");
     let node = TestNode::must_start_with(
         dir.path(),
-        free_udp_port(),
+        free_port(),
         &["--listen-metrics-urls", &metrics_url],
     );
     eprintln!("phase: /health answers after a linearizable read index");

@@ -266,7 +266,7 @@ fn loopback() -> SocketAddr {
 }
 
 fn reserved_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], support::free_udp_port()))
+    SocketAddr::from(([127, 0, 0, 1], support::free_port()))
 }
 
 /// Starts `tls.len()` nodes (IDs 1..) that all know each other.

@@ -192,9 +192,10 @@ impl AtollError {
             AtollError::NotLeader { .. } | AtollError::WrongShard { .. } => {
                 GrpcCode::FailedPrecondition
             }
+            // etcd's ErrGRPCTooManyRequests.
+            AtollError::Busy { .. } => GrpcCode::ResourceExhausted,
             AtollError::NoLeader { .. }
             | AtollError::Timeout
-            | AtollError::Busy { .. }
             | AtollError::Stopping
             | AtollError::LeaderChanged => GrpcCode::Unavailable,
             AtollError::StorageFailed { .. } => GrpcCode::Internal,

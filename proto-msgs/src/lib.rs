@@ -12,6 +12,8 @@ pub mod command;
 pub mod error;
 #[cfg(feature = "grpc")]
 pub mod etcd;
+#[cfg(feature = "grpc")]
+pub mod etcd_convert;
 pub mod frame;
 pub mod ids;
 pub mod kv;
@@ -26,6 +28,6 @@ pub use frame::{FrameError, decode_frame, encode_frame};
 pub use ids::{LogIndex, NodeId, Revision, ShardId, Term};
 pub use kv::*;
 pub use native::{
-    HashKvRequest, HashKvResponse, NativeRequest, NativeResponse, ShardHash, StatusRequest,
-    StatusResponse,
+    CompactShardRequest, HashKvRequest, HashKvResponse, NativeRequest, NativeResponse, ShardHash,
+    StatusRequest, StatusResponse,
 };

@@ -22,6 +22,18 @@ pub enum NativeRequest {
     Status(StatusRequest),
     /// The hash of every local shard's state (etcd's HashKV, per shard).
     HashKv(HashKvRequest),
+    /// Discard the history of one shard only: what a node forwards to each shard's leader
+    /// when it serves a [`NativeRequest::Compact`], which covers every shard.
+    CompactShard(CompactShardRequest),
+}
+
+/// A compaction of one shard.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactShardRequest {
+    /// The shard to compact.
+    pub shard: crate::ShardId,
+    /// What to compact.
+    pub compaction: CompactionRequest,
 }
 
 impl NativeRequest {
@@ -32,7 +44,8 @@ impl NativeRequest {
             NativeRequest::Range(_)
             | NativeRequest::Status(_)
             | NativeRequest::HashKv(_)
-            | NativeRequest::Compact(_) => true,
+            | NativeRequest::Compact(_)
+            | NativeRequest::CompactShard(_) => true,
             NativeRequest::Txn(txn) => txn_is_read_only(txn),
             NativeRequest::Put(_) | NativeRequest::DeleteRange(_) => false,
         }

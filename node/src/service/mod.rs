@@ -135,6 +135,13 @@ impl NodeService {
             NativeRequest::Compact(r) => self.write(WriteOp::Compact(r), origin).await,
             NativeRequest::Status(_) => self.status().await.map(NativeResponse::Status),
             NativeRequest::HashKv(r) => self.hash_kv(r).await.map(NativeResponse::HashKv),
+            NativeRequest::CompactShard(r) => {
+                let op = WriteOp::Compact(r.compaction);
+                match validate_write(&op, &self.inner.limits) {
+                    Ok(()) => self.write_on(r.shard, op, origin).await,
+                    Err(e) => Err(e),
+                }
+            }
         };
         result.unwrap_or_else(|e| {
             counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -349,7 +356,7 @@ impl NodeService {
             && let Some(forwarder) = &self.inner.forwarder
         {
             self.inner.counters.forwarded.fetch_add(1, Ordering::Relaxed);
-            let forwarded = forwarder.forward(NodeId(leader), native_request(op));
+            let forwarded = forwarder.forward(NodeId(leader), native_request(shard, op));
             tokio::pin!(forwarded);
             // A leader that dies with the request in flight would hold it until the peer
             // connection times out; once this replica learns of another leader (or of an
@@ -411,8 +418,9 @@ impl NodeService {
     }
 
     /// A Compact applies to every shard at the same revision. A shard whose newest revision
-    /// is below it has nothing newer to keep and compacts at its newest; a shard already
-    /// compacted past it is done. `Compacted` only when every shard says so.
+    /// is below it has nothing newer to keep and compacts at its newest; a shard never written
+    /// has nothing to compact; a shard already compacted past it is done. `Compacted` only
+    /// when every shard says so.
     async fn compact_every_shard(
         &self,
         req: CompactionRequest,
@@ -426,15 +434,17 @@ impl NodeService {
             let mut asked = req.clone();
             let result = loop {
                 match self.write_on(shard, WriteOp::Compact(asked.clone()), origin).await {
+                    Err(AtollError::FutureRevision { current_revision: 0 }) => break None,
                     Err(AtollError::FutureRevision { current_revision })
-                        if current_revision < asked.revision && current_revision > 0 =>
+                        if current_revision < asked.revision =>
                     {
                         newest = newest.max(current_revision);
                         asked.revision = current_revision;
                     }
-                    other => break other,
+                    other => break Some(other),
                 }
             };
+            let Some(result) = result else { continue };
             match result {
                 Ok(NativeResponse::Compact(r)) => {
                     newest = newest.max(r.header.revision);
@@ -536,12 +546,17 @@ impl NodeService {
     }
 }
 
-fn native_request(op: WriteOp) -> NativeRequest {
+/// The request that asks another node to apply `op` to `shard`. Keyed writes find their
+/// shard by key there; a compaction names its shard, or the receiving node would compact
+/// every shard, including those it does not lead.
+fn native_request(shard: ShardId, op: WriteOp) -> NativeRequest {
     match op {
         WriteOp::Put(r) => NativeRequest::Put(r),
         WriteOp::DeleteRange(r) => NativeRequest::DeleteRange(r),
         WriteOp::Txn(r) => NativeRequest::Txn(r),
-        WriteOp::Compact(r) => NativeRequest::Compact(r),
+        WriteOp::Compact(compaction) => {
+            NativeRequest::CompactShard(CompactShardRequest { shard, compaction })
+        }
     }
 }
 

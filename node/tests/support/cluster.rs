@@ -1,6 +1,6 @@
 //! A loopback cluster of real `atoll` processes sharing one CA.
 
-use super::{START_DEADLINE, TestNode, free_udp_port};
+use super::{START_DEADLINE, TestNode, free_port};
 use atoll_router::{Client, ClientConfig, Trust};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,8 +35,8 @@ impl TestCluster {
                 MemberSpec {
                     name: format!("n{i}"),
                     data_dir: root.join(format!("n{i}")),
-                    client_port: free_udp_port(),
-                    peer_port: free_udp_port(),
+                    client_port: free_port(),
+                    peer_port: free_port(),
                     certs,
                 }
             })

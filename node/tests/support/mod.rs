@@ -15,10 +15,17 @@ use std::time::{Duration, Instant};
 /// How long a node may take to print its ready line.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
 
-/// A free UDP port on loopback (bound and released; the node binds it right after).
-pub fn free_udp_port() -> u16 {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral udp port");
-    sock.local_addr().expect("local addr").port()
+/// A loopback port free for both UDP and TCP (bound and released; the node binds it right
+/// after): a client port serves native QUIC over UDP and etcd gRPC over TCP.
+pub fn free_port() -> u16 {
+    for _ in 0..50 {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral udp port");
+        let port = sock.local_addr().expect("local addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP");
 }
 
 /// A free TCP port on loopback.
@@ -39,13 +46,12 @@ pub struct TestNode {
 /// Command for the `atoll` binary built with the tests.
 pub fn atoll_command(data_dir: &Path, port: u16, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_atoll"));
-    cmd.arg("--data-dir")
-        .arg(data_dir)
-        .arg("--listen-client-urls")
-        .arg(format!("https://127.0.0.1:{port}"))
-        .args(extra)
-        .env("ATOLL_LOG_LEVEL", "warn")
-        .stdin(Stdio::null());
+    cmd.arg("--data-dir").arg(data_dir);
+    // Plain gRPC on the port unless the test picks its own client URL.
+    if !extra.contains(&"--listen-client-urls") {
+        cmd.arg("--listen-client-urls").arg(format!("http://127.0.0.1:{port}"));
+    }
+    cmd.args(extra).env("ATOLL_LOG_LEVEL", "warn").stdin(Stdio::null());
     cmd
 }
 

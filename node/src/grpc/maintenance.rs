@@ -1,0 +1,138 @@
+//! `etcdserverpb.Maintenance`. Status reports the first data shard as etcd reports its one
+//! Raft group; Hash and HashKV combine the hashes of every shard this node hosts, so members
+//! that applied the same logs agree; Defragment succeeds at once because the LSM storage
+//! needs no defragmentation; Alarm lists no alarms because Atoll raises none yet.
+
+use super::{Gateway, not_supported, unexpected};
+use atoll_proto::etcd::etcdserverpb as pb;
+use atoll_proto::etcd_convert::response::header_to_pb;
+use atoll_proto::{HashKvRequest, HashKvResponse, NativeRequest, NativeResponse, StatusRequest};
+use pb::alarm_request::AlarmAction;
+use std::pin::Pin;
+use std::sync::Arc;
+use tonic::codegen::tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+/// The Maintenance service.
+pub(super) struct MaintenanceService(pub(super) Arc<Gateway>);
+
+impl MaintenanceService {
+    async fn hashes(&self, revision: i64) -> Result<HashKvResponse, Status> {
+        match self.0.call(NativeRequest::HashKv(HashKvRequest { revision })).await? {
+            NativeResponse::HashKv(h) => Ok(h),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// One crc32 over every shard's (id, hash), in shard order: equal on members whose
+/// replicas hold the same state.
+pub fn combined_hash(resp: &HashKvResponse) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for shard in &resp.hashes {
+        h.update(&shard.shard.0.to_be_bytes());
+        h.update(&shard.hash.to_be_bytes());
+    }
+    h.finalize()
+}
+
+#[tonic::async_trait]
+impl pb::maintenance_server::Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        req: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
+        let req = req.into_inner();
+        match AlarmAction::try_from(req.action) {
+            // No alarm is ever raised yet, so there is none to list or to disarm.
+            Ok(AlarmAction::Get | AlarmAction::Deactivate) => {
+                Ok(Response::new(pb::AlarmResponse {
+                    header: self.0.header().await?,
+                    alarms: vec![],
+                }))
+            }
+            Ok(AlarmAction::Activate) => Err(not_supported("raising an alarm")),
+            Err(_) => Err(Status::invalid_argument(format!(
+                "atoll: malformed request: unknown alarm action {}",
+                req.action
+            ))),
+        }
+    }
+
+    async fn status(
+        &self,
+        _: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let s = match self.0.call(NativeRequest::Status(StatusRequest {})).await? {
+            NativeResponse::Status(s) => s,
+            other => return Err(unexpected(&other)),
+        };
+        Ok(Response::new(pb::StatusResponse {
+            header: header_to_pb(s.header),
+            version: s.version,
+            db_size: s.db_size,
+            leader: s.leader,
+            raft_index: s.raft_index,
+            raft_term: s.raft_term,
+            raft_applied_index: s.raft_applied_index,
+            errors: s.errors,
+            // The LSM has no free pages to reclaim: all of it is in use.
+            db_size_in_use: s.db_size,
+            is_learner: s.is_learner,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        Ok(Response::new(pb::DefragmentResponse { header: self.0.header().await? }))
+    }
+
+    async fn hash(
+        &self,
+        _: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
+        let hashes = self.hashes(0).await?;
+        let hash = combined_hash(&hashes);
+        Ok(Response::new(pb::HashResponse { header: header_to_pb(hashes.header), hash }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
+        let hashes = self.hashes(req.into_inner().revision).await?;
+        let hash = combined_hash(&hashes);
+        let compact_revision = hashes.hashes.iter().map(|h| h.compact_revision).max().unwrap_or(0);
+        Ok(Response::new(pb::HashKvResponse {
+            header: header_to_pb(hashes.header),
+            hash,
+            compact_revision,
+        }))
+    }
+
+    type SnapshotStream =
+        Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send + 'static>>;
+
+    async fn snapshot(
+        &self,
+        _: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(not_supported("Snapshot"))
+    }
+
+    async fn move_leader(
+        &self,
+        _: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        Err(not_supported("MoveLeader"))
+    }
+
+    async fn downgrade(
+        &self,
+        _: Request<pb::DowngradeRequest>,
+    ) -> Result<Response<pb::DowngradeResponse>, Status> {
+        Err(not_supported("Downgrade"))
+    }
+}

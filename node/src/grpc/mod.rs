@@ -1,0 +1,165 @@
+//! The etcd v3 gRPC gateway: a tonic server on the client URLs over TCP (beside the native
+//! QUIC protocol on the same port number over UDP), so etcdctl, etcd's client libraries and
+//! Kubernetes talk to Atoll unchanged (DESIGN §2, ETCD_API.md).
+//!
+//! Every request goes through [`NodeService`], the same router the native protocol uses, so a
+//! sharded cluster looks like one etcd: a key goes to its shard, writes reach the shard's
+//! leader wherever the client connected, and ranges over several shards are merged. Errors
+//! keep etcd's text and gRPC code ([`status_of`]).
+//!
+//! Services: KV, Maintenance, Cluster and Auth. Watch, Lease, Lock and Election are not
+//! registered until the watch hub and the lease manager exist; a client calling them gets
+//! gRPC's `Unimplemented`, never a made-up answer.
+
+mod auth;
+mod cluster;
+mod kv;
+mod maintenance;
+
+use crate::certs::TlsMaterial;
+use crate::service::NodeService;
+use atoll_proto::etcd::etcdserverpb as pb;
+use atoll_proto::etcd_convert::response::header_to_pb;
+use atoll_proto::shard_map::Member;
+use atoll_proto::{AtollError, GrpcCode, NativeRequest, NativeResponse, StatusRequest};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{Code, Status};
+
+/// Bytes a gRPC message may carry beyond `--max-request-bytes` (etcd's
+/// `grpcOverheadBytes`), so a request just over the limit still decodes and is refused with
+/// etcd's own "request is too large".
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// Interval of HTTP/2 keepalive pings to idle clients (etcd's `--grpc-keepalive-interval`).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2 * 60 * 60);
+/// How long a keepalive ping may go unanswered (etcd's `--grpc-keepalive-timeout`).
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What the gateway needs besides the request service.
+#[derive(Clone)]
+pub struct GatewayConfig {
+    /// The cluster's members as `MemberList` reports them.
+    pub members: Vec<Member>,
+    /// `--max-request-bytes`.
+    pub max_request_bytes: usize,
+    /// TLS for `https://` client URLs; `None` serves plaintext (`http://`).
+    pub tls: Option<TlsMaterial>,
+}
+
+/// State shared by the gateway's services.
+struct Gateway {
+    service: NodeService,
+    members: Vec<Member>,
+}
+
+impl Gateway {
+    /// Serves `req` through the node's request service; an error answer becomes its gRPC
+    /// status.
+    async fn call(&self, req: NativeRequest) -> Result<NativeResponse, Status> {
+        match self.service.serve(req).await {
+            NativeResponse::Error(e) => Err(status_of(e)),
+            ok => Ok(ok),
+        }
+    }
+
+    /// A header for answers that are not about one key: this member, the first data shard's
+    /// revision and term (as etcd's maintenance answers carry the store's current revision).
+    async fn header(&self) -> Result<Option<pb::ResponseHeader>, Status> {
+        match self.call(NativeRequest::Status(StatusRequest {})).await? {
+            NativeResponse::Status(s) => Ok(header_to_pb(s.header)),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// Serves the gateway on `listener` until the task is dropped.
+pub async fn serve(
+    listener: TcpListener,
+    service: NodeService,
+    cfg: GatewayConfig,
+) -> Result<(), tonic::transport::Error> {
+    let gateway = Arc::new(Gateway { service, members: cfg.members });
+    let max_decode = cfg.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
+    let mut server = Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
+    if let Some(tls) = &cfg.tls {
+        let identity = Identity::from_pem(&tls.cert_chain_pem, &tls.key_pem);
+        server = server.tls_config(ServerTlsConfig::new().identity(identity))?;
+    }
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    server
+        .add_service(
+            pb::kv_server::KvServer::from_arc(Arc::new(kv::KvService(gateway.clone())))
+                .max_decoding_message_size(max_decode)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            pb::maintenance_server::MaintenanceServer::from_arc(Arc::new(
+                maintenance::MaintenanceService(gateway.clone()),
+            ))
+            .max_decoding_message_size(max_decode)
+            .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(pb::cluster_server::ClusterServer::from_arc(Arc::new(
+            cluster::ClusterService(gateway.clone()),
+        )))
+        .add_service(pb::auth_server::AuthServer::from_arc(Arc::new(auth::AuthService(gateway))))
+        .serve_with_incoming(incoming)
+        .await
+}
+
+/// The gRPC status etcd answers for `e`, with etcd's text.
+pub fn status_of(e: AtollError) -> Status {
+    let code = match e.grpc_code() {
+        GrpcCode::InvalidArgument => Code::InvalidArgument,
+        GrpcCode::DeadlineExceeded => Code::DeadlineExceeded,
+        GrpcCode::NotFound => Code::NotFound,
+        GrpcCode::PermissionDenied => Code::PermissionDenied,
+        GrpcCode::ResourceExhausted => Code::ResourceExhausted,
+        GrpcCode::FailedPrecondition => Code::FailedPrecondition,
+        GrpcCode::OutOfRange => Code::OutOfRange,
+        GrpcCode::Unimplemented => Code::Unimplemented,
+        GrpcCode::Internal => Code::Internal,
+        GrpcCode::Unavailable => Code::Unavailable,
+        GrpcCode::DataLoss => Code::DataLoss,
+    };
+    Status::new(code, e.to_string())
+}
+
+/// A native answer of the wrong kind: a bug in the service, reported rather than hidden.
+fn unexpected(resp: &NativeResponse) -> Status {
+    Status::internal(format!("atoll: unexpected answer from the request service: {resp:?}"))
+}
+
+/// The answer to an RPC that Atoll does not provide yet: a clear error, never a pretend
+/// success.
+fn not_supported(rpc: &str) -> Status {
+    Status::unimplemented(format!("atoll: {rpc} is not supported yet"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_etcds_code_and_text() {
+        let s = status_of(AtollError::Compacted { compact_revision: 3 });
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted")
+        );
+        let s = status_of(AtollError::Busy { limit: "x".into() });
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::ResourceExhausted, "etcdserver: too many requests")
+        );
+        let s = status_of(AtollError::NoLeader { shard: atoll_proto::ShardId(1) });
+        assert_eq!((s.code(), s.message()), (Code::Unavailable, "etcdserver: no leader"));
+        let s = status_of(AtollError::KeyNotFound);
+        assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: key not found"));
+    }
+}

@@ -1,0 +1,265 @@
+//! etcdctl 3.4 (Debian's `etcd-client` package, which `.ci/run` installs) against a 3-node
+//! Atoll cluster with several shards, over the etcd gRPC gateway: the commands operators run
+//! print what they print against etcd, and errors keep etcd's text.
+
+mod support;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::cluster::TestCluster;
+
+/// The etcdctl binary; `ATOLL_ETCDCTL` overrides it.
+fn etcdctl_path() -> String {
+    std::env::var("ATOLL_ETCDCTL").unwrap_or_else(|_| "etcdctl".to_string())
+}
+
+/// Runs etcdctl (API v3) against `endpoints`, with `stdin` written to it.
+fn etcdctl(endpoints: &str, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(etcdctl_path())
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(endpoints)
+        .arg("--command-timeout=10s")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e}; install Debian's etcd-client (apt-get install etcd-client) \
+                 or run .ci/run, which does",
+                etcdctl_path()
+            )
+        });
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("etcdctl runs")
+}
+
+/// Runs etcdctl and returns its stdout, failing the test (with stderr) if it failed.
+fn must_ok(endpoints: &str, args: &[&str]) -> String {
+    let out = etcdctl(endpoints, args, "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "etcdctl {args:?} failed: {stderr}");
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Runs etcdctl expecting failure; returns stderr.
+fn must_fail(endpoints: &str, args: &[&str]) -> String {
+    let out = etcdctl(endpoints, args, "");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "etcdctl {args:?} succeeded: {stdout}");
+    String::from_utf8(out.stderr).expect("utf-8 output")
+}
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().collect()
+}
+
+/// Waits until every member answers a linearizable get (each shard has a leader).
+fn must_wait_ready(endpoints: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for endpoint in endpoints {
+        loop {
+            let out = etcdctl(endpoint, &["get", "/ready-probe"], "");
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{endpoint} not ready: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn grpc_endpoints(cluster: &TestCluster) -> Vec<String> {
+    cluster.endpoints(&[0, 1, 2])
+}
+
+#[test]
+fn etcdctl_works_against_a_sharded_three_node_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = TestCluster::must_prepare(dir.path(), 3, "/b/,/m/");
+    cluster.must_start_all();
+    let endpoints = grpc_endpoints(&cluster);
+    must_wait_ready(&endpoints);
+    let all = endpoints.join(",");
+    let (first, second, third) = (&endpoints[0], &endpoints[1], &endpoints[2]);
+
+    // put and get, on keys of three shards, written and read through different members.
+    for (i, key) in ["/a/1", "/b/1", "/m/1", "/m/2"].iter().enumerate() {
+        let value = format!("v{i}");
+        assert_eq!(must_ok(&endpoints[i % 3], &["put", key, &value]), "OK\n");
+    }
+    assert_eq!(lines(&must_ok(second, &["get", "/b/1"])), ["/b/1", "v1"]);
+    assert_eq!(
+        lines(&must_ok(third, &["get", "/", "--prefix"])),
+        ["/a/1", "v0", "/b/1", "v1", "/m/1", "v2", "/m/2", "v3"],
+        "a prefix spanning three shards comes back whole and in key order"
+    );
+    assert_eq!(
+        lines(&must_ok(first, &["get", "/", "--prefix", "--keys-only"])),
+        ["/a/1", "", "/b/1", "", "/m/1", "", "/m/2", ""]
+    );
+    assert_eq!(
+        lines(&must_ok(first, &["get", "/", "--prefix", "--limit", "2"])),
+        ["/a/1", "v0", "/b/1", "v1"]
+    );
+    assert_eq!(
+        lines(&must_ok(
+            first,
+            &["get", "/", "--prefix", "--sort-by=KEY", "--order=DESCEND", "--limit", "1"]
+        )),
+        ["/m/2", "v3"]
+    );
+    assert_eq!(lines(&must_ok(first, &["get", "/m/1", "--print-value-only"])), ["v2"]);
+    assert_eq!(must_ok(first, &["get", "/missing"]), "");
+
+    // JSON output carries etcd's header and base64 keys.
+    let json: serde_json::Value =
+        serde_json::from_str(&must_ok(first, &["get", "/b/1", "-w", "json"])).expect("json");
+    assert_eq!(json["kvs"][0]["key"], "L2IvMQ==", "{json}");
+    assert_eq!(json["kvs"][0]["value"], "djE=", "{json}");
+    assert_eq!(json["count"], 1);
+    let header = &json["header"];
+    assert!(header["cluster_id"].as_u64().unwrap_or(0) != 0, "{json}");
+    assert!(header["member_id"].as_u64().unwrap_or(0) != 0, "{json}");
+    assert!(header["revision"].as_i64().unwrap_or(0) > 0, "{json}");
+    assert!(header["raft_term"].as_u64().unwrap_or(0) > 0, "{json}");
+    let count: serde_json::Value = serde_json::from_str(&must_ok(
+        first,
+        &["get", "/", "--prefix", "--limit", "1", "-w", "json"],
+    ))
+    .expect("json");
+    assert_eq!((&count["count"], &count["more"]), (&4.into(), &true.into()), "{count}");
+
+    // txn in etcdctl's interactive syntax: the Kubernetes create shape, then a failing compare.
+    let txn = "mod(\"/m/new\") = \"0\"\n\nput /m/new created\n\nget /m/new\n\n";
+    let out = etcdctl(second, &["txn"], txn);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lines(&String::from_utf8_lossy(&out.stdout)), ["SUCCESS", "", "OK"]);
+    let out = etcdctl(third, &["txn"], txn);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lines(&String::from_utf8_lossy(&out.stdout)), ["FAILURE", "", "/m/new", "created"]);
+    // A txn over keys of two shards is refused with a clear error.
+    let out = etcdctl(first, &["txn"], "\nput /a/x 1\nput /m/x 2\n\n\n");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("a txn whose keys span shards is not supported"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // del: one key, then a prefix spanning shards, with the previous pairs.
+    assert_eq!(must_ok(first, &["del", "/a/1"]), "1\n");
+    assert_eq!(must_ok(first, &["del", "/a/1"]), "0\n");
+    assert_eq!(
+        lines(&must_ok(second, &["del", "/", "--prefix", "--prev-kv"])),
+        ["4", "/b/1", "v1", "/m/1", "v2", "/m/2", "v3", "/m/new", "created"]
+    );
+    assert_eq!(must_ok(third, &["get", "/", "--prefix"]), "");
+
+    // compaction, and reading below it fails with etcd's error.
+    let put: serde_json::Value =
+        serde_json::from_str(&must_ok(first, &["put", "/c/1", "x", "-w", "json"])).expect("json");
+    let revision = put["header"]["revision"].as_i64().expect("revision");
+    assert_eq!(
+        must_ok(first, &["compaction", &revision.to_string()]),
+        format!("compacted revision {revision}\n")
+    );
+    let stderr = must_fail(second, &["get", "/c/1", "--rev", &(revision - 1).to_string()]);
+    assert!(stderr.contains("etcdserver: mvcc: required revision has been compacted"), "{stderr}");
+    let stderr = must_fail(second, &["get", "/c/1", "--rev", &(revision * 2).to_string()]);
+    assert!(
+        stderr.contains("etcdserver: mvcc: required revision is a future revision"),
+        "{stderr}"
+    );
+
+    // Bad input: an empty key, a value over --max-request-bytes.
+    let stderr = must_fail(first, &["put", "", "v"]);
+    assert!(stderr.contains("Error: etcdserver: key is not provided"), "{stderr}");
+    // Over the 1.5 MiB limit, under etcdctl's own 2 MiB send limit.
+    let big = "x".repeat(1_700_000);
+    // (etcdctl reads a missing value from stdin; 1.7 MB is too long for an argument.)
+    let out = etcdctl(first, &["put", "/big"], &big);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("etcdserver: request is too large"),
+        "{stderr}"
+    );
+
+    // member list: every member, started, with its peer URL.
+    let members = must_ok(first, &["member", "list"]);
+    assert_eq!(members.lines().count(), 3, "{members}");
+    for (i, spec) in cluster.specs.iter().enumerate() {
+        let line = members
+            .lines()
+            .find(|l| l.contains(&format!(", {}, ", spec.name)))
+            .unwrap_or_else(|| panic!("member {i} missing: {members}"));
+        assert!(line.contains(", started, "), "{line}");
+        assert!(line.contains(&format!("https://127.0.0.1:{}", spec.peer_port)), "{line}");
+        assert!(line.ends_with(", false"), "{line}");
+    }
+
+    // endpoint status / health / hashkv, for every member at once.
+    let status = must_ok(&all, &["endpoint", "status"]);
+    assert_eq!(status.lines().count(), 3, "{status}");
+    let leaders = status.lines().filter(|l| l.split(", ").nth(4) == Some("true")).count();
+    assert_eq!(leaders, 1, "exactly one member leads the first shard: {status}");
+    let health = etcdctl(&all, &["endpoint", "health"], "");
+    let health_out = String::from_utf8_lossy(&health.stdout).to_string()
+        + &String::from_utf8_lossy(&health.stderr);
+    assert!(health.status.success(), "{health_out}");
+    assert_eq!(health_out.matches("is healthy").count(), 3, "{health_out}");
+    // Once every member applied the same writes, they report the same hash.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let hashes = must_ok(&all, &["endpoint", "hashkv"]);
+        let values: Vec<&str> = hashes.lines().filter_map(|l| l.split(", ").nth(1)).collect();
+        assert_eq!(values.len(), 3, "{hashes}");
+        if values.iter().all(|v| *v == values[0]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "hashes differ: {hashes}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // alarm list: no alarm; defrag succeeds.
+    assert_eq!(must_ok(first, &["alarm", "list"]), "");
+    let defrag = must_ok(first, &["defrag"]);
+    assert!(defrag.starts_with("Finished defragmenting etcd member"), "{defrag}");
+
+    // Auth is disabled: etcd's answers for that state.
+    let stderr = must_fail(first, &["auth", "enable"]);
+    assert!(stderr.contains("etcdserver: root user does not exist"), "{stderr}");
+    assert_eq!(must_ok(first, &["user", "list"]), "");
+    assert_eq!(must_ok(first, &["role", "list"]), "");
+
+    // A member that is down: the others still serve, and the client gets a clear error from
+    // the dead endpoint alone.
+    cluster.kill9(2);
+    assert_eq!(must_ok(first, &["put", "/after-kill", "1"]), "OK\n");
+    assert_eq!(lines(&must_ok(second, &["get", "/after-kill"])), ["/after-kill", "1"]);
+    let stderr = must_fail(third, &["get", "/after-kill", "--dial-timeout=1s"]);
+    assert!(stderr.contains("Error"), "{stderr}");
+}
+
+#[test]
+fn etcdctl_speaks_tls_to_an_https_client_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = support::free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let _node =
+        support::TestNode::must_start_with(dir.path(), port, &["--listen-client-urls", &url]);
+    let cacert = format!("--cacert={}", dir.path().join("certs/ca.pem").display());
+    assert_eq!(must_ok(&url, &[&cacert, "put", "k", "v"]), "OK\n");
+    assert_eq!(lines(&must_ok(&url, &[&cacert, "get", "k"])), ["k", "v"]);
+    // Without the CA the server's certificate is not trusted and nothing is sent.
+    let stderr = must_fail(&url, &["get", "k", "--dial-timeout=2s"]);
+    assert!(stderr.contains("Error"), "{stderr}");
+}
