@@ -242,8 +242,24 @@ fn etcdctl_works_against_a_sharded_three_node_cluster() {
 
     // A member that is down: the others still serve, and the client gets a clear error from
     // the dead endpoint alone.
+    // A write in flight when its shard's leader dies fails with etcd's "leader changed" or
+    // "no leader" until the survivors elect a new leader.
     cluster.kill9(2);
-    assert_eq!(must_ok(first, &["put", "/after-kill", "1"]), "OK\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = etcdctl(first, &["put", "/after-kill", "1"], "");
+        if out.status.success() {
+            break;
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("etcdserver: leader changed")
+                || stderr.contains("etcdserver: no leader"),
+            "{stderr}"
+        );
+        assert!(Instant::now() < deadline, "no new leader: {stderr}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(lines(&must_ok(second, &["get", "/after-kill"])), ["/after-kill", "1"]);
     let stderr = must_fail(third, &["get", "/after-kill", "--dial-timeout=1s"]);
     assert!(stderr.contains("Error"), "{stderr}");
