@@ -40,6 +40,10 @@ pub const CATALOGUE: &[Entry] = &[
         about: "same points as put-get-clients, against a real etcd (--etcd-bin, default /usr/bin/etcd) over its gRPC API, default durability; under --smoke skipped if etcd is missing",
     },
     Entry {
+        name: etcd_put_get::GATEWAY_NAME,
+        about: "same points as etcd-put-get, against Atoll through its etcd gRPC gateway with the same client (plaintext HTTP/2)",
+    },
+    Entry {
         name: restart::NAME,
         about: "N keys (1M), stop by SIGTERM and by kill -9, restart: ms from spawn to the first linearizable get",
     },
@@ -67,6 +71,7 @@ async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<()> {
     match name {
         put_get_clients::NAME => put_get_clients::run_scenario(ctx).await,
         etcd_put_get::NAME => etcd_put_get::run_scenario(ctx).await,
+        etcd_put_get::GATEWAY_NAME => etcd_put_get::run_gateway_scenario(ctx).await,
         restart::NAME => restart::run_scenario(ctx).await,
         count_only::NAME => count_only::run_scenario(ctx).await,
         prefix_limit::NAME => prefix_limit::run_scenario(ctx).await,

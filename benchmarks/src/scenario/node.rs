@@ -112,8 +112,9 @@ impl NodeProcess {
         command
             .arg("--data-dir")
             .arg(dir.data_dir())
+            // Plaintext gRPC on the client port, as etcd's default; QUIC always uses TLS.
             .arg("--listen-client-urls")
-            .arg(format!("https://127.0.0.1:{client_port}"))
+            .arg(format!("http://127.0.0.1:{client_port}"))
             .arg("--listen-peer-urls")
             .arg(format!("https://127.0.0.1:{peer_port}"))
             .args(["--log-level", "warn"])
