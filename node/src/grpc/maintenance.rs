@@ -1,12 +1,14 @@
 //! `etcdserverpb.Maintenance`. Status reports the first data shard as etcd reports its one
 //! Raft group; Hash and HashKV combine the hashes of every shard this node hosts, so members
-//! that applied the same logs agree; Defragment succeeds at once because the LSM storage
+//! that applied the same logs agree; Snapshot streams a backup of the node's state
+//! (`atoll_shard::storage::backup`, from one consistent read); Defragment succeeds at once because the LSM storage
 //! needs no defragmentation; Alarm lists no alarms because Atoll raises none yet.
 
-use super::{Gateway, not_supported, unexpected};
+use super::{Gateway, SNAPSHOT_CHUNKS_BUFFERED, not_supported, unexpected};
 use atoll_proto::etcd::etcdserverpb as pb;
 use atoll_proto::etcd_convert::response::header_to_pb;
 use atoll_proto::{HashKvRequest, HashKvResponse, NativeRequest, NativeResponse, StatusRequest};
+use atoll_shard::storage::backup::{BackupError, backup_size, write_backup};
 use pb::alarm_request::AlarmAction;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -119,7 +121,44 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         _: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(not_supported("Snapshot"))
+        let permit = self
+            .0
+            .snapshots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Status::resource_exhausted("etcdserver: too many requests"))?;
+        let header = self.0.header().await?;
+        let storage = self.0.service.storage().clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_CHUNKS_BUFFERED);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            // One fjall snapshot for the size and the records: the dump is consistent.
+            let snap = storage.db.snapshot();
+            let total = match backup_size(&storage, &snap) {
+                Ok(total) => total,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
+                    return;
+                }
+            };
+            let mut sent = 0u64;
+            let result = write_backup(&storage, &snap, |blob| {
+                sent += blob.len() as u64;
+                let remaining_bytes = total.saturating_sub(sent);
+                let msg = pb::SnapshotResponse { header, remaining_bytes, blob };
+                // A closed channel: the client went away; stop reading the database.
+                tx.blocking_send(Ok(msg)).map_err(|_| ())
+            });
+            if let Err(e @ (BackupError::Storage(_) | BackupError::Corrupt(_))) = result {
+                let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
+            }
+        });
+        let stream =
+            futures::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+            );
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn move_leader(

@@ -49,10 +49,16 @@ pub struct GatewayConfig {
     pub tls: Option<TlsMaterial>,
 }
 
+/// Backups streamed at once; more are refused as etcd refuses excess requests.
+pub const SNAPSHOTS_IN_FLIGHT_MAX: usize = 2;
+/// Backup chunks buffered per stream ahead of a slow client.
+pub const SNAPSHOT_CHUNKS_BUFFERED: usize = 8;
+
 /// State shared by the gateway's services.
 struct Gateway {
     service: NodeService,
     members: Vec<Member>,
+    snapshots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gateway {
@@ -81,7 +87,8 @@ pub async fn serve(
     service: NodeService,
     cfg: GatewayConfig,
 ) -> Result<(), tonic::transport::Error> {
-    let gateway = Arc::new(Gateway { service, members: cfg.members });
+    let snapshots = Arc::new(tokio::sync::Semaphore::new(SNAPSHOTS_IN_FLIGHT_MAX));
+    let gateway = Arc::new(Gateway { service, members: cfg.members, snapshots });
     let max_decode = cfg.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
     let mut server = Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))

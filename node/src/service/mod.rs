@@ -109,6 +109,11 @@ impl NodeService {
         NodeService { inner: Arc::new(inner) }
     }
 
+    /// The node's storage (backups read it).
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
     /// Serves one request from a client.
     pub async fn serve(&self, req: NativeRequest) -> NativeResponse {
         self.serve_from(req, Origin::Client).await

@@ -2,6 +2,7 @@
 //! keyspace per shard. Raft log records, the per-node log writer that group-commits them, and
 //! the raft-rs `Storage` view of one replica's log.
 
+pub mod backup;
 mod keyspaces;
 pub mod log_writer;
 pub mod raft_log;
