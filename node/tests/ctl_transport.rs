@@ -145,8 +145,10 @@ impl State {
                 raft_applied_index: 7,
                 ..StatusResponse::default()
             }),
-            NativeRequest::HashKv(_) => {
-                NativeResponse::Error(AtollError::Malformed { reason: "no hashkv here".into() })
+            NativeRequest::HashKv(_) | NativeRequest::Watch(_) => {
+                NativeResponse::Error(AtollError::Malformed {
+                    reason: "no hashkv or watch here".into(),
+                })
             }
         })
     }

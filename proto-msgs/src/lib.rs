@@ -19,6 +19,7 @@ pub mod limits;
 pub mod native;
 pub mod peer;
 pub mod shard_map;
+pub mod watch;
 
 pub use command::{RaftCommand, WriteOp};
 pub use error::{AtollError, ErrorCode, GrpcCode};
@@ -28,4 +29,8 @@ pub use kv::*;
 pub use native::{
     HashKvRequest, HashKvResponse, NativeRequest, NativeResponse, ShardHash, StatusRequest,
     StatusResponse,
+};
+pub use watch::{
+    Event, EventType, WatchCancelRequest, WatchCreateRequest, WatchFilter, WatchProgressRequest,
+    WatchRequest, WatchResponse,
 };

@@ -1,8 +1,10 @@
 //! The native client protocol: one request and one response per QUIC stream, each one frame
-//! (see [`crate::frame`]).
+//! (see [`crate::frame`]), except a watch stream, which opens with [`NativeRequest::Watch`]
+//! and stays open in both directions (see [`crate::watch`]).
 
 use crate::error::AtollError;
 use crate::kv::*;
+use crate::watch::{WatchRequest, WatchResponse};
 use serde::{Deserialize, Serialize};
 
 /// A request from a native client (atollctl, the router library, atoll-bench).
@@ -22,6 +24,9 @@ pub enum NativeRequest {
     Status(StatusRequest),
     /// The hash of every local shard's state (etcd's HashKV, per shard).
     HashKv(HashKvRequest),
+    /// Open a watch stream with its first request (normally a create); the stream stays
+    /// open for more [`WatchRequest`] frames and carries [`NativeResponse::Watch`] back.
+    Watch(WatchRequest),
 }
 
 impl NativeRequest {
@@ -32,7 +37,8 @@ impl NativeRequest {
             NativeRequest::Range(_)
             | NativeRequest::Status(_)
             | NativeRequest::HashKv(_)
-            | NativeRequest::Compact(_) => true,
+            | NativeRequest::Compact(_)
+            | NativeRequest::Watch(_) => true,
             NativeRequest::Txn(txn) => txn_is_read_only(txn),
             NativeRequest::Put(_) | NativeRequest::DeleteRange(_) => false,
         }
@@ -64,6 +70,8 @@ pub enum NativeResponse {
     Status(StatusResponse),
     /// The hashes of the node's shards.
     HashKv(HashKvResponse),
+    /// One response on a watch stream.
+    Watch(WatchResponse),
     /// The request failed.
     Error(AtollError),
 }

@@ -320,6 +320,7 @@ fn unexpected(expected: &str, got: &NativeResponse) -> ClientError {
         NativeResponse::Compact(_) => "compact",
         NativeResponse::Status(_) => "status",
         NativeResponse::HashKv(_) => "hashkv",
+        NativeResponse::Watch(_) => "watch",
         NativeResponse::Error(_) => "error",
     };
     ClientError::Protocol {

@@ -199,9 +199,11 @@ fn answering() -> Fake {
                 raft_applied_index: 10,
                 ..Default::default()
             }),
-            NativeRequest::HashKv(_) => NativeResponse::Error(AtollError::Malformed {
-                reason: "atollctl sends no hashkv".into(),
-            }),
+            NativeRequest::HashKv(_) | NativeRequest::Watch(_) => {
+                NativeResponse::Error(AtollError::Malformed {
+                    reason: "atollctl sends no hashkv and watches on a stream".into(),
+                })
+            }
         })
     })
 }

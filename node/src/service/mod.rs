@@ -135,6 +135,11 @@ impl NodeService {
             NativeRequest::Compact(r) => self.write(WriteOp::Compact(r), origin).await,
             NativeRequest::Status(_) => self.status().await.map(NativeResponse::Status),
             NativeRequest::HashKv(r) => self.hash_kv(r).await.map(NativeResponse::HashKv),
+            // The transport hands watch streams to `watch_stream`; one here came as a single
+            // request (forwarded, or from a client that does not speak watch streams).
+            NativeRequest::Watch(_) => Err(AtollError::Malformed {
+                reason: "a watch needs its own stream; open one with the client's watch API".into(),
+            }),
         };
         result.unwrap_or_else(|e| {
             counters.errors.fetch_add(1, Ordering::Relaxed);

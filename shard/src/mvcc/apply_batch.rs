@@ -105,10 +105,11 @@ impl<'s> ApplyBatch<'s> {
     /// Commits every version, its change-log record and the final apply state in one fjall
     /// batch, and returns that state. The batch reaches the journal now and becomes durable
     /// with the log writer's next sync, which orders it before anything that depends on it
-    /// (decision D2). A batch that changed nothing writes nothing.
-    pub(crate) fn commit(self) -> Result<ApplyState, StorageError> {
+    /// (decision D2). A batch that changed nothing writes nothing. Returns the state and
+    /// the versions written, for the watch hub.
+    pub(crate) fn commit(self) -> Result<(ApplyState, History), StorageError> {
         if self.state == self.start {
-            return Ok(self.state);
+            return Ok((self.state, self.history));
         }
         let storage = &self.store.storage;
         let mut batch = storage.db.batch();
@@ -137,7 +138,7 @@ impl<'s> ApplyBatch<'s> {
         )?;
         batch.insert(&storage.raft_state, apply_state_key(self.store.shard), self.state.encode());
         batch.commit()?;
-        Ok(self.state)
+        Ok((self.state, self.history))
     }
 }
 
