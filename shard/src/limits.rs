@@ -30,7 +30,7 @@ pub const WATCHER_BUFFER_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Most events one watch step hands out, so one busy watcher cannot hog a stream.
 pub const WATCH_STEP_EVENTS_MAX: usize = 1_000;
 /// Most event bytes one watch step hands out (at least one event is always handed out).
-pub const WATCH_STEP_BYTES_MAX: usize = 4 * 1024 * 1024;
+pub const WATCH_STEP_BYTES_MAX: usize = 1024 * 1024;
 /// Change-log records one catch-up read scans (the change log is shared by every shard on
 /// the node, so most records may belong to other keys); the read resumes where it stopped.
 pub const WATCH_CATCH_UP_SCAN_RECORDS_MAX: usize = 10_000;

@@ -10,11 +10,13 @@
 //! over several shards is refused.
 
 mod shards;
+mod watch;
 
 pub use shards::{ShardHandle, ShardSet};
+pub use watch::{WATCH_PROGRESS_INTERVAL_DEFAULT, WATCHERS_PER_STREAM_MAX};
 
 use crate::identity::NodeIdentity;
-use crate::transport::RequestHandler;
+use crate::transport::{RequestHandler, WatchStreamIo};
 use atoll_proto::*;
 use atoll_router::merge::{merge_ranges, shard_request};
 use atoll_shard::Storage;
@@ -61,6 +63,8 @@ struct Inner {
     counters: RequestCounters,
     log_writer: Option<LogWriterHandle>,
     forwarder: Option<Arc<dyn Forwarder>>,
+    /// Interval of periodic watch progress notifications, in milliseconds.
+    watch_progress_interval_ms: AtomicU64,
 }
 
 /// Requests served, by outcome; read by `/metrics`.
@@ -105,8 +109,20 @@ impl NodeService {
             counters,
             log_writer,
             forwarder,
+            watch_progress_interval_ms: AtomicU64::new(millis(WATCH_PROGRESS_INTERVAL_DEFAULT)),
         };
         NodeService { inner: Arc::new(inner) }
+    }
+
+    /// Sets how often watches that asked for progress notifications get one while idle
+    /// (etcd's `--experimental-watch-progress-notify-interval`); applies to watches created
+    /// afterwards.
+    pub fn set_watch_progress_interval(&self, every: Duration) {
+        self.inner.watch_progress_interval_ms.store(millis(every).max(1), Ordering::Relaxed);
+    }
+
+    fn watch_progress_interval(&self) -> Duration {
+        Duration::from_millis(self.inner.watch_progress_interval_ms.load(Ordering::Relaxed))
     }
 
     /// Serves one request from a client.
@@ -209,6 +225,19 @@ impl NodeService {
                 format!("{secs:.6}"),
             ));
         }
+        let hubs = || inner.shards.handles().map(|(_, h)| h.store.watch_hub());
+        samples.push((
+            "atoll_watch_watchers",
+            "Watches served by this node.",
+            "gauge",
+            hubs().map(|hub| hub.watcher_count()).sum::<usize>().to_string(),
+        ));
+        samples.push((
+            "atoll_watch_buffered_events",
+            "Events held in watch buffers (bounded per watch; lagging watches hold none).",
+            "gauge",
+            hubs().map(|hub| hub.buffered_events()).sum::<usize>().to_string(),
+        ));
         samples.push((
             "atoll_server_forwarded_total",
             "Writes forwarded to the node leading their shard.",
@@ -541,6 +570,10 @@ impl NodeService {
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn native_request(op: WriteOp) -> NativeRequest {
     match op {
         WriteOp::Put(r) => NativeRequest::Put(r),
@@ -582,5 +615,10 @@ impl RequestHandler for NodeService {
     ) -> Pin<Box<dyn Future<Output = NativeResponse> + Send + 'static>> {
         let this = self.clone();
         Box::pin(async move { this.serve(req).await })
+    }
+
+    fn watch(&self, io: WatchStreamIo) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let this = self.clone();
+        Box::pin(async move { this.serve_watch_stream(io).await })
     }
 }

@@ -107,6 +107,12 @@ impl WatchHub {
         self.lock().slots.len()
     }
 
+    /// The store revision after the last published batch, once known (apply published a
+    /// batch or a watcher loaded it).
+    pub fn published_revision(&self) -> Option<i64> {
+        self.lock().published
+    }
+
     /// Events held in every watcher's buffer together (bounded by the watcher count times
     /// [`WATCHER_BUFFER_EVENTS_MAX`]).
     pub fn buffered_events(&self) -> usize {

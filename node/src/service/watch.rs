@@ -1,0 +1,419 @@
+//! Watch streams: many watches on one client stream, each served by its own task from its
+//! shard's watch hub, all writing into the stream's bounded response queue.
+//!
+//! - Fairness: every response carries a bounded batch of events, and tokio's channel serves
+//!   waiting senders first come, first served, so a watcher with a long history takes turns
+//!   with the others instead of starving them (etcd #16839, #17529). A client that stops
+//!   reading stalls only its own stream; its watchers then lag in their hubs, which drop
+//!   their buffers, and catch up from storage later.
+//! - Progress (etcd ≥ 3.4.31, the fix of etcd #15220): a progress request is answered once
+//!   every watcher of the stream has handed all its events up to some revision to the
+//!   response queue and reported that revision; the answer carries the smallest, so every
+//!   event the stream sends after it has a higher revision. A watcher that is catching up
+//!   reports only once it has caught up, as etcd defers the notification until all its
+//!   watchers are synced.
+//! - A watch spans exactly one shard; one whose range covers several is refused until
+//!   closed revisions exist (DESIGN §4, decision D11).
+
+use super::NodeService;
+use crate::transport::WatchStreamIo;
+use atoll_proto::watch::INVALID_WATCH_ID;
+use atoll_proto::{
+    AtollError, NativeResponse, ResponseHeader, WatchCreateRequest, WatchRequest, WatchResponse,
+};
+use atoll_shard::actors::PublishedState;
+use atoll_shard::watch::{WatchSpec, WatchStep, Watcher};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
+
+/// Watches one stream may hold; a create beyond it is refused.
+pub const WATCHERS_PER_STREAM_MAX: usize = 4_096;
+/// Reports (synced for a progress round, ended) the stream's watchers queue for the stream.
+const WATCH_REPORTS_QUEUED_MAX: usize = 256;
+/// etcd's default `--experimental-watch-progress-notify-interval`.
+pub const WATCH_PROGRESS_INTERVAL_DEFAULT: Duration = Duration::from_secs(600);
+/// etcd's `mvcc.ErrWatcherDuplicateID`.
+const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+
+/// What a watcher task tells its stream.
+enum Report {
+    /// Every event of watcher `id` up to `revision` is in the response queue; sent once per
+    /// progress round `epoch`.
+    Synced { id: i64, epoch: u64, revision: i64 },
+    /// The watcher ended by itself (compaction or a failure) and sent its last response.
+    Ended { id: i64 },
+}
+
+/// A progress request being answered.
+struct Round {
+    epoch: u64,
+    /// Watchers that have not reported yet.
+    waiting: HashSet<i64>,
+    /// The smallest revision reported so far.
+    revision: i64,
+}
+
+/// One watch stream's state, owned by its task.
+struct StreamState {
+    service: NodeService,
+    responses: mpsc::Sender<NativeResponse>,
+    watchers: HashMap<i64, AbortHandle>,
+    tasks: JoinSet<()>,
+    next_auto_id: i64,
+    epoch: watch::Sender<u64>,
+    round: Option<Round>,
+    reports: mpsc::Sender<Report>,
+}
+
+/// What a watcher task needs besides its watcher.
+struct WatcherTask {
+    id: i64,
+    responses: mpsc::Sender<NativeResponse>,
+    reports: mpsc::Sender<Report>,
+    epoch: watch::Receiver<u64>,
+    progress_every: Option<Duration>,
+    header: ResponseHeader,
+    published: Arc<PublishedState>,
+}
+
+impl NodeService {
+    /// Serves one watch stream until the client ends its requests or goes away; dropping
+    /// the future ends every watch of the stream.
+    pub async fn serve_watch_stream(&self, io: WatchStreamIo) {
+        let WatchStreamIo { mut requests, responses } = io;
+        let (reports, mut reports_rx) = mpsc::channel(WATCH_REPORTS_QUEUED_MAX);
+        let mut stream = StreamState {
+            service: self.clone(),
+            responses,
+            watchers: HashMap::new(),
+            tasks: JoinSet::new(),
+            next_auto_id: 0,
+            epoch: watch::Sender::new(0),
+            round: None,
+            reports,
+        };
+        loop {
+            let open = tokio::select! {
+                req = requests.recv() => match req {
+                    Some(req) => stream.on_request(req).await,
+                    None => false,
+                },
+                Some(report) = reports_rx.recv() => stream.on_report(report).await,
+                Some(_) = stream.tasks.join_next(), if !stream.tasks.is_empty() => true,
+            };
+            if !open {
+                break;
+            }
+        }
+    }
+
+    /// Opens a watcher on the one shard `req` covers; the error is a cancel reason.
+    async fn open_watcher(
+        &self,
+        req: &WatchCreateRequest,
+    ) -> Result<(Watcher, i64, Arc<PublishedState>), String> {
+        let shards = &self.inner.shards;
+        let spans = shards.spans(&req.key, &req.range_end);
+        let shard = match spans.as_slice() {
+            [] => shards.first().map(|(id, _)| id).ok_or("no shard to watch")?,
+            [one] => one.shard.id,
+            _ => {
+                return Err("atoll: a watch whose range spans shards is not supported yet; \
+                            watch each shard's part separately"
+                    .into());
+            }
+        };
+        let handle = shards.handle(shard).map_err(|e| e.to_string())?;
+        let store = handle.store.clone();
+        let spec = WatchSpec::from_request(req);
+        let start = req.start_revision;
+        // Joining may read the shard's revision from storage once: off the async workers.
+        let opened = tokio::task::spawn_blocking(move || {
+            let watcher = store.watch(spec, start).map_err(|e| e.to_wire().to_string())?;
+            let revision = store.watch_hub().published_revision().unwrap_or(0);
+            Ok::<_, String>((watcher, revision))
+        })
+        .await
+        .map_err(|_| AtollError::Stopping.to_string())??;
+        Ok((opened.0, opened.1, Arc::clone(&handle.published)))
+    }
+
+    /// The newest revision among the local shards (the answer to a progress request on a
+    /// stream without watches).
+    async fn newest_local_revision(&self) -> i64 {
+        let stores: Vec<_> = self.inner.shards.handles().map(|(_, h)| h.store.clone()).collect();
+        let read = tokio::task::spawn_blocking(move || {
+            stores
+                .iter()
+                .map(|s| match s.watch_hub().published_revision() {
+                    Some(r) => r,
+                    None => s.load_apply_state().map_or(0, |st| st.revision),
+                })
+                .max()
+                .unwrap_or(0)
+        });
+        read.await.unwrap_or(0)
+    }
+
+    fn watch_header(&self, revision: i64, term: u64) -> ResponseHeader {
+        let mut header = ResponseHeader { revision, ..Default::default() };
+        self.fill(&mut header, term);
+        header
+    }
+}
+
+impl StreamState {
+    /// Serves one request; `false` when the client is gone.
+    async fn on_request(&mut self, req: WatchRequest) -> bool {
+        match req {
+            WatchRequest::Create(create) => self.on_create(create).await,
+            WatchRequest::Cancel(cancel) => {
+                let Some(task) = self.watchers.remove(&cancel.watch_id) else {
+                    // etcd answers nothing for an unknown watch.
+                    return true;
+                };
+                task.abort();
+                let header = self.service.watch_header(0, 0);
+                let response = WatchResponse {
+                    header,
+                    watch_id: cancel.watch_id,
+                    canceled: true,
+                    ..Default::default()
+                };
+                self.send(response).await && self.forget(cancel.watch_id).await
+            }
+            WatchRequest::Progress(_) => self.on_progress().await,
+        }
+    }
+
+    async fn on_create(&mut self, req: WatchCreateRequest) -> bool {
+        let id = match self.choose_id(req.watch_id) {
+            Ok(id) => id,
+            Err(reason) => return self.refuse(req.watch_id, reason).await,
+        };
+        let (watcher, revision, published) = match self.service.open_watcher(&req).await {
+            Ok(opened) => opened,
+            Err(reason) => return self.refuse(id, reason).await,
+        };
+        let header = self.service.watch_header(revision, published.term());
+        // The created answer goes out before the watcher can send anything.
+        let created = WatchResponse {
+            header: header.clone(),
+            watch_id: id,
+            created: true,
+            ..Default::default()
+        };
+        if !self.send(created).await {
+            return false;
+        }
+        let interval = self.service.watch_progress_interval();
+        let task = WatcherTask {
+            id,
+            responses: self.responses.clone(),
+            reports: self.reports.clone(),
+            epoch: self.epoch.subscribe(),
+            progress_every: req.progress_notify.then_some(interval),
+            header,
+            published,
+        };
+        let abort = self.tasks.spawn(task.run(watcher));
+        self.watchers.insert(id, abort);
+        true
+    }
+
+    /// The watch ID for a create: the client's, or the lowest free one (etcd's
+    /// `AutoWatchID` rule); the error is a cancel reason.
+    fn choose_id(&mut self, asked: i64) -> Result<i64, String> {
+        if self.watchers.len() >= WATCHERS_PER_STREAM_MAX {
+            return Err(format!(
+                "atoll: this stream already has {WATCHERS_PER_STREAM_MAX} watches; open another stream"
+            ));
+        }
+        if asked < 0 {
+            return Err(format!(
+                "atoll: watch ID {asked} is negative; use 0 to let the server choose"
+            ));
+        }
+        if asked != 0 {
+            return if self.watchers.contains_key(&asked) {
+                Err(DUPLICATE_WATCH_ID.into())
+            } else {
+                Ok(asked)
+            };
+        }
+        while self.watchers.contains_key(&self.next_auto_id) {
+            self.next_auto_id += 1;
+        }
+        let id = self.next_auto_id;
+        self.next_auto_id += 1;
+        Ok(id)
+    }
+
+    /// Answers a create that did not start a watch: created and canceled at once, as etcd.
+    async fn refuse(&mut self, id: i64, reason: String) -> bool {
+        let header = self.service.watch_header(0, 0);
+        let response = WatchResponse {
+            header,
+            watch_id: id,
+            created: true,
+            canceled: true,
+            cancel_reason: reason,
+            ..Default::default()
+        };
+        self.send(response).await
+    }
+
+    /// Starts a progress round; a round already under way is replaced (its answer would be
+    /// no fresher than this one's).
+    async fn on_progress(&mut self) -> bool {
+        let epoch = *self.epoch.borrow() + 1;
+        self.epoch.send_replace(epoch);
+        if self.watchers.is_empty() {
+            self.round = None;
+            let revision = self.service.newest_local_revision().await;
+            return self.send_progress(revision).await;
+        }
+        let waiting = self.watchers.keys().copied().collect();
+        self.round = Some(Round { epoch, waiting, revision: i64::MAX });
+        true
+    }
+
+    async fn on_report(&mut self, report: Report) -> bool {
+        match report {
+            Report::Synced { id, epoch, revision } => {
+                if let Some(round) = self.round.as_mut().filter(|r| r.epoch == epoch)
+                    && round.waiting.remove(&id)
+                {
+                    round.revision = round.revision.min(revision);
+                }
+                self.finish_round().await
+            }
+            Report::Ended { id } => {
+                self.watchers.remove(&id);
+                self.forget(id).await
+            }
+        }
+    }
+
+    /// Drops watcher `id` from the progress round under way.
+    async fn forget(&mut self, id: i64) -> bool {
+        if let Some(round) = self.round.as_mut() {
+            round.waiting.remove(&id);
+        }
+        self.finish_round().await
+    }
+
+    /// Answers the progress round once no watcher is left to report.
+    async fn finish_round(&mut self) -> bool {
+        let Some(round) = self.round.take_if(|r| r.waiting.is_empty()) else {
+            return true;
+        };
+        let revision = if round.revision == i64::MAX {
+            self.service.newest_local_revision().await
+        } else {
+            round.revision
+        };
+        self.send_progress(revision).await
+    }
+
+    async fn send_progress(&mut self, revision: i64) -> bool {
+        let header = self.service.watch_header(revision, 0);
+        let response = WatchResponse { header, watch_id: INVALID_WATCH_ID, ..Default::default() };
+        self.send(response).await
+    }
+
+    async fn send(&self, response: WatchResponse) -> bool {
+        self.responses.send(NativeResponse::Watch(response)).await.is_ok()
+    }
+}
+
+impl WatcherTask {
+    /// Hands the watcher's events to the stream until the watch ends or is aborted.
+    async fn run(mut self, mut watcher: Watcher) {
+        // Progress rounds begun before this watcher existed do not wait for it.
+        let mut reported = *self.epoch.borrow_and_update();
+        let mut sent_since_tick = false;
+        let mut next_tick = self.progress_every.map(|every| Instant::now() + every);
+        loop {
+            let step = match watcher.next_step().await {
+                Ok(step) => step,
+                Err(e) => {
+                    let reason = e.to_wire().to_string();
+                    tracing::warn!(error = %reason, "watch failed");
+                    let response =
+                        WatchResponse { canceled: true, cancel_reason: reason, ..self.response(0) };
+                    self.end(response).await;
+                    return;
+                }
+            };
+            match step {
+                WatchStep::Events { events, revision } => {
+                    if !self.send(WatchResponse { events, ..self.response(revision) }).await {
+                        return;
+                    }
+                    sent_since_tick = true;
+                }
+                WatchStep::Compacted { compact_revision } => {
+                    let response =
+                        WatchResponse { canceled: true, compact_revision, ..self.response(0) };
+                    self.end(response).await;
+                    return;
+                }
+                WatchStep::Synced { revision } => {
+                    let epoch = *self.epoch.borrow_and_update();
+                    if epoch > reported {
+                        reported = epoch;
+                        let report = Report::Synced { id: self.id, epoch, revision };
+                        if self.reports.send(report).await.is_err() {
+                            return;
+                        }
+                    }
+                    if let (Some(every), Some(at)) = (self.progress_every, next_tick)
+                        && Instant::now() >= at
+                    {
+                        // etcd notifies only watchers that sent nothing during the interval.
+                        if !sent_since_tick && !self.send(self.response(revision)).await {
+                            return;
+                        }
+                        sent_since_tick = false;
+                        next_tick = Some(Instant::now() + every);
+                    }
+                    let tick = async {
+                        match next_tick {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        () = watcher.changed() => {}
+                        changed = self.epoch.changed() => if changed.is_err() { return },
+                        () = tick => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// A response of this watch with a header at `revision`.
+    fn response(&self, revision: i64) -> WatchResponse {
+        let mut header = self.header.clone();
+        header.revision = revision.max(header.revision);
+        header.raft_term = self.published.term();
+        WatchResponse { header, watch_id: self.id, ..Default::default() }
+    }
+
+    async fn send(&self, response: WatchResponse) -> bool {
+        self.responses.send(NativeResponse::Watch(response)).await.is_ok()
+    }
+
+    /// Sends the watch's last response, then tells the stream it ended.
+    async fn end(&self, response: WatchResponse) {
+        if self.send(response).await {
+            let _ = self.reports.send(Report::Ended { id: self.id }).await;
+        }
+    }
+}
