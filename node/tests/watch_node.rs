@@ -322,3 +322,52 @@ async fn periodic_progress_and_a_watch_spanning_shards() {
     assert!(created && canceled);
     assert!(reason.contains("spans shards"), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atollctl_watch_prints_like_etcdctl() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::must_start(dir.path(), free_udp_port());
+    let client = node.must_client().await;
+    let first = must_put(&client, b"ctl/k", b"v1").await;
+    must_put(&client, b"ctl/k", b"v2").await;
+    client
+        .delete_range(DeleteRangeRequest { key: b"ctl/k".to_vec(), ..Default::default() })
+        .await
+        .expect("delete");
+    eprintln!(
+        "phase: atollctl watch --prefix --rev --prev-kv replays history as etcdctl prints it"
+    );
+    let data_dir = dir.path().to_str().expect("utf8 path");
+    let rev = first.to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_atollctl"))
+        .args(["--endpoints", &node.endpoint(), "--data-dir", data_dir])
+        .args(["watch", "ctl/", "--prefix", "--rev", &rev, "--prev-kv"])
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn atollctl");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let expected = [
+        "PUT", "ctl/k", "v1", "PUT", "ctl/k", "v1", "ctl/k", "v2", "DELETE", "ctl/k", "v2",
+        "ctl/k", "",
+    ];
+    while lines.len() < expected.len() {
+        match rx.recv_timeout(DEADLINE) {
+            Ok(line) => lines.push(line),
+            Err(e) => panic!("atollctl printed {lines:?} then {e}"),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(lines, expected);
+}
