@@ -71,6 +71,10 @@ impl MvccStore {
         from: &[u8],
         upto: i64,
     ) -> Result<ChangeChunk, StorageError> {
+        if revision_of_cursor(from) > upto {
+            // Nothing to read (a watcher that rejoined with nothing published since).
+            return Ok(ChangeChunk::Events { events: Vec::new(), next: None });
+        }
         let snap = self.storage.db.snapshot();
         let state = self.apply_state_at(&snap)?;
         if revision_of_cursor(from) < state.compact_revision {
