@@ -145,7 +145,7 @@ impl State {
                 raft_applied_index: 7,
                 ..StatusResponse::default()
             }),
-            NativeRequest::HashKv(_) | NativeRequest::Watch(_) => {
+            NativeRequest::HashKv(_) | NativeRequest::Watch(_) | NativeRequest::Close(_) => {
                 NativeResponse::Error(AtollError::Malformed {
                     reason: "no hashkv or watch here".into(),
                 })

@@ -21,7 +21,7 @@ pub mod peer;
 pub mod shard_map;
 pub mod watch;
 
-pub use command::{RaftCommand, WriteOp};
+pub use command::{CloseRequest, CloseResponse, RaftCommand, WriteOp};
 pub use error::{AtollError, ErrorCode, GrpcCode};
 pub use frame::{FrameError, decode_frame, encode_frame};
 pub use ids::{LogIndex, NodeId, Revision, ShardId, Term};

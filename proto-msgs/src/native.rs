@@ -24,6 +24,8 @@ pub enum NativeRequest {
     Status(StatusRequest),
     /// The hash of every local shard's state (etcd's HashKV, per shard).
     HashKv(HashKvRequest),
+    /// Close a shard's revisions (between nodes only, see [`crate::CloseRequest`]).
+    Close(crate::CloseRequest),
     /// Open a watch stream with its first request (normally a create); the stream stays
     /// open for more [`WatchRequest`] frames and carries [`NativeResponse::Watch`] back.
     Watch(WatchRequest),
@@ -38,6 +40,7 @@ impl NativeRequest {
             | NativeRequest::Status(_)
             | NativeRequest::HashKv(_)
             | NativeRequest::Compact(_)
+            | NativeRequest::Close(_)
             | NativeRequest::Watch(_) => true,
             NativeRequest::Txn(txn) => txn_is_read_only(txn),
             NativeRequest::Put(_) | NativeRequest::DeleteRange(_) => false,
@@ -70,6 +73,8 @@ pub enum NativeResponse {
     Status(StatusResponse),
     /// The hashes of the node's shards.
     HashKv(HashKvResponse),
+    /// Answer to a close.
+    Close(crate::CloseResponse),
     /// One response on a watch stream.
     Watch(WatchResponse),
     /// The request failed.

@@ -64,6 +64,11 @@ fn samples() -> Vec<Vec<u8>> {
         encode_frame(&WatchRequest::Create(create)).expect("encodes"),
         encode_frame(&WatchRequest::Cancel(WatchCancelRequest { watch_id: 7 })).expect("encodes"),
         encode_frame(&NativeResponse::Watch(events)).expect("encodes"),
+        encode_frame(&RaftCommand {
+            revision_stamp: 5,
+            op: WriteOp::Close(CloseRequest { shard: ShardId(3), revision: 77 }),
+        })
+        .expect("encodes"),
     ]
 }
 
@@ -99,6 +104,7 @@ fn valid_samples_decode_as_their_type() {
     assert!(decode_frame::<WatchRequest>(&s[6], FRAME_BYTES_MAX).is_ok());
     assert!(decode_frame::<WatchRequest>(&s[7], FRAME_BYTES_MAX).is_ok());
     assert!(decode_frame::<NativeResponse>(&s[8], FRAME_BYTES_MAX).is_ok());
+    assert!(decode_frame::<RaftCommand>(&s[9], FRAME_BYTES_MAX).is_ok());
     // A frame of one type is not silently read as another.
     assert!(decode_frame::<WatchRequest>(&s[5], FRAME_BYTES_MAX).is_err());
 }

@@ -342,6 +342,7 @@ fn unexpected(expected: &str, got: &NativeResponse) -> ClientError {
         NativeResponse::Status(_) => "status",
         NativeResponse::HashKv(_) => "hashkv",
         NativeResponse::Watch(_) => "watch",
+        NativeResponse::Close(_) => "close",
         NativeResponse::Error(_) => "error",
     };
     ClientError::Protocol {

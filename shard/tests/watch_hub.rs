@@ -247,3 +247,26 @@ async fn a_watch_sees_only_its_own_shards_keys_in_the_shared_change_log() {
     let keys: Vec<&[u8]> = events.iter().map(|e| e.kv.key.as_slice()).collect();
     assert_eq!(keys, vec![b"b".as_slice(), b"c".as_slice()]);
 }
+
+#[tokio::test]
+async fn a_closed_revision_raises_the_floor_and_wakes_a_waiting_watcher() {
+    let mut fx = Fixture::must_open();
+    fx.must_apply_all(&[put(b"a", b"1")]);
+    let mut w = fx.store.watch(spec(b"a", b""), 0).expect("watch");
+    assert_eq!(must_drain(&mut w).await, (vec![], 100));
+    w.wake_at(5_000);
+    eprintln!("closing at 5000 publishes the revision without events and wakes the watcher");
+    let close = atoll_proto::CloseRequest { shard: SHARD, revision: 5_000 };
+    fx.must_apply(WriteOp::Close(close.clone())).expect("close");
+    assert_eq!(fx.state.revision, 5_000);
+    tokio::time::timeout(Duration::from_secs(5), w.changed()).await.expect("woken by the close");
+    assert_eq!(must_drain(&mut w).await, (vec![], 5_000));
+    eprintln!("a later write gets a revision above the closed one, whatever its stamp");
+    fx.must_apply_all(&[put(b"a", b"2")]);
+    let (events, _) = must_drain(&mut w).await;
+    assert_eq!(events.iter().map(|e| e.kv.mod_revision).collect::<Vec<_>>(), vec![5_001]);
+    eprintln!("closing below the current revision changes nothing");
+    let close = atoll_proto::CloseRequest { shard: SHARD, revision: 10 };
+    fx.must_apply(WriteOp::Close(close)).expect("close");
+    assert_eq!(fx.state.revision, 5_001);
+}

@@ -223,7 +223,7 @@ fn answering() -> Fake {
                 raft_applied_index: 10,
                 ..Default::default()
             }),
-            NativeRequest::HashKv(_) | NativeRequest::Watch(_) => {
+            NativeRequest::HashKv(_) | NativeRequest::Watch(_) | NativeRequest::Close(_) => {
                 NativeResponse::Error(AtollError::Malformed {
                     reason: "atollctl sends no hashkv and watches on a stream".into(),
                 })

@@ -9,6 +9,7 @@
 //! and merges the answers; a DeleteRange over several shards deletes shard by shard; a Txn
 //! over several shards is refused.
 
+mod merged_watch;
 mod shards;
 mod watch;
 
@@ -65,6 +66,9 @@ struct Inner {
     forwarder: Option<Arc<dyn Forwarder>>,
     /// Interval of periodic watch progress notifications, in milliseconds.
     watch_progress_interval_ms: AtomicU64,
+    /// Per shard, the highest revision a `Close` proposal is in flight for (at most one
+    /// per shard: merged watches share it).
+    closing: std::sync::Mutex<std::collections::HashMap<ShardId, i64>>,
 }
 
 /// Requests served, by outcome; read by `/metrics`.
@@ -110,6 +114,7 @@ impl NodeService {
             log_writer,
             forwarder,
             watch_progress_interval_ms: AtomicU64::new(millis(WATCH_PROGRESS_INTERVAL_DEFAULT)),
+            closing: std::sync::Mutex::new(std::collections::HashMap::new()),
         };
         NodeService { inner: Arc::new(inner) }
     }
@@ -149,6 +154,13 @@ impl NodeService {
             NativeRequest::DeleteRange(r) => self.write(WriteOp::DeleteRange(r), origin).await,
             NativeRequest::Txn(r) => self.write(WriteOp::Txn(r), origin).await,
             NativeRequest::Compact(r) => self.write(WriteOp::Compact(r), origin).await,
+            // Only nodes close revisions (a merged watch on another node, forwarded here).
+            NativeRequest::Close(r) if origin == Origin::Peer => {
+                self.write(WriteOp::Close(r), origin).await
+            }
+            NativeRequest::Close(_) => Err(AtollError::Malformed {
+                reason: "closing revisions is for nodes only; clients cannot ask for it".into(),
+            }),
             NativeRequest::Status(_) => self.status().await.map(NativeResponse::Status),
             NativeRequest::HashKv(r) => self.hash_kv(r).await.map(NativeResponse::HashKv),
             // The transport hands watch streams to `watch_stream`; one here came as a single
@@ -580,6 +592,7 @@ fn native_request(op: WriteOp) -> NativeRequest {
         WriteOp::DeleteRange(r) => NativeRequest::DeleteRange(r),
         WriteOp::Txn(r) => NativeRequest::Txn(r),
         WriteOp::Compact(r) => NativeRequest::Compact(r),
+        WriteOp::Close(r) => NativeRequest::Close(r),
     }
 }
 
@@ -589,6 +602,7 @@ fn native_response(resp: WriteResponse) -> NativeResponse {
         WriteResponse::DeleteRange(r) => NativeResponse::DeleteRange(r),
         WriteResponse::Txn(r) => NativeResponse::Txn(r),
         WriteResponse::Compact(r) => NativeResponse::Compact(r),
+        WriteResponse::Close(r) => NativeResponse::Close(r),
     }
 }
 

@@ -12,15 +12,18 @@
 //!   event the stream sends after it has a higher revision. A watcher that is catching up
 //!   reports only once it has caught up, as etcd defers the notification until all its
 //!   watchers are synced.
-//! - A watch spans exactly one shard; one whose range covers several is refused until
-//!   closed revisions exist (DESIGN §4, decision D11).
+//! - A watch whose range spans shards merges one watcher per shard in revision order with
+//!   closed revisions (`merged_watch.rs`, decision D12).
 
-use super::NodeService;
+use super::merged_watch::{Closer, MergedWatcher};
+use super::{NodeService, Origin};
 use crate::transport::WatchStreamIo;
 use atoll_proto::watch::INVALID_WATCH_ID;
 use atoll_proto::{
     AtollError, NativeResponse, ResponseHeader, WatchCreateRequest, WatchRequest, WatchResponse,
 };
+use atoll_proto::{CloseRequest, ShardId, WriteOp};
+use atoll_shard::ShardError;
 use atoll_shard::actors::PublishedState;
 use atoll_shard::watch::{WatchSpec, WatchStep, Watcher};
 use std::collections::{HashMap, HashSet};
@@ -111,35 +114,89 @@ impl NodeService {
         }
     }
 
-    /// Opens a watcher on the one shard `req` covers; the error is a cancel reason.
+    /// Opens a watcher on each shard `req` covers, merged when there are several; the
+    /// error is a cancel reason.
     async fn open_watcher(
         &self,
         req: &WatchCreateRequest,
-    ) -> Result<(Watcher, i64, Arc<PublishedState>), String> {
+    ) -> Result<(AnyWatcher, i64, Arc<PublishedState>), String> {
         let shards = &self.inner.shards;
-        let spans = shards.spans(&req.key, &req.range_end);
-        let shard = match spans.as_slice() {
-            [] => shards.first().map(|(id, _)| id).ok_or("no shard to watch")?,
-            [one] => one.shard.id,
-            _ => {
-                return Err("atoll: a watch whose range spans shards is not supported yet; \
-                            watch each shard's part separately"
-                    .into());
-            }
-        };
-        let handle = shards.handle(shard).map_err(|e| e.to_string())?;
-        let store = handle.store.clone();
-        let spec = WatchSpec::from_request(req);
+        let mut parts: Vec<(ShardId, WatchSpec)> = shards
+            .spans(&req.key, &req.range_end)
+            .into_iter()
+            .map(|span| {
+                let spec = WatchSpec {
+                    key: span.key,
+                    range_end: span.range_end,
+                    ..WatchSpec::from_request(req)
+                };
+                (span.shard.id, spec)
+            })
+            .collect();
+        if parts.is_empty() {
+            let (first, _) = shards.first().ok_or("no shard to watch")?;
+            parts.push((first, WatchSpec::from_request(req)));
+        }
+        let mut stores = Vec::with_capacity(parts.len());
+        for (shard, spec) in parts {
+            stores.push((
+                shard,
+                shards.handle(shard).map_err(|e| e.to_string())?.store.clone(),
+                spec,
+            ));
+        }
+        let published =
+            Arc::clone(&shards.handle(stores[0].0).map_err(|e| e.to_string())?.published);
         let start = req.start_revision;
-        // Joining may read the shard's revision from storage once: off the async workers.
-        let opened = tokio::task::spawn_blocking(move || {
-            let watcher = store.watch(spec, start).map_err(|e| e.to_wire().to_string())?;
-            let revision = store.watch_hub().published_revision().unwrap_or(0);
-            Ok::<_, String>((watcher, revision))
+        // Joining may read a shard's revision from storage once: off the async workers.
+        let (mut watchers, revision) = tokio::task::spawn_blocking(move || {
+            let mut watchers = Vec::with_capacity(stores.len());
+            let mut revision = 0;
+            for (shard, store, spec) in stores {
+                let watcher = store.watch(spec, start).map_err(|e| e.to_wire().to_string())?;
+                revision = revision.max(store.watch_hub().published_revision().unwrap_or(0));
+                watchers.push((shard, watcher));
+            }
+            Ok::<_, String>((watchers, revision))
         })
         .await
         .map_err(|_| AtollError::Stopping.to_string())??;
-        Ok((opened.0, opened.1, Arc::clone(&handle.published)))
+        let watcher = match watchers.pop() {
+            Some((_, one)) if watchers.is_empty() => AnyWatcher::One(one),
+            Some(last) => {
+                watchers.push(last);
+                AnyWatcher::Merged(MergedWatcher::new(watchers, self.closer()))
+            }
+            None => return Err("no shard to watch".into()),
+        };
+        Ok((watcher, revision, published))
+    }
+
+    /// How merged watches ask an idle shard to close revisions: one `Close` proposal per
+    /// shard at a time through its leader (forwarded like a write); a request at or below
+    /// one in flight is dropped, since that one covers it.
+    fn closer(&self) -> Closer {
+        let service = self.clone();
+        Arc::new(move |shard: ShardId, revision: i64| {
+            {
+                let mut closing = service.inner.closing.lock().unwrap_or_else(|e| e.into_inner());
+                if closing.get(&shard).is_some_and(|r| *r >= revision) {
+                    return;
+                }
+                closing.insert(shard, revision);
+            }
+            let service = service.clone();
+            tokio::spawn(async move {
+                let op = WriteOp::Close(CloseRequest { shard, revision });
+                if let Err(e) = service.write_on(shard, op, Origin::Client).await {
+                    tracing::debug!(shard_id = shard.0, error = %e, "closing revisions failed");
+                }
+                let mut closing = service.inner.closing.lock().unwrap_or_else(|e| e.into_inner());
+                if closing.get(&shard) == Some(&revision) {
+                    closing.remove(&shard);
+                }
+            });
+        })
     }
 
     /// The newest revision among the local shards (the answer to a progress request on a
@@ -163,6 +220,28 @@ impl NodeService {
         let mut header = ResponseHeader { revision, ..Default::default() };
         self.fill(&mut header, term);
         header
+    }
+}
+
+/// A watch on one shard or merged over several.
+enum AnyWatcher {
+    One(Watcher),
+    Merged(MergedWatcher),
+}
+
+impl AnyWatcher {
+    async fn next_step(&mut self) -> Result<WatchStep, ShardError> {
+        match self {
+            AnyWatcher::One(w) => w.next_step().await,
+            AnyWatcher::Merged(w) => w.next_step().await,
+        }
+    }
+
+    async fn changed(&self) {
+        match self {
+            AnyWatcher::One(w) => w.changed().await,
+            AnyWatcher::Merged(w) => w.changed().await,
+        }
     }
 }
 
@@ -333,7 +412,7 @@ impl StreamState {
 
 impl WatcherTask {
     /// Hands the watcher's events to the stream until the watch ends or is aborted.
-    async fn run(mut self, mut watcher: Watcher) {
+    async fn run(mut self, mut watcher: AnyWatcher) {
         // Progress rounds begun before this watcher existed do not wait for it.
         let mut reported = *self.epoch.borrow_and_update();
         let mut sent_since_tick = false;

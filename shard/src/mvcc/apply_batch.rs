@@ -93,6 +93,14 @@ impl<'s> ApplyBatch<'s> {
             WriteOp::Put(req) => WriteResponse::Put(txn.put(req)?),
             WriteOp::DeleteRange(req) => WriteResponse::DeleteRange(txn.delete_range(req)?),
             WriteOp::Txn(req) => WriteResponse::Txn(txn.txn(req)?),
+            WriteOp::Close(req) => {
+                // Raising the revision without a write: apply gives every later write a
+                // revision above it (decision D3), which is what closing means (D12).
+                self.state.revision = self.state.revision.max(req.revision);
+                let header = ResponseHeader { revision: self.state.revision, ..Default::default() };
+                let response = WriteResponse::Close(atoll_proto::CloseResponse { header });
+                return Ok((response, Overlay::new()));
+            }
             WriteOp::Compact(req) => {
                 let response = compact(&self.state, req.revision)?;
                 self.state.compact_revision = req.revision;

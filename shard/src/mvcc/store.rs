@@ -38,6 +38,8 @@ pub enum WriteResponse {
     Txn(TxnResponse),
     /// Answer to a Compact.
     Compact(CompactionResponse),
+    /// Answer to a Close.
+    Close(atoll_proto::CloseResponse),
 }
 
 /// One shard's MVCC store. Cheap to clone: a storage handle, the shard id, its range and its

@@ -50,6 +50,9 @@ struct Slot {
     lagging: bool,
     /// The first change-log key not yet handed to the consumer.
     resume: Vec<u8>,
+    /// Wake the consumer once the published revision reaches this one, events or not (a
+    /// watch merging shards waits for an idle shard to close a revision).
+    wake_at: Option<i64>,
     wake: Arc<Notify>,
 }
 
@@ -131,7 +134,7 @@ impl WatchHub {
         }
         let changes = changes();
         for slot in state.slots.values_mut() {
-            let mut woken = false;
+            let mut woken = slot.wake_at.take_if(|at| *at <= revision).is_some();
             for change in &changes {
                 woken |= slot.offer(change);
             }
@@ -179,10 +182,24 @@ impl WatchHub {
             buffer_bytes: 0,
             lagging: false,
             resume: change_cursor(first_live),
+            wake_at: None,
             wake: Arc::clone(&wake),
         };
         state.slots.insert(id, slot);
         Ok(Joined { id, wake, history })
+    }
+
+    /// Wakes watcher `id` once the published revision reaches `revision` (at once if it
+    /// has), whether or not an event of its own comes with it.
+    pub(crate) fn wake_at(&self, id: u64, revision: i64) {
+        let mut state = self.lock();
+        let published = state.published.unwrap_or(0);
+        let Some(slot) = state.slots.get_mut(&id) else { return };
+        if published >= revision {
+            slot.wake.notify_one();
+        } else {
+            slot.wake_at = Some(slot.wake_at.map_or(revision, |at| at.min(revision)));
+        }
     }
 
     /// Removes a watcher; its buffer is freed.

@@ -122,6 +122,12 @@ impl Watcher {
         }
     }
 
+    /// Asks for a wake-up (through [`Watcher::changed`]) once the shard's published revision
+    /// reaches `revision`, even without an event for this watcher.
+    pub fn wake_at(&self, revision: i64) {
+        self.hub.wake_at(self.id, revision);
+    }
+
     /// Resolves when the watcher may have a new step (an event arrived or it lags).
     /// Cancel-safe: a wake-up that comes while nobody waits is kept for the next call.
     pub async fn changed(&self) {
