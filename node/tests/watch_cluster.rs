@@ -68,6 +68,11 @@ async fn a_follower_watch_has_no_gap_or_duplicate_across_a_leader_change() {
     let (_tx, mut rx) = watcher.watch(WatchRequest::Create(create)).await.expect("watch");
     let created = rx.recv().await.expect("stream").expect("created");
     assert!(created.created && !created.canceled);
+    // Every key: three shards merged; closes of idle shards go to their leaders.
+    let all = WatchCreateRequest { key: vec![0], range_end: vec![0], ..Default::default() };
+    let (_all_tx, mut merged) = watcher.watch(WatchRequest::Create(all)).await.expect("watch");
+    let created = merged.recv().await.expect("stream").expect("created");
+    assert!(created.created && !created.canceled);
 
     eprintln!("phase: two writers through the follower; the leader dies after 100 writes");
     let written = Arc::new(AtomicUsize::new(0));
@@ -131,4 +136,18 @@ async fn a_follower_watch_has_no_gap_or_duplicate_across_a_leader_change() {
     // Each key was only put, so its version counts its writes: one event each.
     let writes: i64 = applied.kvs.iter().map(|kv| kv.version).sum();
     assert_eq!(seen.len() as i64, writes, "no gap and (with the strict order) no duplicate");
+
+    eprintln!("phase: the watch merging every shard saw the same events, in the same order");
+    let mut merged_seen: Vec<(Vec<u8>, i64)> = Vec::new();
+    while merged_seen.last().is_none_or(|(_, r)| *r < last) {
+        let r = tokio::time::timeout(DEADLINE, merged.recv())
+            .await
+            .expect("merged events before the deadline")
+            .expect("stream works")
+            .expect("stream open");
+        assert!(!r.canceled, "{r:?}");
+        merged_seen.extend(r.events.into_iter().map(|e| (e.kv.key, e.kv.mod_revision)));
+    }
+    merged_seen.retain(|(key, _)| key.starts_with(PREFIX));
+    assert_eq!(merged_seen, seen);
 }

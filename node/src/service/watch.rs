@@ -39,6 +39,11 @@ pub const WATCHERS_PER_STREAM_MAX: usize = 4_096;
 const WATCH_REPORTS_QUEUED_MAX: usize = 256;
 /// etcd's default `--experimental-watch-progress-notify-interval`.
 pub const WATCH_PROGRESS_INTERVAL_DEFAULT: Duration = Duration::from_secs(600);
+/// Attempts to close a shard's revisions for a blocked merged watch before giving up (the
+/// watch then waits for the shard's next write).
+const CLOSE_ATTEMPTS_MAX: u32 = 10;
+/// Pause after a failed close attempt, times the attempt number.
+const CLOSE_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// etcd's `mvcc.ErrWatcherDuplicateID`.
 const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
 
@@ -187,9 +192,17 @@ impl NodeService {
             }
             let service = service.clone();
             tokio::spawn(async move {
-                let op = WriteOp::Close(CloseRequest { shard, revision });
-                if let Err(e) = service.write_on(shard, op, Origin::Client).await {
-                    tracing::debug!(shard_id = shard.0, error = %e, "closing revisions failed");
+                // A merged watch blocked on this shard waits for the close: retried through
+                // elections (each attempt already waits for a leader), within a bound.
+                for attempt in 1..=CLOSE_ATTEMPTS_MAX {
+                    let op = WriteOp::Close(CloseRequest { shard, revision });
+                    match service.write_on(shard, op, Origin::Client).await {
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::debug!(shard_id = shard.0, attempt, error = %e, "closing revisions failed");
+                            tokio::time::sleep(CLOSE_RETRY_PAUSE * attempt).await;
+                        }
+                    }
                 }
                 let mut closing = service.inner.closing.lock().unwrap_or_else(|e| e.into_inner());
                 if closing.get(&shard) == Some(&revision) {
