@@ -12,6 +12,7 @@
 mod merged_watch;
 mod shards;
 mod watch;
+mod watch_task;
 
 pub use shards::{ShardHandle, ShardSet};
 pub use watch::{WATCH_PROGRESS_INTERVAL_DEFAULT, WATCHERS_PER_STREAM_MAX};

@@ -16,6 +16,7 @@
 //!   closed revisions (`merged_watch.rs`, decision D12).
 
 use super::merged_watch::{Closer, MergedWatcher};
+use super::watch_task::{AnyWatcher, Report, WatcherTask};
 use super::{NodeService, Origin};
 use crate::transport::WatchStreamIo;
 use atoll_proto::watch::INVALID_WATCH_ID;
@@ -23,15 +24,13 @@ use atoll_proto::{
     AtollError, NativeResponse, ResponseHeader, WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use atoll_proto::{CloseRequest, ShardId, WriteOp};
-use atoll_shard::ShardError;
 use atoll_shard::actors::PublishedState;
-use atoll_shard::watch::{WatchSpec, WatchStep, Watcher};
+use atoll_shard::watch::WatchSpec;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
-use tokio::time::Instant;
 
 /// Watches one stream may hold; a create beyond it is refused.
 pub const WATCHERS_PER_STREAM_MAX: usize = 4_096;
@@ -46,15 +45,6 @@ const CLOSE_ATTEMPTS_MAX: u32 = 10;
 const CLOSE_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// etcd's `mvcc.ErrWatcherDuplicateID`.
 const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
-
-/// What a watcher task tells its stream.
-enum Report {
-    /// Every event of watcher `id` up to `revision` is in the response queue; sent once per
-    /// progress round `epoch`.
-    Synced { id: i64, epoch: u64, revision: i64 },
-    /// The watcher ended by itself (compaction or a failure) and sent its last response.
-    Ended { id: i64 },
-}
 
 /// A progress request being answered.
 struct Round {
@@ -75,17 +65,6 @@ struct StreamState {
     epoch: watch::Sender<u64>,
     round: Option<Round>,
     reports: mpsc::Sender<Report>,
-}
-
-/// What a watcher task needs besides its watcher.
-struct WatcherTask {
-    id: i64,
-    responses: mpsc::Sender<NativeResponse>,
-    reports: mpsc::Sender<Report>,
-    epoch: watch::Receiver<u64>,
-    progress_every: Option<Duration>,
-    header: ResponseHeader,
-    published: Arc<PublishedState>,
 }
 
 impl NodeService {
@@ -233,28 +212,6 @@ impl NodeService {
         let mut header = ResponseHeader { revision, ..Default::default() };
         self.fill(&mut header, term);
         header
-    }
-}
-
-/// A watch on one shard or merged over several.
-enum AnyWatcher {
-    One(Watcher),
-    Merged(MergedWatcher),
-}
-
-impl AnyWatcher {
-    async fn next_step(&mut self) -> Result<WatchStep, ShardError> {
-        match self {
-            AnyWatcher::One(w) => w.next_step().await,
-            AnyWatcher::Merged(w) => w.next_step().await,
-        }
-    }
-
-    async fn changed(&self) {
-        match self {
-            AnyWatcher::One(w) => w.changed().await,
-            AnyWatcher::Merged(w) => w.changed().await,
-        }
     }
 }
 
@@ -420,92 +377,5 @@ impl StreamState {
 
     async fn send(&self, response: WatchResponse) -> bool {
         self.responses.send(NativeResponse::Watch(response)).await.is_ok()
-    }
-}
-
-impl WatcherTask {
-    /// Hands the watcher's events to the stream until the watch ends or is aborted.
-    async fn run(mut self, mut watcher: AnyWatcher) {
-        // Progress rounds begun before this watcher existed do not wait for it.
-        let mut reported = *self.epoch.borrow_and_update();
-        let mut sent_since_tick = false;
-        let mut next_tick = self.progress_every.map(|every| Instant::now() + every);
-        loop {
-            let step = match watcher.next_step().await {
-                Ok(step) => step,
-                Err(e) => {
-                    let reason = e.to_wire().to_string();
-                    tracing::warn!(error = %reason, "watch failed");
-                    let response =
-                        WatchResponse { canceled: true, cancel_reason: reason, ..self.response(0) };
-                    self.end(response).await;
-                    return;
-                }
-            };
-            match step {
-                WatchStep::Events { events, revision } => {
-                    if !self.send(WatchResponse { events, ..self.response(revision) }).await {
-                        return;
-                    }
-                    sent_since_tick = true;
-                }
-                WatchStep::Compacted { compact_revision } => {
-                    let response =
-                        WatchResponse { canceled: true, compact_revision, ..self.response(0) };
-                    self.end(response).await;
-                    return;
-                }
-                WatchStep::Synced { revision } => {
-                    let epoch = *self.epoch.borrow_and_update();
-                    if epoch > reported {
-                        reported = epoch;
-                        let report = Report::Synced { id: self.id, epoch, revision };
-                        if self.reports.send(report).await.is_err() {
-                            return;
-                        }
-                    }
-                    if let (Some(every), Some(at)) = (self.progress_every, next_tick)
-                        && Instant::now() >= at
-                    {
-                        // etcd notifies only watchers that sent nothing during the interval.
-                        if !sent_since_tick && !self.send(self.response(revision)).await {
-                            return;
-                        }
-                        sent_since_tick = false;
-                        next_tick = Some(Instant::now() + every);
-                    }
-                    let tick = async {
-                        match next_tick {
-                            Some(at) => tokio::time::sleep_until(at).await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    tokio::select! {
-                        () = watcher.changed() => {}
-                        changed = self.epoch.changed() => if changed.is_err() { return },
-                        () = tick => {}
-                    }
-                }
-            }
-        }
-    }
-
-    /// A response of this watch with a header at `revision`.
-    fn response(&self, revision: i64) -> WatchResponse {
-        let mut header = self.header.clone();
-        header.revision = revision.max(header.revision);
-        header.raft_term = self.published.term();
-        WatchResponse { header, watch_id: self.id, ..Default::default() }
-    }
-
-    async fn send(&self, response: WatchResponse) -> bool {
-        self.responses.send(NativeResponse::Watch(response)).await.is_ok()
-    }
-
-    /// Sends the watch's last response, then tells the stream it ended.
-    async fn end(&self, response: WatchResponse) {
-        if self.send(response).await {
-            let _ = self.reports.send(Report::Ended { id: self.id }).await;
-        }
     }
 }
