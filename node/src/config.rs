@@ -78,6 +78,10 @@ pub struct Flags {
     /// Election timeout, ms or with a unit (default 1000ms).
     #[arg(long, env = "ATOLL_ELECTION_TIMEOUT")]
     pub election_timeout: Option<String>,
+    /// How often an idle watch that asked for progress notifications gets one, ms or with a
+    /// unit (default 10m, etcd's flag of the same name).
+    #[arg(long, env = "ATOLL_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL")]
+    pub experimental_watch_progress_notify_interval: Option<String>,
     /// Block cache of the storage engine (default 64MiB).
     #[arg(long, env = "ATOLL_CACHE_SIZE")]
     pub cache_size: Option<String>,
@@ -147,6 +151,7 @@ struct FileConfig {
     max_txn_ops: Option<usize>,
     heartbeat_interval: Option<String>,
     election_timeout: Option<String>,
+    experimental_watch_progress_notify_interval: Option<String>,
     cache_size: Option<String>,
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
@@ -183,6 +188,8 @@ pub struct NodeConfig {
     pub heartbeat_interval: Duration,
     /// Election timeout (default 1 s, etcd's).
     pub election_timeout: Duration,
+    /// Interval of periodic watch progress notifications (default 10 min, etcd's).
+    pub watch_progress_notify_interval: Duration,
     /// Storage block cache (default 64 MiB).
     pub cache_bytes: u64,
     /// Operator-provided certificate, key and CA, all three or none.
@@ -206,6 +213,7 @@ impl Default for NodeConfig {
             max_txn_ops: MAX_TXN_OPS_DEFAULT,
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(1000),
+            watch_progress_notify_interval: Duration::from_secs(600),
             cache_bytes: 64 << 20,
             tls_files: None,
             log_level: "info".into(),
@@ -323,6 +331,14 @@ impl NodeConfig {
                 text(&flags.election_timeout, file.election_timeout),
                 d.election_timeout,
             )?,
+            watch_progress_notify_interval: duration(
+                "experimental-watch-progress-notify-interval",
+                text(
+                    &flags.experimental_watch_progress_notify_interval,
+                    file.experimental_watch_progress_notify_interval,
+                ),
+                d.watch_progress_notify_interval,
+            )?,
             cache_bytes: bytes(
                 "cache-size",
                 text(&flags.cache_size, file.cache_size),
@@ -349,6 +365,9 @@ impl NodeConfig {
         }
         if self.max_request_bytes == 0 || self.max_request_bytes > 64 << 20 {
             return Err(err("--max-request-bytes must be between 1 byte and 64MiB"));
+        }
+        if self.watch_progress_notify_interval.is_zero() {
+            return Err(err("--experimental-watch-progress-notify-interval must not be zero"));
         }
         if self.max_txn_ops == 0 {
             return Err(err("--max-txn-ops must be at least 1"));

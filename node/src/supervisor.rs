@@ -126,6 +126,7 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let forwarder = transport.as_ref().map(|_| bridge.clone() as Arc<dyn Forwarder>);
     let service =
         NodeService::new(shards, storage, identity, limits, timeout, Some(log_writer), forwarder);
+    service.set_watch_progress_interval(cfg.watch_progress_notify_interval);
     bridge.set_service(service.clone());
     let members = cfg.initial_members();
     serve(&cfg, runtime, tls, service, transport, members)

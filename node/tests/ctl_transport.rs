@@ -145,11 +145,12 @@ impl State {
                 raft_applied_index: 7,
                 ..StatusResponse::default()
             }),
-            NativeRequest::HashKv(_) | NativeRequest::CompactShard(_) => {
-                NativeResponse::Error(AtollError::Malformed {
-                    reason: "not in the stand-in".into(),
-                })
-            }
+            NativeRequest::HashKv(_)
+            | NativeRequest::CompactShard(_)
+            | NativeRequest::Watch(_)
+            | NativeRequest::Close(_) => NativeResponse::Error(AtollError::Malformed {
+                reason: "not in the stand-in".into(),
+            }),
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Commands replicated through a shard's Raft log. They cross process boundaries inside Raft
 //! messages, so they live here and are encoded with the same versioned codec as frames.
 
-use crate::kv::{CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest};
+use crate::ids::ShardId;
+use crate::kv::{CompactionRequest, DeleteRangeRequest, PutRequest, ResponseHeader, TxnRequest};
 use serde::{Deserialize, Serialize};
 
 /// A write proposed to a shard's Raft group.
@@ -26,4 +27,26 @@ pub enum WriteOp {
     Txn(TxnRequest),
     /// Discard history before a revision.
     Compact(CompactionRequest),
+    /// Close revisions up to one: the shard never writes at or below it afterwards.
+    Close(CloseRequest),
+}
+
+/// Closes a shard's revisions up to `revision` (DESIGN §4, closed revisions): once applied,
+/// every later write of the shard gets a higher revision, so a watch spanning shards may
+/// deliver events up to it. Sent by nodes only (a watch merging shards asks the shard's
+/// leader for it when the shard is idle); clients cannot send it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseRequest {
+    /// The shard to close.
+    pub shard: ShardId,
+    /// Revisions up to this one are closed.
+    pub revision: i64,
+}
+
+/// The answer to a [`CloseRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseResponse {
+    /// The header; `revision` is the shard's revision after the close (at least the one
+    /// asked).
+    pub header: ResponseHeader,
 }

@@ -162,6 +162,24 @@ mod tests {
             ..Default::default()
         }));
         round_trip(RaftCommand { revision_stamp: 42, op: WriteOp::Txn(txn) });
+        let create = crate::WatchCreateRequest {
+            key: b"a".to_vec(),
+            range_end: vec![0],
+            filters: vec![crate::WatchFilter::NoPut],
+            watch_id: 3,
+            ..Default::default()
+        };
+        round_trip(NativeRequest::Watch(crate::WatchRequest::Create(create)));
+        round_trip(crate::WatchRequest::Progress(crate::WatchProgressRequest {}));
+        round_trip(NativeResponse::Watch(crate::WatchResponse {
+            watch_id: -1,
+            events: vec![crate::Event {
+                kind: crate::EventType::Delete,
+                kv: KeyValue { key: b"a".to_vec(), mod_revision: 5, ..Default::default() },
+                prev_kv: None,
+            }],
+            ..Default::default()
+        }));
     }
 
     #[test]

@@ -21,8 +21,9 @@ pub mod limits;
 pub mod native;
 pub mod peer;
 pub mod shard_map;
+pub mod watch;
 
-pub use command::{RaftCommand, WriteOp};
+pub use command::{CloseRequest, CloseResponse, RaftCommand, WriteOp};
 pub use error::{AtollError, ErrorCode, GrpcCode};
 pub use frame::{FrameError, decode_frame, encode_frame};
 pub use ids::{LogIndex, NodeId, Revision, ShardId, Term};
@@ -30,4 +31,8 @@ pub use kv::*;
 pub use native::{
     CompactShardRequest, HashKvRequest, HashKvResponse, NativeRequest, NativeResponse, ShardHash,
     StatusRequest, StatusResponse,
+};
+pub use watch::{
+    Event, EventType, WatchCancelRequest, WatchCreateRequest, WatchFilter, WatchProgressRequest,
+    WatchRequest, WatchResponse,
 };

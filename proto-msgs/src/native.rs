@@ -1,8 +1,10 @@
 //! The native client protocol: one request and one response per QUIC stream, each one frame
-//! (see [`crate::frame`]).
+//! (see [`crate::frame`]), except a watch stream, which opens with [`NativeRequest::Watch`]
+//! and stays open in both directions (see [`crate::watch`]).
 
 use crate::error::AtollError;
 use crate::kv::*;
+use crate::watch::{WatchRequest, WatchResponse};
 use serde::{Deserialize, Serialize};
 
 /// A request from a native client (atollctl, the router library, atoll-bench).
@@ -22,6 +24,11 @@ pub enum NativeRequest {
     Status(StatusRequest),
     /// The hash of every local shard's state (etcd's HashKV, per shard).
     HashKv(HashKvRequest),
+    /// Close a shard's revisions (between nodes only, see [`crate::CloseRequest`]).
+    Close(crate::CloseRequest),
+    /// Open a watch stream with its first request (normally a create); the stream stays
+    /// open for more [`WatchRequest`] frames and carries [`NativeResponse::Watch`] back.
+    Watch(WatchRequest),
     /// Discard the history of one shard only: what a node forwards to each shard's leader
     /// when it serves a [`NativeRequest::Compact`], which covers every shard.
     CompactShard(CompactShardRequest),
@@ -45,7 +52,9 @@ impl NativeRequest {
             | NativeRequest::Status(_)
             | NativeRequest::HashKv(_)
             | NativeRequest::Compact(_)
-            | NativeRequest::CompactShard(_) => true,
+            | NativeRequest::CompactShard(_)
+            | NativeRequest::Close(_)
+            | NativeRequest::Watch(_) => true,
             NativeRequest::Txn(txn) => txn_is_read_only(txn),
             NativeRequest::Put(_) | NativeRequest::DeleteRange(_) => false,
         }
@@ -77,6 +86,10 @@ pub enum NativeResponse {
     Status(StatusResponse),
     /// The hashes of the node's shards.
     HashKv(HashKvResponse),
+    /// Answer to a close.
+    Close(crate::CloseResponse),
+    /// One response on a watch stream.
+    Watch(WatchResponse),
     /// The request failed.
     Error(AtollError),
 }

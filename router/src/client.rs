@@ -7,6 +7,8 @@ use crate::endpoint::parse_endpoint;
 use crate::error::ClientError;
 use crate::retry::{Failure, Next, backoff_delay, jitter, next_step};
 use crate::tls::quic_client_config;
+use crate::watch::{self, WatchReceiver, WatchSender};
+use atoll_proto::WatchRequest;
 use atoll_proto::frame::FRAME_HEADER_BYTES;
 use atoll_proto::kv::*;
 use atoll_proto::{
@@ -263,6 +265,25 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Opens a watch stream on the current endpoint with `first` as its opening request
+    /// (normally a create). Responses arrive on the returned receiver; more creates,
+    /// cancels and progress requests go on the sender. Not retried (see [`crate::watch`]).
+    pub async fn watch(
+        &self,
+        first: WatchRequest,
+    ) -> Result<(WatchSender, WatchReceiver), ClientError> {
+        let config = &self.inner.config;
+        let (_, slot) = self.pick(&Route::Rotating);
+        let conn = slot.connection(&self.inner.local, config.dial_timeout).await?;
+        let opening = watch::open(&conn, &slot.target.endpoint, first, config.max_response_bytes);
+        match tokio::time::timeout(config.request_timeout, opening).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Timeout { after: config.request_timeout }),
+        }
+    }
+}
+
 macro_rules! typed_request {
     ($(#[$doc:meta])* $name:ident, $variant:ident, $req:ty, $resp:ty, $kind:literal) => {
         $(#[$doc])*
@@ -320,6 +341,8 @@ fn unexpected(expected: &str, got: &NativeResponse) -> ClientError {
         NativeResponse::Compact(_) => "compact",
         NativeResponse::Status(_) => "status",
         NativeResponse::HashKv(_) => "hashkv",
+        NativeResponse::Watch(_) => "watch",
+        NativeResponse::Close(_) => "close",
         NativeResponse::Error(_) => "error",
     };
     ClientError::Protocol {

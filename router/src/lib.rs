@@ -3,7 +3,7 @@
 //! key to shard leaders.
 //!
 //! It owns the client side of the native protocol (one request frame and one response frame
-//! per bidirectional stream, ALPN `atoll-client/1`) and where local clients find the CA to
+//! per bidirectional stream, ALPN `atoll-client/1`, plus long-lived watch streams) and where local clients find the CA to
 //! trust. It must not depend on server-side crates or generate certificates: atollctl links
 //! it and stays small.
 
@@ -19,6 +19,7 @@ pub mod merge;
 pub mod retry;
 pub mod shard_map;
 pub mod tls;
+pub mod watch;
 
 pub use client::Client;
 pub use config::{ClientConfig, Trust};

@@ -237,6 +237,7 @@ impl ShardApplier {
             WriteResponse::DeleteRange(r) => fill(&mut r.header),
             WriteResponse::Txn(r) => fill(&mut r.header),
             WriteResponse::Compact(r) => fill(&mut r.header),
+            WriteResponse::Close(r) => fill(&mut r.header),
         }
         resp
     }

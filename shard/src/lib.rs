@@ -1,6 +1,7 @@
 //! One replica of one shard: the Raft driver (raft-rs `RawNode`), apply of committed entries
 //! into the MVCC store on fjall, the per-node log writer that group-commits the Raft appends of
-//! every replica, and the reads served from fjall snapshots.
+//! every replica, the reads served from fjall snapshots, and the watch hub that serves
+//! watches from the change log and from what apply publishes.
 //!
 //! This crate must not know about the network, the router or the shard map beyond the range a
 //! replica owns: the node wires replicas to transports, and the router decides where keys go.
@@ -16,6 +17,7 @@ pub mod limits;
 pub mod mvcc;
 pub mod peer_codec;
 pub mod storage;
+pub mod watch;
 
 pub use error::{ShardError, StorageError};
 pub use storage::Storage;

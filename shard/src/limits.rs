@@ -20,3 +20,19 @@ pub const COMPACTION_SCAN_RECORDS_MAX: usize = 10_000;
 /// Ticks a read index request may go unanswered before it is asked again (raft-rs drops
 /// requests it cannot serve instead of failing them).
 pub const READ_INDEX_RETRY_TICKS: u64 = 3;
+
+/// Events one watcher's live buffer holds before the watcher is marked lagging: its buffer is
+/// dropped and it catches up from the change log instead (memory stays bounded whatever the
+/// consumer does; apply never waits for a watcher).
+pub const WATCHER_BUFFER_EVENTS_MAX: usize = 1_024;
+/// Bytes (keys and values) one watcher's live buffer holds before it is marked lagging.
+pub const WATCHER_BUFFER_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Most events one watch step hands out, so one busy watcher cannot hog a stream.
+pub const WATCH_STEP_EVENTS_MAX: usize = 1_000;
+/// Most event bytes one watch step hands out (at least one event is always handed out).
+pub const WATCH_STEP_BYTES_MAX: usize = 1024 * 1024;
+/// Change-log records one catch-up read scans (the change log is shared by every shard on
+/// the node, so most records may belong to other keys); the read resumes where it stopped.
+pub const WATCH_CATCH_UP_SCAN_RECORDS_MAX: usize = 10_000;
+/// Watchers one shard's watch hub serves; a create beyond it is refused as `Busy`.
+pub const WATCHERS_PER_SHARD_MAX: usize = 100_000;

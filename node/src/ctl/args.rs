@@ -119,6 +119,30 @@ pub enum Command {
     /// Endpoint related commands.
     #[command(subcommand)]
     Endpoint(EndpointCommand),
+    /// Watches events stream on keys or prefixes.
+    #[command(override_usage = "atollctl watch [OPTIONS] <key or prefix> [range_end]")]
+    Watch(WatchArgs),
+}
+
+/// `watch [options] <key or prefix> [range_end]` (no interactive mode and no command to run
+/// per event yet).
+#[derive(Debug, Clone, Default, Args)]
+pub struct WatchArgs {
+    /// <key or prefix> [range_end].
+    #[arg(value_name = "ARGS", value_parser = clap::value_parser!(OsString))]
+    pub args: Vec<OsString>,
+    /// Watch on a prefix if prefix is set.
+    #[arg(long)]
+    pub prefix: bool,
+    /// Revision to start watching.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub rev: i64,
+    /// Get the previous key-value pair before the event happens.
+    #[arg(long = "prev-kv")]
+    pub prev_kv: bool,
+    /// Get periodic watch progress notification from server.
+    #[arg(long = "progress-notify")]
+    pub progress_notify: bool,
 }
 
 /// `put [options] <key> <value>`.

@@ -6,6 +6,7 @@ use crate::ctl::error::CtlError;
 use atoll_proto::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, StatusResponse, TxnRequest, TxnResponse,
+    WatchCreateRequest, WatchResponse,
 };
 use std::future::Future;
 
@@ -29,6 +30,19 @@ pub trait KvClient {
     ) -> impl Future<Output = Result<CompactionResponse, CtlError>>;
     /// Asks one endpoint (one of those connected through) for its status.
     fn status(&self, endpoint: &str) -> impl Future<Output = Result<StatusResponse, CtlError>>;
+
+    /// The responses of an open watch.
+    type Watch: WatchResponses;
+
+    /// Opens a watch stream with one watch.
+    fn watch(&self, req: WatchCreateRequest)
+    -> impl Future<Output = Result<Self::Watch, CtlError>>;
+}
+
+/// The responses of one watch stream, in order.
+pub trait WatchResponses {
+    /// The next response; `None` once the server ended the stream.
+    fn next(&mut self) -> impl Future<Output = Result<Option<WatchResponse>, CtlError>>;
 }
 
 /// Opens [`KvClient`]s.

@@ -5,15 +5,17 @@
 
 use crate::ctl::args::{
     Cli, Command, CompactionArgs, DelArgs, EndpointCommand, GetArgs, GlobalArgs, OutputFormat,
-    PutArgs, TxnArgs,
+    PutArgs, TxnArgs, WatchArgs,
 };
-use crate::ctl::client::{Connector, KvClient};
+use crate::ctl::client::{Connector, KvClient, WatchResponses};
 use crate::ctl::error::CtlError;
 use crate::ctl::limits::{DIAL_GRACE_MILLIS, STDIN_VALUE_BYTES_MAX};
 use crate::ctl::output::{self, EndpointHealth, EndpointStatus, SimplePrinter};
-use crate::ctl::requests::{compaction_request, delete_request, put_request, range_request};
+use crate::ctl::requests::{
+    compaction_request, delete_request, put_request, range_request, watch_request,
+};
 use crate::ctl::{json, txn_syntax};
-use atoll_proto::RangeRequest;
+use atoll_proto::{RangeRequest, WatchResponse};
 use std::future::Future;
 use std::io::{BufRead, Read, Write};
 use std::pin::Pin;
@@ -49,6 +51,19 @@ pub async fn execute<C: Connector>(
         Command::Compaction(args) => session.compaction(args, io).await,
         Command::Endpoint(EndpointCommand::Status) => session.endpoint_status(io).await,
         Command::Endpoint(EndpointCommand::Health) => session.endpoint_health(io).await,
+        Command::Watch(args) => session.watch(args, io).await,
+    }
+}
+
+/// clientv3's `WatchResponse.Err()` text for a canceled watch: compaction, the server's
+/// reason, or (canceled without either) etcd's future-revision error.
+fn watch_cancel_error(resp: &WatchResponse) -> String {
+    if resp.compact_revision != 0 {
+        "etcdserver: mvcc: required revision has been compacted".to_string()
+    } else if !resp.cancel_reason.is_empty() {
+        format!("rpc error: code = FailedPrecondition desc = {}", resp.cancel_reason)
+    } else {
+        "etcdserver: mvcc: required revision is a future revision".to_string()
     }
 }
 
@@ -116,6 +131,35 @@ impl<'c, C: Connector> Session<'c, C> {
                 command_timeout: self.command_timeout,
             }),
         }
+    }
+
+    /// `watch`: prints every response until the server ends the watch, as etcdctl's
+    /// `printWatchCh`; only opening the stream is bounded by `--command-timeout`.
+    async fn watch(&self, args: &WatchArgs, io: &mut CtlIo<'_>) -> Result<(), CtlError> {
+        let req = watch_request(args)?;
+        let client = self.connect(&self.endpoints).await?;
+        let mut responses = self.request(client.watch(req)).await?;
+        while let Some(resp) = responses.next().await? {
+            if resp.created && !resp.canceled {
+                // clientv3 consumes the created answer unless asked for it.
+                continue;
+            }
+            if resp.canceled {
+                writeln!(io.stderr, "watch was canceled ({})", watch_cancel_error(&resp))?;
+            }
+            if resp.is_progress_notify() {
+                writeln!(io.stdout, "progress notify: {}", resp.header.revision)?;
+            }
+            match self.format {
+                OutputFormat::Simple => io.stdout.write_all(&self.printer().watch(&resp))?,
+                OutputFormat::Json => writeln!(io.stdout, "{}", json::watch(&resp))?,
+            }
+            io.stdout.flush()?;
+            if resp.canceled {
+                break;
+            }
+        }
+        Err(CtlError::WatchCanceled)
     }
 
     async fn put(&self, args: &PutArgs, io: &mut CtlIo<'_>) -> Result<(), CtlError> {

@@ -7,7 +7,9 @@ use atoll_proto::{
     AtollError, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
     KeyValue, NativeRequest, NativeResponse, PutRequest, PutResponse, RangeResponse,
     ResponseHeader, ResponseOp, StatusRequest, StatusResponse, TxnRequest, TxnResponse,
+    WatchCreateRequest, WatchResponse,
 };
+use atoll_proto::{Event, EventType};
 use clap::Parser;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -20,6 +22,8 @@ struct FakeState {
     responder: Responder,
     unreachable: Vec<String>,
     hang: bool,
+    /// What a watch stream answers, in order; the stream ends after the last.
+    watch_responses: RefCell<Vec<WatchResponse>>,
 }
 
 #[derive(Clone)]
@@ -35,7 +39,13 @@ impl Fake {
             responder: Box::new(responder),
             unreachable: Vec::new(),
             hang: false,
+            watch_responses: RefCell::new(Vec::new()),
         }))
+    }
+
+    fn with_watch(self, responses: Vec<WatchResponse>) -> Self {
+        *self.0.watch_responses.borrow_mut() = responses;
+        self
     }
 
     fn with(self, unreachable: &[&str], hang: bool) -> Self {
@@ -109,6 +119,20 @@ impl KvClient for Fake {
         let mut status: StatusResponse = fake_call!(self, Status, StatusRequest {})?;
         status.version = endpoint.to_string();
         Ok(status)
+    }
+
+    type Watch = std::vec::IntoIter<WatchResponse>;
+
+    async fn watch(&self, req: WatchCreateRequest) -> Result<Self::Watch, CtlError> {
+        let opening = NativeRequest::Watch(atoll_proto::WatchRequest::Create(req));
+        self.0.requests.borrow_mut().push(opening);
+        Ok(self.0.watch_responses.take().into_iter())
+    }
+}
+
+impl WatchResponses for std::vec::IntoIter<WatchResponse> {
+    async fn next(&mut self) -> Result<Option<WatchResponse>, CtlError> {
+        Ok(Iterator::next(self))
     }
 }
 
@@ -199,11 +223,14 @@ fn answering() -> Fake {
                 raft_applied_index: 10,
                 ..Default::default()
             }),
-            NativeRequest::HashKv(_) | NativeRequest::CompactShard(_) => {
-                NativeResponse::Error(AtollError::Malformed {
-                    reason: "atollctl sends no hashkv and no shard compaction".into(),
-                })
-            }
+            NativeRequest::HashKv(_)
+            | NativeRequest::CompactShard(_)
+            | NativeRequest::Watch(_)
+            | NativeRequest::Close(_) => NativeResponse::Error(AtollError::Malformed {
+                reason:
+                    "atollctl sends no hashkv, shard compaction or close, and watches on a stream"
+                        .into(),
+            }),
         })
     })
 }
@@ -436,4 +463,77 @@ fn read_value_enforces_its_limit() {
     assert_eq!(read_value(&mut &b"abc"[..], 3).ok(), Some(b"abc".to_vec()));
     let err = read_value(&mut &b"abcd"[..], 3).err().map(|e| e.to_string());
     assert_eq!(err.as_deref(), Some("the value read from standard input exceeds 3 bytes"));
+}
+
+fn watch_responses() -> Vec<WatchResponse> {
+    let put = Event { kind: EventType::Put, kv: kv("k", "v2"), prev_kv: Some(kv("k", "v1")) };
+    let deleted = KeyValue { key: b"k".to_vec(), mod_revision: 10, ..Default::default() };
+    let delete = Event { kind: EventType::Delete, kv: deleted, prev_kv: None };
+    vec![
+        WatchResponse { header: header(), created: true, ..Default::default() },
+        WatchResponse { header: header(), events: vec![put, delete], ..Default::default() },
+        WatchResponse { header: header(), ..Default::default() },
+        WatchResponse {
+            header: header(),
+            canceled: true,
+            compact_revision: 4,
+            ..Default::default()
+        },
+    ]
+}
+
+#[tokio::test]
+async fn watch_prints_events_like_etcdctl_until_the_server_cancels() {
+    let fake = Fake::new(|_| panic!("no plain request")).with_watch(watch_responses());
+    let out =
+        must_run(&fake, &["--endpoints", "a:1", "watch", "k", "--prev-kv", "--rev", "3"], "").await;
+    assert_eq!(out.stdout, "PUT\nk\nv1\nk\nv2\nDELETE\nk\n\nprogress notify: 9\n");
+    assert_eq!(
+        out.stderr,
+        "watch was canceled (etcdserver: mvcc: required revision has been compacted)\n"
+    );
+    assert_eq!(out.error(), "watch is canceled by the server");
+    assert_eq!(out.code(), 5);
+    let create = WatchCreateRequest {
+        key: b"k".to_vec(),
+        start_revision: 3,
+        prev_kv: true,
+        ..Default::default()
+    };
+    let opened = NativeRequest::Watch(atoll_proto::WatchRequest::Create(create));
+    assert_eq!(fake.requests(), vec![opened]);
+}
+
+#[tokio::test]
+async fn watch_json_and_argument_errors() {
+    let fake = Fake::new(|_| panic!("no plain request")).with_watch(watch_responses());
+    let out =
+        must_run(&fake, &["--endpoints", "a:1", "-w", "json", "watch", "p", "--prefix"], "").await;
+    let header = r#"{"cluster_id":1,"member_id":2,"revision":9,"raft_term":3}"#;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            r#"{{"Header":{header},"Events":[{{"kv":{{"key":"aw==","create_revision":4,"mod_revision":9,"version":2,"value":"djI="}},"prev_kv":{{"key":"aw==","create_revision":4,"mod_revision":9,"version":2,"value":"djE="}}}},{{"type":1,"kv":{{"key":"aw==","mod_revision":10}}}}],"CompactRevision":0,"Canceled":false,"Created":false}}"#
+        )
+    );
+    assert_eq!(lines[1], "progress notify: 9");
+    assert_eq!(lines.len(), 4);
+    let Some(NativeRequest::Watch(atoll_proto::WatchRequest::Create(sent))) = fake.requests().pop()
+    else {
+        panic!("no watch opened");
+    };
+    assert_eq!((sent.key, sent.range_end), (b"p".to_vec(), b"q".to_vec()));
+
+    for (args, error) in [
+        (&["watch"][..], "bad number of arguments"),
+        (&["watch", "a", "b", "--prefix"][..], "`range_end` and `--prefix` are mutually exclusive"),
+    ] {
+        let fake = Fake::new(|_| panic!("no request"));
+        let mut all = vec!["--endpoints", "a:1"];
+        all.extend_from_slice(args);
+        let out = must_run(&fake, &all, "").await;
+        assert_eq!((out.error().as_str(), out.code()), (error, 128));
+        assert!(fake.connects().is_empty(), "bad arguments fail before connecting");
+    }
 }

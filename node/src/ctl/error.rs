@@ -12,6 +12,8 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_INVALID_INPUT: u8 = 3;
 /// etcdctl's `ExitBadFeature`: a flag was given a value that is not supported.
 pub const EXIT_BAD_FEATURE: u8 = 4;
+/// etcdctl's `ExitInterrupted`: a watch ended because the server canceled it.
+pub const EXIT_INTERRUPTED: u8 = 5;
 /// etcdctl's `ExitBadArgs`: arguments are missing or conflict.
 pub const EXIT_BAD_ARGS: u8 = 128;
 
@@ -88,6 +90,9 @@ pub enum CtlError {
         /// How many endpoints failed.
         failed: usize,
     },
+    /// The server ended the watch (etcdctl's last words after a watch).
+    #[error("watch is canceled by the server")]
+    WatchCanceled,
     /// Writing to standard output or standard error failed.
     #[error("writing output: {source}")]
     Output {
@@ -102,6 +107,7 @@ impl CtlError {
         match self {
             CtlError::BadArgs { .. } => EXIT_BAD_ARGS,
             CtlError::BadFeature { .. } => EXIT_BAD_FEATURE,
+            CtlError::WatchCanceled => EXIT_INTERRUPTED,
             CtlError::TxnSyntax(_) | CtlError::Stdin { .. } => EXIT_INVALID_INPUT,
             CtlError::Trust { .. }
             | CtlError::Connect { .. }

@@ -9,8 +9,8 @@
 use crate::ctl::go_fmt::format_duration;
 use crate::ctl::output::{EndpointHealth, EndpointStatus};
 use atoll_proto::{
-    DeleteRangeResponse, KeyValue, PutResponse, RangeResponse, ResponseHeader, ResponseOp,
-    StatusResponse, TxnResponse,
+    DeleteRangeResponse, Event, EventType, KeyValue, PutResponse, RangeResponse, ResponseHeader,
+    ResponseOp, StatusResponse, TxnResponse, WatchResponse,
 };
 use base64::Engine as _;
 use std::fmt::Write as _;
@@ -126,6 +126,39 @@ fn key_value(kv: &KeyValue) -> String {
         .bytes("value", &kv.value)
         .number("lease", kv.lease)
         .finish()
+}
+
+/// `watch`: Go's encoding of clientv3's `WatchResponse` struct, whose fields have no JSON
+/// tags (so every one is written, under its Go name) and whose events are `mvccpb.Event`
+/// (`type` omitted for PUT, which is 0): `{"Header":{...},"Events":[...],
+/// "CompactRevision":0,"Canceled":false,"Created":false}`.
+pub fn watch(resp: &WatchResponse) -> String {
+    let events = if resp.events.is_empty() {
+        "null".to_string()
+    } else {
+        let items: Vec<String> = resp.events.iter().map(event).collect();
+        format!("[{}]", items.join(","))
+    };
+    let flag = |b: bool| if b { "true" } else { "false" };
+    Object::new()
+        .raw("Header", &header(&resp.header))
+        .raw("Events", &events)
+        .raw("CompactRevision", &resp.compact_revision.to_string())
+        .raw("Canceled", flag(resp.canceled))
+        .raw("Created", flag(resp.created))
+        .finish()
+}
+
+fn event(e: &Event) -> String {
+    let kind = match e.kind {
+        EventType::Put => 0,
+        EventType::Delete => 1,
+    };
+    let object = Object::new().number("type", kind).raw("kv", &key_value(&e.kv));
+    match &e.prev_kv {
+        Some(prev) => object.raw("prev_kv", &key_value(prev)).finish(),
+        None => object.finish(),
+    }
 }
 
 /// `get`: `{"header":{...},"kvs":[...],"more":true,"count":N}`.

@@ -4,8 +4,8 @@
 
 use crate::ctl::go_fmt::{format_duration, humanize_bytes};
 use atoll_proto::{
-    DeleteRangeResponse, KeyValue, PutResponse, RangeResponse, ResponseOp, StatusResponse,
-    TxnResponse,
+    DeleteRangeResponse, EventType, KeyValue, PutResponse, RangeResponse, ResponseOp,
+    StatusResponse, TxnResponse, WatchResponse,
 };
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -86,6 +86,23 @@ impl SimplePrinter {
                 // produce a nested txn, but another client's history might hold one.
                 ResponseOp::Txn(r) => self.txn(r),
             });
+        }
+        out
+    }
+
+    /// `watch`: per event its type (`PUT`/`DELETE`), then the previous pair when the watch
+    /// asked for it and there was one, then the pair (etcdctl's `simplePrinter.Watch`).
+    pub fn watch(&self, resp: &WatchResponse) -> Vec<u8> {
+        let mut out = Vec::new();
+        for event in &resp.events {
+            out.extend_from_slice(match event.kind {
+                EventType::Put => b"PUT\n",
+                EventType::Delete => b"DELETE\n",
+            });
+            if let Some(prev) = &event.prev_kv {
+                self.kv(prev, &mut out);
+            }
+            self.kv(&event.kv, &mut out);
         }
         out
     }

@@ -2,9 +2,10 @@
 //! and messages (`ctlv3/command/{put,get,del,compaction}_command.go`). Used both by the
 //! top-level commands and by the request lines of a txn.
 
-use crate::ctl::args::{CompactionArgs, DelArgs, GetArgs, PutArgs};
+use crate::ctl::args::{CompactionArgs, DelArgs, GetArgs, PutArgs, WatchArgs};
 use crate::ctl::error::CtlError;
 use crate::ctl::go_fmt::parse_int;
+use atoll_proto::WatchCreateRequest;
 use atoll_proto::{
     CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, SortOrder, SortTarget,
     prefix_range_end,
@@ -131,6 +132,27 @@ pub fn delete_request(args: &DelArgs) -> Result<DeleteRangeRequest, CtlError> {
     let range_end = explicit_range_end(&args.args, args.prefix || args.from_key, DEL_ARGS)?;
     let (key, range_end) = key_range(arg_bytes(key), range_end, args.prefix, args.from_key);
     Ok(DeleteRangeRequest { key, range_end, prev_kv: args.prev_kv })
+}
+
+/// Builds the create request of `watch`: etcdctl's `getWatchChan` (a `range_end` argument
+/// and `--prefix` are mutually exclusive; `--prefix` on an empty key watches every key).
+pub fn watch_request(args: &WatchArgs) -> Result<WatchCreateRequest, CtlError> {
+    let (key, range_end) = match args.args.as_slice() {
+        [key] => key_range(arg_bytes(key), None, args.prefix, false),
+        [_, _] if args.prefix => {
+            return Err(CtlError::bad_args("`range_end` and `--prefix` are mutually exclusive"));
+        }
+        [key, end] => (arg_bytes(key), arg_bytes(end)),
+        _ => return Err(CtlError::bad_args("bad number of arguments")),
+    };
+    Ok(WatchCreateRequest {
+        key,
+        range_end,
+        start_revision: args.rev,
+        progress_notify: args.progress_notify,
+        prev_kv: args.prev_kv,
+        ..WatchCreateRequest::default()
+    })
 }
 
 /// Builds the request of `compaction <revision>`.

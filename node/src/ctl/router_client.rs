@@ -2,13 +2,15 @@
 //! from the global flags, and maps the router's errors onto atollctl's.
 
 use crate::ctl::args::GlobalArgs;
-use crate::ctl::client::{Connector, KvClient};
+use crate::ctl::client::{Connector, KvClient, WatchResponses};
 use crate::ctl::error::CtlError;
 use crate::ctl::limits::{CLIENT_RETRIES_MAX, RESPONSE_BYTES_MAX};
 use atoll_proto::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, StatusResponse, TxnRequest, TxnResponse,
+    WatchCreateRequest, WatchRequest, WatchResponse,
 };
+use atoll_router::watch::{WatchReceiver, WatchSender};
 use atoll_router::{Client, ClientConfig, ClientError, Trust};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -124,6 +126,28 @@ impl KvClient for RouterClient {
 
     async fn status(&self, endpoint: &str) -> Result<StatusResponse, CtlError> {
         self.client.status(endpoint).await.map_err(|e| self.map_error(e))
+    }
+
+    type Watch = RouterWatch;
+
+    async fn watch(&self, req: WatchCreateRequest) -> Result<RouterWatch, CtlError> {
+        let opened = self.client.watch(WatchRequest::Create(req)).await;
+        let (sender, receiver) = opened.map_err(|e| self.map_error(e))?;
+        Ok(RouterWatch { _sender: sender, receiver, connector: self.connector.clone() })
+    }
+}
+
+/// An open watch stream of the router client.
+pub struct RouterWatch {
+    /// Kept open: dropping it would end the client's side and with it the stream.
+    _sender: WatchSender,
+    receiver: WatchReceiver,
+    connector: RouterConnector,
+}
+
+impl WatchResponses for RouterWatch {
+    async fn next(&mut self) -> Result<Option<WatchResponse>, CtlError> {
+        self.receiver.recv().await.map_err(|e| self.connector.map_error(e))
     }
 }
 

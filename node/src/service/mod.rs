@@ -9,12 +9,16 @@
 //! and merges the answers; a DeleteRange over several shards deletes shard by shard; a Txn
 //! over several shards is refused.
 
+mod merged_watch;
 mod shards;
+mod watch;
+mod watch_task;
 
 pub use shards::{ShardHandle, ShardSet};
+pub use watch::{WATCH_PROGRESS_INTERVAL_DEFAULT, WATCHERS_PER_STREAM_MAX};
 
 use crate::identity::NodeIdentity;
-use crate::transport::RequestHandler;
+use crate::transport::{RequestHandler, WatchStreamIo};
 use atoll_proto::*;
 use atoll_router::merge::{merge_ranges, shard_request};
 use atoll_shard::Storage;
@@ -61,6 +65,11 @@ struct Inner {
     counters: RequestCounters,
     log_writer: Option<LogWriterHandle>,
     forwarder: Option<Arc<dyn Forwarder>>,
+    /// Interval of periodic watch progress notifications, in milliseconds.
+    watch_progress_interval_ms: AtomicU64,
+    /// Per shard, the highest revision a `Close` proposal is in flight for (at most one
+    /// per shard: merged watches share it).
+    closing: std::sync::Mutex<std::collections::HashMap<ShardId, i64>>,
 }
 
 /// Requests served, by outcome; read by `/metrics`.
@@ -105,6 +114,8 @@ impl NodeService {
             counters,
             log_writer,
             forwarder,
+            watch_progress_interval_ms: AtomicU64::new(millis(WATCH_PROGRESS_INTERVAL_DEFAULT)),
+            closing: std::sync::Mutex::new(std::collections::HashMap::new()),
         };
         NodeService { inner: Arc::new(inner) }
     }
@@ -112,6 +123,17 @@ impl NodeService {
     /// The node's storage (backups read it).
     pub fn storage(&self) -> &Storage {
         &self.inner.storage
+    }
+
+    /// Sets how often watches that asked for progress notifications get one while idle
+    /// (etcd's `--experimental-watch-progress-notify-interval`); applies to watches created
+    /// afterwards.
+    pub fn set_watch_progress_interval(&self, every: Duration) {
+        self.inner.watch_progress_interval_ms.store(millis(every).max(1), Ordering::Relaxed);
+    }
+
+    fn watch_progress_interval(&self) -> Duration {
+        Duration::from_millis(self.inner.watch_progress_interval_ms.load(Ordering::Relaxed))
     }
 
     /// Serves one request from a client.
@@ -138,6 +160,13 @@ impl NodeService {
             NativeRequest::DeleteRange(r) => self.write(WriteOp::DeleteRange(r), origin).await,
             NativeRequest::Txn(r) => self.write(WriteOp::Txn(r), origin).await,
             NativeRequest::Compact(r) => self.write(WriteOp::Compact(r), origin).await,
+            // Only nodes close revisions (a merged watch on another node, forwarded here).
+            NativeRequest::Close(r) if origin == Origin::Peer => {
+                self.write(WriteOp::Close(r), origin).await
+            }
+            NativeRequest::Close(_) => Err(AtollError::Malformed {
+                reason: "closing revisions is for nodes only; clients cannot ask for it".into(),
+            }),
             NativeRequest::Status(_) => self.status().await.map(NativeResponse::Status),
             NativeRequest::HashKv(r) => self.hash_kv(r).await.map(NativeResponse::HashKv),
             NativeRequest::CompactShard(r) => {
@@ -147,6 +176,11 @@ impl NodeService {
                     Err(e) => Err(e),
                 }
             }
+            // The transport hands watch streams to `watch_stream`; one here came as a single
+            // request (forwarded, or from a client that does not speak watch streams).
+            NativeRequest::Watch(_) => Err(AtollError::Malformed {
+                reason: "a watch needs its own stream; open one with the client's watch API".into(),
+            }),
         };
         result.unwrap_or_else(|e| {
             counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -216,6 +250,19 @@ impl NodeService {
                 format!("{secs:.6}"),
             ));
         }
+        let hubs = || inner.shards.handles().map(|(_, h)| h.store.watch_hub());
+        samples.push((
+            "atoll_watch_watchers",
+            "Watches served by this node.",
+            "gauge",
+            hubs().map(|hub| hub.watcher_count()).sum::<usize>().to_string(),
+        ));
+        samples.push((
+            "atoll_watch_buffered_events",
+            "Events held in watch buffers (bounded per watch; lagging watches hold none).",
+            "gauge",
+            hubs().map(|hub| hub.buffered_events()).sum::<usize>().to_string(),
+        ));
         samples.push((
             "atoll_server_forwarded_total",
             "Writes forwarded to the node leading their shard.",
@@ -551,6 +598,10 @@ impl NodeService {
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The request that asks another node to apply `op` to `shard`. Keyed writes find their
 /// shard by key there; a compaction names its shard, or the receiving node would compact
 /// every shard, including those it does not lead.
@@ -562,6 +613,7 @@ fn native_request(shard: ShardId, op: WriteOp) -> NativeRequest {
         WriteOp::Compact(compaction) => {
             NativeRequest::CompactShard(CompactShardRequest { shard, compaction })
         }
+        WriteOp::Close(r) => NativeRequest::Close(r),
     }
 }
 
@@ -571,6 +623,7 @@ fn native_response(resp: WriteResponse) -> NativeResponse {
         WriteResponse::DeleteRange(r) => NativeResponse::DeleteRange(r),
         WriteResponse::Txn(r) => NativeResponse::Txn(r),
         WriteResponse::Compact(r) => NativeResponse::Compact(r),
+        WriteResponse::Close(r) => NativeResponse::Close(r),
     }
 }
 
@@ -597,5 +650,10 @@ impl RequestHandler for NodeService {
     ) -> Pin<Box<dyn Future<Output = NativeResponse> + Send + 'static>> {
         let this = self.clone();
         Box::pin(async move { this.serve(req).await })
+    }
+
+    fn watch(&self, io: WatchStreamIo) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let this = self.clone();
+        Box::pin(async move { this.serve_watch_stream(io).await })
     }
 }

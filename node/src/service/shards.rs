@@ -80,6 +80,7 @@ impl ShardSet {
             WriteOp::DeleteRange(d) => same(&d.key, &d.range_end),
             WriteOp::Txn(t) => txn_keys_in_one(t, &mut same),
             WriteOp::Compact(_) => false,
+            WriteOp::Close(c) => return Some(c.shard),
         };
         if all_in_one { owner.or_else(|| self.first().map(|(id, _)| id)) } else { None }
     }

@@ -17,3 +17,13 @@ pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest piece of a request read at once; the buffer grows as bytes arrive instead of
 /// trusting the announced length up front.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Client requests (create, cancel, progress) a watch stream holds decoded before its reader
+/// stops reading: a client that sends faster than they are served is slowed by QUIC flow
+/// control, never buffered without bound.
+pub const WATCH_REQUESTS_QUEUED_MAX: usize = 64;
+/// Responses a watch stream holds before its watchers wait for the client to read: a client
+/// that stops reading stalls only its own stream (its watchers then lag and catch up from
+/// storage, holding no events in memory). With responses of at most
+/// `atoll_shard::limits::WATCH_STEP_BYTES_MAX` (1 MiB), a stalled stream holds at most
+/// about 16 MiB here.
+pub const WATCH_RESPONSES_QUEUED_MAX: usize = 16;

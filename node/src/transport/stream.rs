@@ -1,12 +1,22 @@
 //! One request on one stream: read a bounded frame, call the handler, answer one frame.
 //! Bad input is answered on the stream; only a vanished peer ends a stream unanswered.
+//! A stream whose first frame opens a watch becomes a watch stream (`watch_stream.rs`).
 
 use super::RequestHandler;
 use super::limits::{READ_CHUNK_BYTES, REQUEST_READ_TIMEOUT};
+use super::watch_stream::serve_watch_stream;
 use atoll_proto::frame::{FRAME_HEADER_BYTES, FrameError, decode_payload, frame_payload_len};
-use atoll_proto::{AtollError, NativeRequest, NativeResponse, encode_frame};
+use atoll_proto::{AtollError, NativeRequest, NativeResponse, WatchRequest, encode_frame};
 use quinn::{RecvStream, SendStream};
 use std::sync::Arc;
+
+/// What the first frame of a stream opened.
+enum Opened {
+    /// One request, one response.
+    Single(NativeRequest),
+    /// A watch stream, with its first request.
+    Watch(WatchRequest),
+}
 
 /// Stream error code asking the client to stop sending a request that was refused unread.
 const STOP_REFUSED: u32 = 1;
@@ -15,7 +25,7 @@ const STOP_REFUSED: u32 = 1;
 const RESET_UNANSWERED: u32 = 2;
 
 /// Why no request came out of a stream.
-enum Refusal {
+pub(super) enum Refusal {
     /// Bad input: answer with this error.
     Answer(AtollError),
     /// The peer is gone or stalled: nobody to answer.
@@ -35,7 +45,11 @@ pub(crate) async fn serve_stream(
     let read =
         read.unwrap_or_else(|_| Err(Refusal::Abandon("request not complete in time".into())));
     let response = match read {
-        Ok(req) => match tokio::spawn(handler.handle(req)).await {
+        Ok(Opened::Watch(first)) => {
+            serve_watch_stream(send, recv, handler, first, max_request_bytes).await;
+            return;
+        }
+        Ok(Opened::Single(req)) => match tokio::spawn(handler.handle(req)).await {
             Ok(response) => response,
             Err(e) => {
                 tracing::error!(error = %e, "request handler failed");
@@ -60,11 +74,9 @@ pub(crate) async fn serve_stream(
 }
 
 /// Reads one request frame: the header first, so an oversized or foreign frame is refused
-/// before any of its payload is read, then at most the announced, checked length.
-async fn read_request(
-    recv: &mut RecvStream,
-    max_request_bytes: usize,
-) -> Result<NativeRequest, Refusal> {
+/// before any of its payload is read, then at most the announced, checked length. A single
+/// request must end the stream; a watch stream stays open.
+async fn read_request(recv: &mut RecvStream, max_request_bytes: usize) -> Result<Opened, Refusal> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     recv.read_exact(&mut header).await.map_err(|e| match e {
         quinn::ReadExactError::FinishedEarly(got) => {
@@ -83,13 +95,17 @@ async fn read_request(
         other => malformed(other),
     })?;
     let payload = read_payload(recv, len).await?;
-    decode_payload(&payload).map_err(malformed)
+    match decode_payload(&payload).map_err(malformed)? {
+        NativeRequest::Watch(first) => Ok(Opened::Watch(first)),
+        req => {
+            read_end(recv).await?;
+            Ok(Opened::Single(req))
+        }
+    }
 }
 
-/// Reads exactly `len` payload bytes and the end of the stream. The server acts only on a
-/// finished stream, which is what lets a client know that an unfinished request was not
-/// applied and may be resent.
-async fn read_payload(recv: &mut RecvStream, len: usize) -> Result<Vec<u8>, Refusal> {
+/// Reads exactly `len` payload bytes.
+pub(super) async fn read_payload(recv: &mut RecvStream, len: usize) -> Result<Vec<u8>, Refusal> {
     let mut payload = Vec::with_capacity(len.min(READ_CHUNK_BYTES));
     while payload.len() < len {
         let want = (len - payload.len()).min(READ_CHUNK_BYTES);
@@ -104,8 +120,15 @@ async fn read_payload(recv: &mut RecvStream, len: usize) -> Result<Vec<u8>, Refu
             Err(e) => return Err(Refusal::Abandon(e.to_string())),
         }
     }
+    Ok(payload)
+}
+
+/// Reads the end of the stream. The server acts on a single request only once its stream
+/// is finished, which is what lets a client know that an unfinished request was not applied
+/// and may be resent.
+async fn read_end(recv: &mut RecvStream) -> Result<(), Refusal> {
     match recv.read_chunk(1, true).await {
-        Ok(None) => Ok(payload),
+        Ok(None) => Ok(()),
         Ok(Some(_)) => Err(Refusal::Answer(AtollError::Malformed {
             reason: "bytes after the request frame; send one request per stream".into(),
         })),
@@ -113,11 +136,20 @@ async fn read_payload(recv: &mut RecvStream, len: usize) -> Result<Vec<u8>, Refu
     }
 }
 
-fn malformed(e: FrameError) -> Refusal {
+pub(super) fn malformed(e: FrameError) -> Refusal {
     Refusal::Answer(AtollError::Malformed { reason: e.to_string() })
 }
 
+/// Writes one response frame and finishes the stream.
 async fn write_response(send: &mut SendStream, response: &NativeResponse) {
+    if write_frame(send, response).await {
+        let _ = send.finish();
+    }
+}
+
+/// Writes one response frame; `false` when the stream is unusable (the client is gone or
+/// the stream was reset).
+pub(super) async fn write_frame(send: &mut SendStream, response: &NativeResponse) -> bool {
     let frame = encode_frame(response).or_else(|e| {
         tracing::warn!(error = %e, "response does not encode");
         encode_frame(&NativeResponse::Error(AtollError::Malformed {
@@ -128,11 +160,11 @@ async fn write_response(send: &mut SendStream, response: &NativeResponse) {
     });
     let Ok(frame) = frame else {
         let _ = send.reset(RESET_UNANSWERED.into());
-        return;
+        return false;
     };
     if let Err(e) = send.write_all(&frame).await {
         tracing::debug!(error = %e, "client went away before the response");
-        return;
+        return false;
     }
-    let _ = send.finish();
+    true
 }

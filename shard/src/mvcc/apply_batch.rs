@@ -93,6 +93,14 @@ impl<'s> ApplyBatch<'s> {
             WriteOp::Put(req) => WriteResponse::Put(txn.put(req)?),
             WriteOp::DeleteRange(req) => WriteResponse::DeleteRange(txn.delete_range(req)?),
             WriteOp::Txn(req) => WriteResponse::Txn(txn.txn(req)?),
+            WriteOp::Close(req) => {
+                // Raising the revision without a write: apply gives every later write a
+                // revision above it (decision D3), which is what closing means (D13).
+                self.state.revision = self.state.revision.max(req.revision);
+                let header = ResponseHeader { revision: self.state.revision, ..Default::default() };
+                let response = WriteResponse::Close(atoll_proto::CloseResponse { header });
+                return Ok((response, Overlay::new()));
+            }
             WriteOp::Compact(req) => {
                 let response = compact(&self.state, req.revision)?;
                 self.state.compact_revision = req.revision;
@@ -105,10 +113,11 @@ impl<'s> ApplyBatch<'s> {
     /// Commits every version, its change-log record and the final apply state in one fjall
     /// batch, and returns that state. The batch reaches the journal now and becomes durable
     /// with the log writer's next sync, which orders it before anything that depends on it
-    /// (decision D2). A batch that changed nothing writes nothing.
-    pub(crate) fn commit(self) -> Result<ApplyState, StorageError> {
+    /// (decision D2). A batch that changed nothing writes nothing. Returns the state and
+    /// the versions written, for the watch hub.
+    pub(crate) fn commit(self) -> Result<(ApplyState, History), StorageError> {
         if self.state == self.start {
-            return Ok(self.state);
+            return Ok((self.state, self.history));
         }
         let storage = &self.store.storage;
         let mut batch = storage.db.batch();
@@ -137,7 +146,7 @@ impl<'s> ApplyBatch<'s> {
         )?;
         batch.insert(&storage.raft_state, apply_state_key(self.store.shard), self.state.encode());
         batch.commit()?;
-        Ok(self.state)
+        Ok((self.state, self.history))
     }
 }
 

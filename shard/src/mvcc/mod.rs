@@ -24,6 +24,7 @@
 
 mod apply_batch;
 mod apply_state;
+mod change_read;
 mod codec;
 mod compact;
 mod compare;
@@ -40,6 +41,7 @@ mod view;
 mod write_txn;
 
 pub use apply_state::ApplyState;
+pub(crate) use change_read::{ChangeChunk, change_cursor, cursor_after};
 pub use dir_counts::{COUNTED_DEPTH_MAX, COUNTED_PREFIX_BYTES_MAX};
 pub use hash::StateHash;
 pub use mvcc_limits::MvccLimits;

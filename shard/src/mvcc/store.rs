@@ -8,18 +8,23 @@
 use crate::error::{ShardError, StorageError};
 use crate::mvcc::apply_batch::ApplyBatch;
 use crate::mvcc::apply_state::{ApplyState, apply_state_key};
+use crate::mvcc::codec::decode_key;
 use crate::mvcc::dir_counts::{counted_prefix_of, load_count};
 use crate::mvcc::mvcc_limits::MvccLimits;
 use crate::mvcc::range::evaluate_range;
 use crate::mvcc::shard_range::ShardRange;
 use crate::mvcc::validate::validate_range;
+use crate::mvcc::view::History;
 use crate::mvcc::view::View;
 use crate::mvcc::write_txn::read_revision;
 use crate::storage::Storage;
+use crate::watch::WatchHub;
+use crate::watch::watch_hub::PublishedChange;
 use atoll_proto::{
     AtollError, CompactionResponse, DeleteRangeResponse, PutResponse, RaftCommand, RangeRequest,
     RangeResponse, ResponseHeader, ShardId, TxnResponse,
 };
+use atoll_proto::{Event, EventType, KeyValue};
 use fjall::{Readable, Snapshot};
 
 /// The answer to an applied write.
@@ -33,20 +38,29 @@ pub enum WriteResponse {
     Txn(TxnResponse),
     /// Answer to a Compact.
     Compact(CompactionResponse),
+    /// Answer to a Close.
+    Close(atoll_proto::CloseResponse),
 }
 
-/// One shard's MVCC store. Cheap to clone: a storage handle, the shard id and its range.
+/// One shard's MVCC store. Cheap to clone: a storage handle, the shard id, its range and its
+/// watch hub (clones share one hub, so apply publishes to the watchers every clone serves).
 #[derive(Clone)]
 pub struct MvccStore {
     pub(super) storage: Storage,
     pub(super) shard: ShardId,
     pub(super) range: ShardRange,
+    pub(super) hub: WatchHub,
 }
 
 impl MvccStore {
     /// The store of `shard`, owning the keys of `range`, over the node's `storage`.
     pub fn new(storage: Storage, shard: ShardId, range: ShardRange) -> MvccStore {
-        MvccStore { storage, shard, range }
+        MvccStore { storage, shard, range, hub: WatchHub::default() }
+    }
+
+    /// The shard's watch hub: apply publishes every committed batch to it.
+    pub fn watch_hub(&self) -> &WatchHub {
+        &self.hub
     }
 
     /// The shard this store belongs to.
@@ -143,7 +157,11 @@ impl MvccStore {
             answers.push(batch.apply_entry(index, cmd)?);
         }
         // Nothing is written before this commit; `state` moves only once it succeeded.
-        *state = batch.commit()?;
+        let (new_state, history) = batch.commit()?;
+        *state = new_state;
+        // Published only once the batch is in the database, so a watcher that reads storage
+        // after seeing this revision finds everything up to it (watch/mod.rs).
+        self.hub.publish(new_state.revision, || published_changes(&history));
         Ok(answers)
     }
 
@@ -173,6 +191,39 @@ impl MvccStore {
         resp.header = ResponseHeader { revision: state.revision, ..Default::default() };
         Ok(resp)
     }
+}
+
+/// The changes of an apply batch in the order watchers receive them: by revision, then key
+/// (the change log's order, so history and live events agree).
+fn published_changes(history: &History) -> Vec<PublishedChange> {
+    let mut changes: Vec<(i64, &[u8], &Option<KeyValue>)> = history
+        .iter()
+        .flat_map(|(encoded, versions)| {
+            versions.iter().map(move |(revision, v)| (*revision, encoded.as_slice(), v))
+        })
+        .collect();
+    changes.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    changes
+        .into_iter()
+        .filter_map(|(revision, encoded, version)| {
+            let event = match version {
+                Some(kv) => Event { kind: EventType::Put, kv: kv.clone(), prev_kv: None },
+                None => match decode_key(encoded) {
+                    Ok(key) => Event {
+                        kind: EventType::Delete,
+                        kv: KeyValue { key, mod_revision: revision, ..Default::default() },
+                        prev_kv: None,
+                    },
+                    Err(e) => {
+                        // Apply encoded this key moments ago; this cannot fail short of a bug.
+                        tracing::error!(error = %e, "deleted key does not decode; event dropped");
+                        return None;
+                    }
+                },
+            };
+            Some(PublishedChange { revision, event })
+        })
+        .collect()
 }
 
 fn no_answer() -> AtollError {

@@ -38,6 +38,10 @@ pub(crate) fn check_shape(op: &WriteOp, max_txn_ops: Option<usize>) -> Result<()
         WriteOp::Put(put) => check_put(put),
         WriteOp::DeleteRange(del) => non_empty(&del.key),
         WriteOp::Compact(_) => Ok(()),
+        WriteOp::Close(c) if c.revision <= 0 => Err(AtollError::Malformed {
+            reason: format!("close at revision {}; it must be positive", c.revision),
+        }),
+        WriteOp::Close(_) => Ok(()),
         WriteOp::Txn(txn) => {
             let counts = max_txn_ops.map(|max| OpBudget { configured: max, remaining: max });
             check_txn(txn, counts, 0)?;
