@@ -11,7 +11,7 @@ use crate::core::raft_logger::raft_logger;
 use crate::core::replica_status::{ReadReady, ReplicaRole, ReplicaStatus};
 use crate::core::{Clock, PendingProposals, RevisionStamper};
 use crate::error::StorageError;
-use crate::limits::PENDING_PROPOSALS_MAX;
+use crate::limits::{PENDING_PROPOSALS_MAX, READ_INDEX_RETRY_TICKS};
 use crate::mvcc::{ApplyState, MvccStore};
 use crate::storage::RaftLogStore;
 use crate::storage::raft_log::bootstrap_conf_state;
@@ -59,6 +59,8 @@ pub struct ReplicaCore<W, R> {
     /// way), so batches unanswered for `READ_INDEX_RETRY_TICKS` are asked again under a new
     /// ID. A BTreeMap, so retries come out in one order on every run (simulation).
     pub(super) reads_unconfirmed: BTreeMap<u64, (u64, Vec<R>)>,
+    /// Ticks before an unanswered read index is asked again (backs off, see the limit).
+    pub(super) read_retry_ticks: u64,
     /// Ticks since the replica started.
     pub(super) ticks: u64,
     /// Reads with a confirmed index, waiting for apply to reach it (ascending index).
@@ -107,6 +109,7 @@ impl<W, R> ReplicaCore<W, R> {
             next_read_id: 1,
             reads_arrived: Vec::new(),
             reads_unconfirmed: BTreeMap::new(),
+            read_retry_ticks: READ_INDEX_RETRY_TICKS,
             ticks: 0,
             reads_unapplied: VecDeque::new(),
             persists_in_flight: 0,
