@@ -10,7 +10,7 @@ use crate::limits::{
 use crate::mvcc::ApplyState;
 use crate::storage::TruncatedState;
 use atoll_proto::NodeId;
-use atoll_proto::peer::ShardMessage;
+use atoll_proto::peer::{ShardMessage, ShardPayload};
 use raft::eraftpb::{Entry, Message as RaftMessage};
 use raft::{ReadState, StateRole, Storage as _};
 
@@ -95,11 +95,15 @@ impl<W, R> ReplicaCore<W, R> {
 
     fn send_messages(&mut self, messages: Vec<RaftMessage>) {
         for m in messages {
-            let to = NodeId(m.to);
-            let message = crate::peer_codec::to_wire(&m);
-            self.effects
-                .push(Effect::Send { to, msg: ShardMessage { shard: self.shard, message } });
+            let to = m.to;
+            self.send_payload(to, ShardPayload::Raft(crate::peer_codec::to_wire(&m)));
         }
+    }
+
+    /// Sends `message` to the replica `to` of this shard (replica IDs are node IDs).
+    pub(super) fn send_payload(&mut self, to: u64, message: ShardPayload) {
+        let msg = ShardMessage { shard: self.shard, message };
+        self.effects.push(Effect::Send { to: NodeId(to), msg });
     }
 
     fn forward_committed(&mut self, entries: Vec<Entry>) {
