@@ -13,7 +13,7 @@ use atoll_proto::peer::{ShardMessage, SnapshotHeader};
 use atoll_proto::shard_map::{ReplicaDescriptor, ReplicaRole, ShardMap};
 use atoll_proto::{AtollError, NativeRequest, NativeResponse, NodeId, ShardId};
 use atoll_router::shard_map::{bootstrap_map, validate};
-use atoll_shard::actors::{PeerSink, ReplicaActor, Step};
+use atoll_shard::actors::{PeerSink, PeerUnreachable, ReplicaActor, Step};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -155,6 +155,20 @@ impl PeerInbox for PeerBridge {
                 ),
             }
         }
+    }
+
+    fn peer_unreachable(&self, node: NodeId) {
+        let Some(replicas) = self.replicas.get() else { return };
+        // Every replica hears it and its core decides (only followers of a leader on that
+        // node act). A full mailbox misses it: that replica is busy with messages, each of
+        // which wakes it, and it then elects a leader on Raft's own timeout (D14).
+        let mut missed = 0usize;
+        for addr in replicas.values() {
+            if addr.try_send(PeerUnreachable(node)).is_err() {
+                missed += 1;
+            }
+        }
+        tracing::info!(peer = node.0, replicas = replicas.len(), missed, "peer unreachable");
     }
 
     fn snapshot(&self, header: &SnapshotHeader) -> Result<Box<dyn SnapshotSink>, SinkRefused> {

@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use atoll_proto::shard_map::{Member, ReplicaRole};
 use atoll_proto::{NodeId, ShardId};
 use atoll_shard::Storage;
-use atoll_shard::actors::{PublishedState, ReplicaActor, ReplicaDeps};
+use atoll_shard::actors::{PublishedState, ReplicaActor, ReplicaDeps, TickedReplica, TickerActor};
 use atoll_shard::apply_worker::{ApplyWorker, HeaderIdentity};
 use atoll_shard::config::ReplicaConfig;
 use atoll_shard::core::SystemClock;
@@ -110,10 +110,10 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             published: published.clone(),
             peers: bridge.clone(),
         })?;
-        replicas.push(replica);
+        replicas.push((replica, published.clone()));
         handles.insert(shard.id, (store, published));
     }
-    let addrs = start_actors(replicas)?;
+    let addrs = start_actors(replicas, cfg.heartbeat_interval)?;
     let handles: BTreeMap<ShardId, ShardHandle> = handles
         .into_iter()
         .zip(addrs)
@@ -161,9 +161,13 @@ fn advertised_hosts(cfg: &NodeConfig) -> Vec<String> {
         .collect()
 }
 
-/// Starts the actix system on its own thread with one arbiter per core and spreads the
-/// replicas over them; returns their addresses in the order given.
-fn start_actors(replicas: Vec<ReplicaActor>) -> anyhow::Result<Vec<actix::Addr<ReplicaActor>>> {
+/// Starts the actix system on its own thread with one arbiter per core, spreads the
+/// replicas over them and gives each arbiter one ticker for its replicas (DESIGN §3); returns
+/// the replicas' addresses in the order given.
+fn start_actors(
+    replicas: Vec<(ReplicaActor, Arc<PublishedState>)>,
+    tick_interval: std::time::Duration,
+) -> anyhow::Result<Vec<actix::Addr<ReplicaActor>>> {
     let (tx, rx) = std::sync::mpsc::channel();
     let arbiters_count = std::thread::available_parallelism().map_or(1, |n| n.get());
     std::thread::Builder::new().name("atoll-actors".into()).spawn(move || {
@@ -171,14 +175,23 @@ fn start_actors(replicas: Vec<ReplicaActor>) -> anyhow::Result<Vec<actix::Addr<R
         system.block_on(async move {
             let arbiters: Vec<actix::Arbiter> =
                 (0..arbiters_count).map(|_| actix::Arbiter::new()).collect();
+            let mut ticked: Vec<Vec<TickedReplica>> = arbiters.iter().map(|_| Vec::new()).collect();
             let addrs: Vec<_> = replicas
                 .into_iter()
                 .enumerate()
-                .map(|(i, replica)| {
+                .map(|(i, (replica, published))| {
                     let arbiter = &arbiters[i % arbiters.len()];
-                    ReplicaActor::start_in_arbiter(&arbiter.handle(), move |_| replica)
+                    let addr = ReplicaActor::start_in_arbiter(&arbiter.handle(), move |_| replica);
+                    let on_arbiter = addr.clone();
+                    ticked[i % arbiters.len()].push(TickedReplica { addr: on_arbiter, published });
+                    addr
                 })
                 .collect();
+            for (arbiter, replicas) in arbiters.iter().zip(ticked) {
+                TickerActor::start_in_arbiter(&arbiter.handle(), move |_| {
+                    TickerActor::new(tick_interval, replicas)
+                });
+            }
             let _ = tx.send(addrs);
         });
         if let Err(e) = system.run() {

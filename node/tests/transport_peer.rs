@@ -20,7 +20,7 @@ use atoll_proto::frame::{FRAME_HEADER_BYTES, FRAME_VERSION};
 use atoll_proto::limits::MAX_REQUEST_BYTES_DEFAULT;
 use atoll_proto::peer::{
     PeerFrame, RaftMessage, RaftMessageType, RaftSnapshot, RaftSnapshotMetadata, ShardMessage,
-    SnapshotChunk, SnapshotEnd, SnapshotHeader, forward_request_bytes_max,
+    ShardPayload, SnapshotChunk, SnapshotEnd, SnapshotHeader, forward_request_bytes_max,
 };
 use atoll_proto::{
     AtollError, KeyValue, LogIndex, NativeRequest, NativeResponse, NodeId, PutRequest, PutResponse,
@@ -62,6 +62,8 @@ struct Inbox {
     forwards_in_flight: Arc<AtomicUsize>,
     /// Opens (true) the gate held forwards wait behind.
     gate: watch::Sender<bool>,
+    /// Peers whose connection ended, in order.
+    unreachable: Arc<Mutex<Vec<NodeId>>>,
 }
 
 impl Inbox {
@@ -73,6 +75,7 @@ impl Inbox {
             aborted: Arc::default(),
             forwards_in_flight: Arc::default(),
             gate: watch::Sender::new(false),
+            unreachable: Arc::default(),
         }
     }
 }
@@ -98,6 +101,10 @@ impl Inbox {
         self.messages.lock().expect("lock").clone()
     }
 
+    fn unreachable(&self) -> Vec<NodeId> {
+        self.unreachable.lock().expect("lock").clone()
+    }
+
     fn count_from(&self, from: NodeId) -> usize {
         self.messages.lock().expect("lock").iter().filter(|(f, _)| *f == from).count()
     }
@@ -107,6 +114,10 @@ impl PeerInbox for Inbox {
     fn deliver(&self, from: NodeId, batch: Vec<ShardMessage>) {
         let mut messages = self.messages.lock().expect("lock");
         messages.extend(batch.into_iter().map(|m| (from, m)));
+    }
+
+    fn peer_unreachable(&self, node: NodeId) {
+        self.unreachable.lock().expect("lock").push(node);
     }
 
     fn snapshot(&self, header: &SnapshotHeader) -> Result<Box<dyn SnapshotSink>, SinkRefused> {
@@ -285,14 +296,14 @@ fn must_start_mesh(tls: &[TlsMaterial]) -> Vec<Node> {
 fn msg(shard: u64, from: u64, to: u64, index: u64) -> ShardMessage {
     ShardMessage {
         shard: ShardId(shard),
-        message: RaftMessage {
+        message: ShardPayload::Raft(RaftMessage {
             msg_type: RaftMessageType::Append,
             from,
             to,
             term: Term(1),
             index: LogIndex(index),
             ..Default::default()
-        },
+        }),
     }
 }
 
@@ -391,8 +402,14 @@ async fn a_peer_restarted_on_the_same_port_receives_again() {
     must_reach(&node1, NodeId(2), &node2.inbox, "node 1 reaches node 2").await;
     tracing::info!("phase: node 2 (the accepting side) restarts; node 1 re-dials it");
     let addr2 = node2.addr();
+    assert!(node1.inbox.unreachable().is_empty(), "nothing was lost yet");
     node2.transport.close().await;
     drop(node2);
+    // What wakes the shards node 2 led while they hibernate (decision D14).
+    must_wait_for("node 1 hears node 2 is unreachable", || {
+        node1.inbox.unreachable().contains(&NodeId(2))
+    })
+    .await;
     let node2 = must_restart(2, addr2, &tls[1], &[(1, node1.addr())]).await;
     must_reach(&node1, NodeId(2), &node2.inbox, "node 1 reaches restarted node 2").await;
     must_reach(&node2, NodeId(1), &node1.inbox, "restarted node 2 reaches node 1").await;
@@ -401,6 +418,10 @@ async fn a_peer_restarted_on_the_same_port_receives_again() {
     node1.transport.close().await;
     drop(node1);
     let node1 = must_restart(1, addr1, &tls[0], &[(2, addr2)]).await;
+    must_wait_for("node 2 hears node 1 was unreachable", || {
+        node2.inbox.unreachable().contains(&NodeId(1))
+    })
+    .await;
     must_reach(&node2, NodeId(1), &node1.inbox, "node 2 reaches restarted node 1").await;
     must_reach(&node1, NodeId(2), &node2.inbox, "restarted node 1 reaches node 2").await;
     assert!(node1.stats().connect_attempts >= 1);

@@ -158,13 +158,65 @@ pub struct RaftMessage {
     pub priority: i64,
 }
 
-/// A Raft message addressed to one shard's replica on the receiving node.
+/// A message addressed to one shard's replica on the receiving node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardMessage {
     /// The shard whose Raft group the message belongs to.
     pub shard: ShardId,
     /// The message.
-    pub message: RaftMessage,
+    pub message: ShardPayload,
+}
+
+/// What a [`ShardMessage`] carries: a Raft message, or one of the two hibernation messages
+/// the replicas of a shard exchange beside Raft (decision D11 in `docs/decisions.md`; TiKV's
+/// "hibernate region" carries its equivalents outside the Raft message the same way). `from`
+/// and `to` are replica IDs as in [`RaftMessage`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// Nearly every payload is a Raft message: boxing it would allocate once per message to save
+// memory on the rare hibernation messages.
+#[allow(clippy::large_enum_variant)]
+pub enum ShardPayload {
+    /// A raft-rs message.
+    Raft(RaftMessage),
+    /// The leader `from` stops ticking: at `term`, every replica has the log up to `index`
+    /// and it is committed. A follower whose log and commit index match stops ticking too;
+    /// any other answers [`ShardPayload::WakeUp`].
+    Hibernate {
+        /// The hibernating leader.
+        from: u64,
+        /// The follower.
+        to: u64,
+        /// The leader's term.
+        term: Term,
+        /// The leader's last (and committed) index.
+        index: LogIndex,
+    },
+    /// The replica `from` is awake and needs its leader `to` awake too (ticking, sending
+    /// heartbeats), so that it does not time out against a live leader.
+    WakeUp {
+        /// The replica that woke.
+        from: u64,
+        /// Its leader.
+        to: u64,
+        /// The sender's term.
+        term: Term,
+    },
+}
+
+impl Default for ShardPayload {
+    fn default() -> Self {
+        ShardPayload::Raft(RaftMessage::default())
+    }
+}
+
+impl ShardPayload {
+    /// The replica the payload is for.
+    pub fn to(&self) -> u64 {
+        match self {
+            ShardPayload::Raft(m) => m.to,
+            ShardPayload::Hibernate { to, .. } | ShardPayload::WakeUp { to, .. } => *to,
+        }
+    }
 }
 
 /// Upper bound of the bytes varint bincode spends on one `u64`-sized field.
@@ -178,7 +230,13 @@ impl ShardMessage {
     /// An upper bound of this message's encoded size, cheap to compute, so a sender can cut
     /// batches below [`PEER_FRAME_BYTES_MAX`] before encoding them.
     pub fn encoded_bytes_max(&self) -> usize {
-        let m = &self.message;
+        let m = match &self.message {
+            ShardPayload::Raft(m) => m,
+            // Four varint fields and the variant tag.
+            ShardPayload::Hibernate { .. } | ShardPayload::WakeUp { .. } => {
+                return MESSAGE_FIXED_BYTES_MAX;
+            }
+        };
         let entries: usize =
             m.entries.iter().map(|e| ENTRY_FIXED_BYTES_MAX + e.data.len() + e.context.len()).sum();
         let snapshot = m.snapshot.as_ref().map_or(0, |s| {
@@ -413,7 +471,7 @@ mod tests {
     fn full_message() -> ShardMessage {
         ShardMessage {
             shard: ShardId(7),
-            message: RaftMessage {
+            message: ShardPayload::Raft(RaftMessage {
                 msg_type: RaftMessageType::Append,
                 to: 2,
                 from: 1,
@@ -449,8 +507,29 @@ mod tests {
                 context: b"ctx".to_vec(),
                 deprecated_priority: 6,
                 priority: -3,
-            },
+            }),
         }
+    }
+
+    fn raft(msg: &ShardMessage) -> RaftMessage {
+        match &msg.message {
+            ShardPayload::Raft(m) => m.clone(),
+            other => panic!("not a raft message: {other:?}"),
+        }
+    }
+
+    fn hibernation_messages() -> [ShardMessage; 2] {
+        let hibernate = ShardPayload::Hibernate {
+            from: u64::MAX,
+            to: 2,
+            term: Term(u64::MAX),
+            index: LogIndex(u64::MAX),
+        };
+        let wake = ShardPayload::WakeUp { from: 3, to: u64::MAX, term: Term(u64::MAX) };
+        [
+            ShardMessage { shard: ShardId(u64::MAX), message: hibernate },
+            ShardMessage { shard: ShardId(1), message: wake },
+        ]
     }
 
     #[test]
@@ -458,11 +537,12 @@ mod tests {
         let frames = [
             PeerFrame::Hello { cluster_id: u64::MAX, from: NodeId(3) },
             PeerFrame::Raft(vec![full_message(), ShardMessage::default()]),
+            PeerFrame::Raft(hibernation_messages().to_vec()),
             PeerFrame::SnapshotHeader(Box::new(SnapshotHeader {
                 shard: ShardId(1),
                 from: NodeId(1),
                 to: NodeId(2),
-                message: full_message().message,
+                message: raft(&full_message()),
                 total_bytes: 1 << 40,
             })),
             PeerFrame::SnapshotChunk(SnapshotChunk::for_data(4096, b"abc")),
@@ -513,8 +593,8 @@ mod tests {
 
     #[test]
     fn the_size_bound_holds() {
-        let mut big = full_message();
-        big.message.entries = vec![
+        let mut big = raft(&full_message());
+        big.entries = vec![
             RaftEntry {
                 term: Term(u64::MAX),
                 index: LogIndex(u64::MAX),
@@ -523,10 +603,12 @@ mod tests {
             };
             3
         ];
-        big.message.term = Term(u64::MAX);
-        big.message.commit = LogIndex(u64::MAX);
-        big.message.priority = i64::MIN;
-        for msg in [full_message(), big, ShardMessage::default()] {
+        big.term = Term(u64::MAX);
+        big.commit = LogIndex(u64::MAX);
+        big.priority = i64::MIN;
+        let big = ShardMessage { shard: ShardId(u64::MAX), message: ShardPayload::Raft(big) };
+        let [hibernate, wake] = hibernation_messages();
+        for msg in [full_message(), big, ShardMessage::default(), hibernate, wake] {
             let encoded = encode_frame(&PeerFrame::Raft(vec![msg.clone()])).expect("encodes");
             let bound = msg.encoded_bytes_max();
             assert!(encoded.len() <= bound, "{} bytes above the bound {bound}", encoded.len());

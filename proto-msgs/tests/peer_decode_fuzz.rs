@@ -44,8 +44,16 @@ fn message() -> RaftMessage {
 
 fn samples() -> Vec<Vec<u8>> {
     let batch = vec![
-        ShardMessage { shard: ShardId(0), message: message() },
-        ShardMessage { shard: ShardId(9), message: RaftMessage::default() },
+        ShardMessage { shard: ShardId(0), message: ShardPayload::Raft(message()) },
+        ShardMessage { shard: ShardId(9), message: ShardPayload::default() },
+        ShardMessage {
+            shard: ShardId(3),
+            message: ShardPayload::Hibernate { from: 1, to: 2, term: Term(4), index: LogIndex(9) },
+        },
+        ShardMessage {
+            shard: ShardId(3),
+            message: ShardPayload::WakeUp { from: 2, to: 1, term: Term(4) },
+        },
     ];
     [
         PeerFrame::Hello { cluster_id: 0x1234_5678_9abc, from: NodeId(2) },

@@ -19,6 +19,9 @@ pub struct ReplicaConfig {
     pub max_inflight_msgs: usize,
     /// Most bytes of uncommitted entries a leader accepts before refusing proposals.
     pub max_uncommitted_bytes: u64,
+    /// Ticks a leader must find nothing to do before its shard hibernates (stops ticking and
+    /// heartbeating, decision D14); 0 never hibernates.
+    pub hibernate_idle_ticks: usize,
 }
 
 impl Default for ReplicaConfig {
@@ -32,6 +35,9 @@ impl Default for ReplicaConfig {
             max_size_per_msg_bytes: 1024 * 1024,
             max_inflight_msgs: 256,
             max_uncommitted_bytes: 128 * 1024 * 1024,
+            // One election timeout: long enough that a shard in use does not flap between
+            // hibernating and waking, short enough that an idle node soon stops paying for it.
+            hibernate_idle_ticks: 10,
         }
     }
 }

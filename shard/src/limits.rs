@@ -18,7 +18,10 @@ pub const COMPACTION_BATCH_VERSIONS_MAX: usize = 1_000;
 pub const COMPACTION_SCAN_RECORDS_MAX: usize = 10_000;
 
 /// Ticks a read index request may go unanswered before it is asked again (raft-rs drops
-/// requests it cannot serve instead of failing them).
+/// requests it cannot serve instead of failing them). Doubled after each retry that goes
+/// unanswered, up to [`READ_INDEX_RETRY_TICKS_MAX`], and back to this after an answer: with a
+/// fixed period, a round trip longer than it (a slow link, a loaded node) would make every
+/// answer arrive for a request already replaced, and the read would never complete.
 pub const READ_INDEX_RETRY_TICKS: u64 = 3;
 
 /// Events one watcher's live buffer holds before the watcher is marked lagging: its buffer is
@@ -36,3 +39,6 @@ pub const WATCH_STEP_BYTES_MAX: usize = 1024 * 1024;
 pub const WATCH_CATCH_UP_SCAN_RECORDS_MAX: usize = 10_000;
 /// Watchers one shard's watch hub serves; a create beyond it is refused as `Busy`.
 pub const WATCHERS_PER_SHARD_MAX: usize = 100_000;
+
+/// Longest wait before a read index request is asked again.
+pub const READ_INDEX_RETRY_TICKS_MAX: u64 = 24;

@@ -316,11 +316,11 @@ mod tests {
 
     #[test]
     fn a_message_survives_the_frame_codec() {
-        use atoll_proto::peer::{PEER_FRAME_BYTES_MAX, PeerFrame, ShardMessage};
+        use atoll_proto::peer::{PEER_FRAME_BYTES_MAX, PeerFrame, ShardMessage, ShardPayload};
         let m = full_message();
         let frame = PeerFrame::Raft(vec![ShardMessage {
             shard: atoll_proto::ShardId(3),
-            message: to_wire(&m),
+            message: ShardPayload::Raft(to_wire(&m)),
         }]);
         let bytes = atoll_proto::encode_frame(&frame).expect("encodes");
         let PeerFrame::Raft(mut batch) =
@@ -328,7 +328,8 @@ mod tests {
         else {
             panic!("decoded another frame kind");
         };
-        let back = from_wire(batch.remove(0).message).expect("converts back");
+        let ShardPayload::Raft(wire) = batch.remove(0).message else { panic!("not raft") };
+        let back = from_wire(wire).expect("converts back");
         assert_eq!(back, m);
     }
 }

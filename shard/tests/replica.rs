@@ -1,12 +1,14 @@
 //! A replica actor with its log writer and apply worker, no network: proposals are answered
 //! once durable and applied, reads right after start-up are answered (not dropped while the
-//! new leader has not committed its first entry), and state survives a restart.
+//! new leader has not committed its first entry), state survives a restart, and with its
+//! arbiter's ticker an idle replica hibernates and a write wakes it (decision D14).
 
 use actix::Actor;
 use atoll_proto::{PutRequest, RangeRequest, ShardId, WriteOp};
 use atoll_shard::Storage;
 use atoll_shard::actors::{
     GetStatus, Propose, PublishedState, ReadIndex, ReplicaActor, ReplicaDeps, ReplicaRole,
+    TickedReplica, TickerActor,
 };
 use atoll_shard::apply_worker::{ApplyWorker, HeaderIdentity};
 use atoll_shard::config::ReplicaConfig;
@@ -19,17 +21,15 @@ use tokio::sync::oneshot;
 
 const SHARD: ShardId = ShardId(1);
 const DEADLINE: Duration = Duration::from_secs(5);
+const TICK: Duration = Duration::from_millis(20);
 
-fn must_start(storage: &Storage) -> (actix::Addr<ReplicaActor>, MvccStore) {
+fn must_start(storage: &Storage) -> (actix::Addr<ReplicaActor>, MvccStore, Arc<PublishedState>) {
     let fatal = |e: &atoll_shard::StorageError| panic!("storage failed: {e}");
     let log_writer = LogWriter::spawn(storage.clone(), Box::new(fatal)).expect("log writer");
     let applier = ApplyWorker::spawn(Box::new(fatal)).expect("apply worker");
     let store = MvccStore::new(storage.clone(), SHARD, ShardRange::all());
-    let config = ReplicaConfig {
-        node_id: 7,
-        tick_interval: Duration::from_millis(20),
-        ..ReplicaConfig::default()
-    };
+    let config = ReplicaConfig { node_id: 7, tick_interval: TICK, ..ReplicaConfig::default() };
+    let published = Arc::new(PublishedState::default());
     let replica = ReplicaActor::new(ReplicaDeps {
         shard: SHARD,
         config,
@@ -40,11 +40,19 @@ fn must_start(storage: &Storage) -> (actix::Addr<ReplicaActor>, MvccStore) {
         log_writer,
         applier,
         clock: Arc::new(SystemClock),
-        published: Arc::new(PublishedState::default()),
+        published: published.clone(),
         peers: Arc::new(atoll_shard::actors::NoPeers),
     })
     .expect("replica");
-    (replica.start(), store)
+    (replica.start(), store, published)
+}
+
+async fn must_wait_for(what: &str, cond: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "{what}: not within {DEADLINE:?}");
+        tokio::time::sleep(TICK).await;
+    }
 }
 
 async fn must_read_index(addr: &actix::Addr<ReplicaActor>) {
@@ -75,7 +83,7 @@ async fn reads_at_start_up_writes_and_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let storage = Storage::open(dir.path(), 1 << 20).expect("open");
     eprintln!("phase: a read sent before the first election completes is answered");
-    let (addr, store) = must_start(&storage);
+    let (addr, store, _) = must_start(&storage);
     must_read_index(&addr).await;
     eprintln!("phase: writes are answered with increasing revisions");
     let r1 = must_put(&addr, "a", "1").await;
@@ -94,12 +102,23 @@ async fn reads_at_start_up_writes_and_restart() {
     eprintln!("phase: a second replica on the same storage (a restart) keeps log and data");
     addr.do_send(StopForTest);
     drop(addr);
-    let (addr, _store) = must_start(&storage);
+    let (addr, _store, published) = must_start(&storage);
     must_read_index(&addr).await;
     let r3 = must_put(&addr, "a", "3").await;
     assert!(r3 > r2, "revisions keep increasing across a restart");
     let status = addr.send(GetStatus).await.expect("status");
     assert!(status.term >= 2, "a new term after restart");
+
+    eprintln!("phase: ticked by a ticker, the idle replica hibernates; a write wakes it");
+    assert!(!published.is_hibernating(), "nothing ticked it yet");
+    let ticked = vec![TickedReplica { addr: addr.clone(), published: published.clone() }];
+    let _ticker = TickerActor::new(TICK, ticked).start();
+    must_wait_for("the idle replica hibernates", || published.is_hibernating()).await;
+    assert!(addr.send(GetStatus).await.expect("status").hibernating);
+    let r4 = must_put(&addr, "a", "4").await;
+    assert!(r4 > r3);
+    must_read_index(&addr).await;
+    must_wait_for("it hibernates again", || published.is_hibernating()).await;
 }
 
 /// Stops an actor (test only).

@@ -263,6 +263,22 @@ impl NodeService {
             "gauge",
             hubs().map(|hub| hub.buffered_events()).sum::<usize>().to_string(),
         ));
+        let (replicas, hibernating) =
+            inner.shards.handles().fold((0u64, 0u64), |(all, h), (_, s)| {
+                (all + 1, h + u64::from(s.published.is_hibernating()))
+            });
+        samples.push((
+            "atoll_shard_replicas",
+            "Replicas this node hosts.",
+            "gauge",
+            replicas.to_string(),
+        ));
+        samples.push((
+            "atoll_shard_replicas_hibernating",
+            "Replicas that hibernate: their shard is idle and they do not tick (decision D14).",
+            "gauge",
+            hibernating.to_string(),
+        ));
         samples.push((
             "atoll_server_forwarded_total",
             "Writes forwarded to the node leading their shard.",

@@ -3,7 +3,7 @@
 use crate::apply_worker::{Applied, WriteReply};
 use actix::Message;
 use atoll_proto::{AtollError, WriteOp};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use crate::core::{ReadReady, ReplicaRole, ReplicaStatus};
 
@@ -37,10 +37,22 @@ pub struct Persisted {
     pub messages: Vec<raft::eraftpb::Message>,
 }
 
-/// A Raft message from the replica of the same shard on another node.
+/// A message from the replica of the same shard on another node.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Step(pub atoll_proto::peer::RaftMessage);
+pub struct Step(pub atoll_proto::peer::ShardPayload);
+
+/// One Raft tick, from the ticker of the replica's arbiter; a hibernating replica is not
+/// sent any (decision D14).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Tick;
+
+/// The peer transport lost its connection to `0`: replicas whose leader lives there wake
+/// and elect another (decision D14).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PeerUnreachable(pub atoll_proto::NodeId);
 
 /// Old log entries were deleted up to this state.
 #[derive(Message)]
@@ -58,11 +70,13 @@ pub struct AppliedMsg(pub Applied);
 pub struct GetStatus;
 
 /// Scalars a replica publishes for lock-free readers (the request service fills response
-/// headers of serializable reads from them without a mailbox round trip).
+/// headers of serializable reads from them without a mailbox round trip; the ticker of the
+/// replica's arbiter skips it while it hibernates).
 #[derive(Debug, Default)]
 pub struct PublishedState {
     term: AtomicU64,
     leader: AtomicU64,
+    hibernating: AtomicBool,
 }
 
 impl PublishedState {
@@ -76,8 +90,17 @@ impl PublishedState {
         self.leader.load(Ordering::Relaxed)
     }
 
+    /// Whether the replica hibernates: it needs no ticks until something wakes it.
+    pub fn is_hibernating(&self) -> bool {
+        self.hibernating.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn publish(&self, term: u64, leader: u64) {
         self.term.store(term, Ordering::Relaxed);
         self.leader.store(leader, Ordering::Relaxed);
+    }
+
+    pub(crate) fn publish_hibernating(&self, hibernating: bool) {
+        self.hibernating.store(hibernating, Ordering::Relaxed);
     }
 }

@@ -4,7 +4,9 @@ pub mod messages;
 pub mod peers;
 pub mod replica_actor;
 mod replica_ready;
+pub mod ticker_actor;
 
 pub use messages::*;
 pub use peers::{NoPeers, PeerSink};
 pub use replica_actor::{ReplicaActor, ReplicaDeps};
+pub use ticker_actor::{TickedReplica, TickerActor};

@@ -111,6 +111,13 @@ impl ReplicaActor {
         self.retry_unsent();
     }
 
+    /// Tells the ticker whether this replica needs ticks: not while its core hibernates and
+    /// no task waits for room in the log writer's or the apply worker's queue.
+    pub(super) fn publish_hibernation(&self) {
+        let idle = self.unsent_log.is_empty() && self.unsent_apply.is_empty();
+        self.published.publish_hibernating(self.core.is_hibernating() && idle);
+    }
+
     pub(super) fn schedule_ready(&mut self, ctx: &mut Context<Self>) {
         if !self.ready_scheduled {
             self.ready_scheduled = true;
@@ -130,11 +137,7 @@ impl Actor for ReplicaActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(REPLICA_MAILBOX_MAX);
         self.register_with_applier(ctx);
-        ctx.run_interval(self.config.tick_interval, |act, ctx| {
-            act.core.tick();
-            act.perform(ctx);
-            act.retry_unsent();
-        });
+        // Ticks come from the ticker of this arbiter (`TickerActor`), not a timer per replica.
         self.core.start();
         self.perform(ctx);
         tracing::info!(
@@ -186,6 +189,29 @@ impl Handler<Step> for ReplicaActor {
 
     fn handle(&mut self, Step(wire): Step, ctx: &mut Context<Self>) {
         self.core.step(wire);
+        self.perform(ctx);
+    }
+}
+
+impl Handler<Tick> for ReplicaActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
+        // The ticker may have read the flag just before the replica hibernated.
+        self.core.tick();
+        self.perform(ctx);
+        // Tasks a full queue refused are retried on ticks: a replica holding some keeps
+        // being ticked even while its core hibernates (`publish_hibernation`).
+        self.retry_unsent();
+        self.publish_hibernation();
+    }
+}
+
+impl Handler<PeerUnreachable> for ReplicaActor {
+    type Result = ();
+
+    fn handle(&mut self, PeerUnreachable(node): PeerUnreachable, ctx: &mut Context<Self>) {
+        self.core.on_peer_unreachable(node);
         self.perform(ctx);
     }
 }

@@ -36,6 +36,7 @@ impl ReplicaActor {
         if self.core.wants_ready() {
             self.schedule_ready(ctx);
         }
+        self.publish_hibernation();
     }
 
     /// Hands queued tasks to the log writer and the apply worker, in order, until one of the

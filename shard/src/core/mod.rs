@@ -6,6 +6,9 @@ pub mod effects;
 pub mod proposals;
 pub mod raft_logger;
 pub mod replica_core;
+mod replica_core_hibernate;
+#[cfg(test)]
+mod replica_core_hibernate_tests;
 mod replica_core_ready;
 #[cfg(test)]
 mod replica_core_tests;
@@ -16,5 +19,6 @@ pub use clock::{Clock, SystemClock};
 pub use effects::{Effect, LogWrite, LogWriteDone};
 pub use proposals::{PendingProposal, PendingProposals};
 pub use replica_core::{PENDING_READS_MAX, ReplicaCore, ReplicaCoreDeps};
+pub use replica_core_hibernate::Hibernation;
 pub use replica_status::{ReadReady, ReplicaRole, ReplicaStatus};
 pub use revision::RevisionStamper;

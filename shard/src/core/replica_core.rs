@@ -3,18 +3,20 @@
 //! log). Events go in through methods; what to do comes out as [`Effect`]s. The replica actor
 //! is a shell that feeds it and performs the effects; the deterministic simulation
 //! (`shard/tests/sim/`) drives the very same core, so what it checks is what the node runs.
-//! Ready handling lives in `replica_core_ready.rs`.
+//! Ready handling lives in `replica_core_ready.rs`, hibernation in `replica_core_hibernate.rs`.
 
 use crate::config::ReplicaConfig;
 use crate::core::effects::Effect;
 use crate::core::raft_logger::raft_logger;
+use crate::core::replica_core_hibernate::{Hibernation, WakeReason};
 use crate::core::replica_status::{ReadReady, ReplicaRole, ReplicaStatus};
 use crate::core::{Clock, PendingProposals, RevisionStamper};
 use crate::error::StorageError;
-use crate::limits::PENDING_PROPOSALS_MAX;
+use crate::limits::{PENDING_PROPOSALS_MAX, READ_INDEX_RETRY_TICKS};
 use crate::mvcc::{ApplyState, MvccStore};
 use crate::storage::RaftLogStore;
 use crate::storage::raft_log::bootstrap_conf_state;
+use atoll_proto::peer::ShardPayload;
 use atoll_proto::{AtollError, NodeId, RaftCommand, ShardId, WriteOp, frame};
 use raft::{RawNode, StateRole};
 use std::collections::{BTreeMap, VecDeque};
@@ -41,7 +43,11 @@ pub struct ReplicaCoreDeps<'a> {
 pub struct ReplicaCore<W, R> {
     pub(super) shard: ShardId,
     pub(super) node_id: u64,
-    election_ticks: usize,
+    pub(super) election_ticks: usize,
+    /// Idle ticks before a leader hibernates its shard; 0: never.
+    pub(super) hibernate_idle_ticks: usize,
+    /// Whether the replica ticks (decision D14).
+    pub(super) hibernation: Hibernation,
     pub(super) raw: RawNode<RaftLogStore>,
     clock: Arc<dyn Clock>,
     pub(super) stamper: RevisionStamper,
@@ -59,6 +65,8 @@ pub struct ReplicaCore<W, R> {
     /// way), so batches unanswered for `READ_INDEX_RETRY_TICKS` are asked again under a new
     /// ID. A BTreeMap, so retries come out in one order on every run (simulation).
     pub(super) reads_unconfirmed: BTreeMap<u64, (u64, Vec<R>)>,
+    /// Ticks before an unanswered read index is asked again (backs off, see the limit).
+    pub(super) read_retry_ticks: u64,
     /// Ticks since the replica started.
     pub(super) ticks: u64,
     /// Reads with a confirmed index, waiting for apply to reach it (ascending index).
@@ -97,6 +105,8 @@ impl<W, R> ReplicaCore<W, R> {
             shard,
             node_id: config.node_id,
             election_ticks: config.election_ticks,
+            hibernate_idle_ticks: config.hibernate_idle_ticks,
+            hibernation: Hibernation::Awake { idle_ticks: 0 },
             raw,
             clock,
             stamper,
@@ -107,6 +117,7 @@ impl<W, R> ReplicaCore<W, R> {
             next_read_id: 1,
             reads_arrived: Vec::new(),
             reads_unconfirmed: BTreeMap::new(),
+            read_retry_ticks: READ_INDEX_RETRY_TICKS,
             ticks: 0,
             reads_unapplied: VecDeque::new(),
             persists_in_flight: 0,
@@ -131,6 +142,7 @@ impl<W, R> ReplicaCore<W, R> {
     /// A client write, already validated. Its answer comes from apply, or as
     /// [`Effect::WriteFailed`] when it is refused or replaced by another leader's entry.
     pub fn propose(&mut self, op: WriteOp, reply: W) {
+        self.wake(WakeReason::Local);
         if self.raw.raft.state != StateRole::Leader {
             let err = self.not_leader();
             self.effects.push(Effect::WriteFailed(reply, err));
@@ -171,6 +183,7 @@ impl<W, R> ReplicaCore<W, R> {
 
     /// A linearizable read asks for a read index (Raft §6.4); answered once applied locally.
     pub fn read_index(&mut self, reply: R) {
+        self.wake(WakeReason::Local);
         if self.raw.raft.leader_id == 0 {
             let err = AtollError::NoLeader { shard: self.shard };
             self.effects.push(Effect::ReadDone(reply, Err(err)));
@@ -185,8 +198,30 @@ impl<W, R> ReplicaCore<W, R> {
         self.ready_wanted = true;
     }
 
-    /// A Raft message from the replica of the same shard on another node.
-    pub fn step(&mut self, wire: atoll_proto::peer::RaftMessage) {
+    /// A message from the replica of the same shard on another node. Any message wakes a
+    /// hibernating replica, except the leader's request to hibernate.
+    pub fn step(&mut self, payload: ShardPayload) {
+        if payload.to() != self.node_id {
+            let to = payload.to();
+            tracing::warn!(shard_id = self.shard.0, to, "raft message for another node");
+            return;
+        }
+        let wire = match payload {
+            ShardPayload::Raft(wire) => wire,
+            ShardPayload::Hibernate { from, term, index, .. } => {
+                self.on_hibernate(from, term.0, index.0);
+                return;
+            }
+            ShardPayload::WakeUp { from, .. } => {
+                self.wake(WakeReason::Message { from });
+                return;
+            }
+        };
+        // Before stepping: a replica that did not tick must restart its election count
+        // before Raft judges a vote request against its lease (D14).
+        if !self.answers_asleep(&wire) {
+            self.wake(WakeReason::Message { from: wire.from });
+        }
         let msg = match crate::peer_codec::from_wire(wire) {
             Ok(msg) => msg,
             Err(e) => {
@@ -194,10 +229,6 @@ impl<W, R> ReplicaCore<W, R> {
                 return;
             }
         };
-        if msg.to != self.node_id {
-            tracing::warn!(shard_id = self.shard.0, to = msg.to, "raft message for another node");
-            return;
-        }
         if let Err(e) = self.raw.step(msg) {
             // Messages from unknown peers or stale terms: Raft's business, never fatal.
             tracing::debug!(shard_id = self.shard.0, error = %e, "raft step refused a message");
@@ -205,8 +236,12 @@ impl<W, R> ReplicaCore<W, R> {
         self.ready_wanted = true;
     }
 
-    /// One Raft tick.
+    /// One Raft tick. A hibernating replica ignores it; an idle leader hibernates instead
+    /// (D14).
     pub fn tick(&mut self) {
+        if self.is_hibernating() || self.hibernate_if_idle() {
+            return;
+        }
         self.raw.tick();
         self.ticks += 1;
         self.retry_stale_reads();
@@ -273,10 +308,11 @@ impl<W, R> ReplicaCore<W, R> {
             revision: self.revision,
             compact_revision: self.compact_revision,
             is_learner: self.raw.store().conf_state().learners.contains(&self.node_id),
+            hibernating: self.is_hibernating(),
         }
     }
 
-    fn reads_pending(&self) -> usize {
+    pub(super) fn reads_pending(&self) -> usize {
         let unconfirmed: usize = self.reads_unconfirmed.values().map(|(_, r)| r.len()).sum();
         self.reads_arrived.len() + unconfirmed + self.reads_unapplied.len()
     }

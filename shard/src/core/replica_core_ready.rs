@@ -4,11 +4,13 @@
 
 use crate::core::effects::{Effect, LogWrite, LogWriteDone};
 use crate::core::replica_core::ReplicaCore;
-use crate::limits::{RAFT_LOG_RETAINED_ENTRIES, READ_INDEX_RETRY_TICKS};
+use crate::limits::{
+    RAFT_LOG_RETAINED_ENTRIES, READ_INDEX_RETRY_TICKS, READ_INDEX_RETRY_TICKS_MAX,
+};
 use crate::mvcc::ApplyState;
 use crate::storage::TruncatedState;
 use atoll_proto::NodeId;
-use atoll_proto::peer::ShardMessage;
+use atoll_proto::peer::{ShardMessage, ShardPayload};
 use raft::eraftpb::{Entry, Message as RaftMessage};
 use raft::{ReadState, StateRole, Storage as _};
 
@@ -93,11 +95,15 @@ impl<W, R> ReplicaCore<W, R> {
 
     fn send_messages(&mut self, messages: Vec<RaftMessage>) {
         for m in messages {
-            let to = NodeId(m.to);
-            let message = crate::peer_codec::to_wire(&m);
-            self.effects
-                .push(Effect::Send { to, msg: ShardMessage { shard: self.shard, message } });
+            let to = m.to;
+            self.send_payload(to, ShardPayload::Raft(crate::peer_codec::to_wire(&m)));
         }
+    }
+
+    /// Sends `message` to the replica `to` of this shard (replica IDs are node IDs).
+    pub(super) fn send_payload(&mut self, to: u64, message: ShardPayload) {
+        let msg = ShardMessage { shard: self.shard, message };
+        self.effects.push(Effect::Send { to: NodeId(to), msg });
     }
 
     fn forward_committed(&mut self, entries: Vec<Entry>) {
@@ -125,16 +131,21 @@ impl<W, R> ReplicaCore<W, R> {
         self.reads_unconfirmed.insert(id, (self.ticks, batch));
     }
 
-    /// Puts read batches whose read index went unanswered for `READ_INDEX_RETRY_TICKS`
-    /// back in line for a new request; an answer to the old ID is then ignored.
+    /// Puts read batches whose read index went unanswered for `read_retry_ticks` back in
+    /// line for a new request; an answer to the old ID is then ignored. Each retry doubles
+    /// the wait (`READ_INDEX_RETRY_TICKS_MAX` at most) until an answer arrives.
     pub(super) fn retry_stale_reads(&mut self) {
         let now = self.ticks;
+        let wait = self.read_retry_ticks;
         let stale: Vec<u64> = self
             .reads_unconfirmed
             .iter()
-            .filter(|(_, (asked, _))| now.saturating_sub(*asked) >= READ_INDEX_RETRY_TICKS)
+            .filter(|(_, (asked, _))| now.saturating_sub(*asked) >= wait)
             .map(|(id, _)| *id)
             .collect();
+        if !stale.is_empty() {
+            self.read_retry_ticks = (wait * 2).min(READ_INDEX_RETRY_TICKS_MAX);
+        }
         for id in stale {
             if let Some((_, replies)) = self.reads_unconfirmed.remove(&id) {
                 self.reads_arrived.extend(replies);
@@ -148,6 +159,7 @@ impl<W, R> ReplicaCore<W, R> {
             let Some((_, replies)) = self.reads_unconfirmed.remove(&u64::from_be_bytes(id)) else {
                 continue;
             };
+            self.read_retry_ticks = READ_INDEX_RETRY_TICKS;
             for reply in replies {
                 if rs.index <= self.applied_index {
                     self.answer_read(reply);

@@ -45,4 +45,6 @@ pub struct ReplicaStatus {
     pub compact_revision: i64,
     /// Whether this replica is a learner.
     pub is_learner: bool,
+    /// Whether the replica hibernates (does not tick, decision D14).
+    pub hibernating: bool,
 }

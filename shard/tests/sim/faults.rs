@@ -19,7 +19,13 @@ impl World {
         if !self.net.is_partitioned() && self.rng.chance(p.partition_per_mille) {
             let groups: BTreeMap<u64, u64> =
                 (1..=p.nodes).map(|id| (id, self.rng.below(2))).collect();
+            // Each side's transport gives up on the other side's nodes, if it lasts.
+            let lost: Vec<u64> = (1..=p.nodes).filter(|id| groups[id] != groups[&1]).collect();
+            let kept: Vec<u64> = (1..=p.nodes).filter(|id| groups[id] == groups[&1]).collect();
             self.net.partition(groups);
+            for (side, other) in [(&lost, &kept), (&kept, &lost)] {
+                self.schedule_unreachable_between(side, other);
+            }
             self.stats.partitions += 1;
         } else if self.net.is_partitioned() && self.rng.chance(p.heal_per_mille) {
             self.net.heal();
@@ -48,11 +54,26 @@ impl World {
         let id = self.nodes[i].id;
         self.nodes[i].crash();
         self.net.forget(id);
+        self.schedule_unreachable(id, false);
         self.stats.crashes += 1;
         let lost: Vec<u64> =
             self.requests.iter().filter(|(_, r)| r.node == id).map(|(k, _)| *k).collect();
         for req in lost {
             self.give_up(req);
+        }
+    }
+
+    /// The nodes in `observers` will report each node in `lost` unreachable (if the partition
+    /// between them lasts).
+    fn schedule_unreachable_between(&mut self, observers: &[u64], lost: &[u64]) {
+        let at = self.now + self.params.unreachable_after_ms;
+        for &o in observers {
+            for &l in lost {
+                let observer = o as usize - 1;
+                let report =
+                    crate::world::UnreachableReport { at, observer, lost: l, by_partition: true };
+                self.unreachable_reports.push(report);
+            }
         }
     }
 

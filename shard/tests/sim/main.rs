@@ -33,6 +33,7 @@ mod net;
 mod node;
 mod params;
 mod rng;
+mod scenario;
 mod world;
 mod world_clients;
 
@@ -91,6 +92,8 @@ fn add(total: &mut Stats, s: &Stats) {
     total.state_comparisons += s.state_comparisons;
     total.messages += s.messages;
     total.dropped += s.dropped;
+    total.hibernating += s.hibernating;
+    total.awake_ticks += s.awake_ticks;
 }
 
 #[test]
@@ -138,6 +141,34 @@ fn simulated_clusters_keep_their_invariants() {
         assert!(total.ok > total.ops / 4, "too few operations succeeded: {total:?}");
         assert!(total.state_comparisons > 0 && total.crashes > 0 && total.partitions > 0);
     }
+}
+
+/// Hibernation (decision D14), step by step on calm clusters: see `scenario.rs`. Seeds from
+/// `ATOLL_SIM_SEEDS` as above (the default 0..200 runs 0..20 here: each seed is long).
+#[test]
+fn hibernated_shards_wake_on_traffic_and_elect_a_new_leader_after_a_crash() {
+    let seeds = seeds_from_env();
+    let seeds = if seeds == DEFAULT_SEEDS { 0..20 } else { seeds };
+    let mut failures = Vec::new();
+    let mut worst_failover_ms = 0;
+    for seed in seeds.clone() {
+        let outcome = World::new_calm(seed).and_then(World::run_hibernation_scenario);
+        match outcome {
+            Ok((_, s)) => {
+                eprintln!("hibernation seed {seed}: {s:?}");
+                worst_failover_ms = worst_failover_ms.max(s.failover_ms);
+            }
+            Err(e) => failures.push((seed, e)),
+        }
+    }
+    for (seed, e) in &failures {
+        eprintln!(
+            "\nhibernation seed {seed} FAILED: {e}\nreplay: ATOLL_SIM_SEED={seed} cargo test -p \
+             atoll-shard --test sim hibernated -- --nocapture"
+        );
+    }
+    eprintln!("hibernation seeds {seeds:?}: worst failover {worst_failover_ms} ms");
+    assert!(failures.is_empty(), "{} hibernation seeds failed (see above)", failures.len());
 }
 
 /// The history checker itself: it refuses a read of an overwritten value and accepts the same

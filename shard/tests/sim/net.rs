@@ -90,6 +90,10 @@ impl Network {
         self.groups.clear();
     }
 
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.is_empty()
+    }
+
     pub fn is_partitioned(&self) -> bool {
         !self.groups.is_empty()
     }
@@ -99,7 +103,7 @@ impl Network {
         self.in_flight.retain(|_, e| e.from != node && e.to != node);
     }
 
-    fn connected(&self, a: u64, b: u64) -> bool {
+    pub fn connected(&self, a: u64, b: u64) -> bool {
         self.groups.get(&a).copied().unwrap_or(0) == self.groups.get(&b).copied().unwrap_or(0)
     }
 }

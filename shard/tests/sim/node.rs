@@ -12,7 +12,7 @@ use crate::disk::{decode_command, write_log_batch};
 use crate::net::Envelope;
 use crate::rng::{Rng, mix};
 use atoll_proto::peer::ShardMessage;
-use atoll_proto::{AtollError, RaftCommand, RangeRequest, RangeResponse, ShardId, WriteOp};
+use atoll_proto::{AtollError, NodeId, RaftCommand, RangeRequest, RangeResponse, ShardId, WriteOp};
 use atoll_shard::Storage;
 use atoll_shard::config::ReplicaConfig;
 use atoll_shard::core::{
@@ -91,6 +91,8 @@ pub struct SimNode {
     pub leaders_seen: Vec<(ShardId, u64)>,
     pub clock: Arc<SimClock>,
     election_ticks: usize,
+    /// Ticks taken by replicas that were not hibernating.
+    pub awake_ticks: u64,
 }
 
 impl SimNode {
@@ -109,6 +111,7 @@ impl SimNode {
             leaders_seen: Vec::new(),
             clock: Arc::new(SimClock::default()),
             election_ticks,
+            awake_ticks: 0,
         }
     }
 
@@ -166,11 +169,29 @@ impl SimNode {
         self.with_core(msg.shard, |c| c.step(msg.message));
     }
 
+    /// One tick of every replica: a hibernating core ignores it, as the node's ticker skips
+    /// a hibernating replica. Counts the ticks of awake replicas.
     pub fn tick(&mut self) {
         let ids: Vec<ShardId> = self.replicas.keys().copied().collect();
         for shard in ids {
+            if self.replicas.get(&shard).is_some_and(|r| !r.core.is_hibernating()) {
+                self.awake_ticks += 1;
+            }
             self.with_core(shard, Core::tick);
         }
+    }
+
+    /// The transport lost its connection to node `lost` (what `PeerBridge` reports).
+    pub fn peer_unreachable(&mut self, lost: u64) {
+        let ids: Vec<ShardId> = self.replicas.keys().copied().collect();
+        for shard in ids {
+            self.with_core(shard, |c| c.on_peer_unreachable(NodeId(lost)));
+        }
+    }
+
+    /// Whether the replica of `shard` here hibernates (false when the node is down).
+    pub fn is_hibernating(&self, shard: ShardId) -> bool {
+        self.replicas.get(&shard).is_some_and(|r| r.core.is_hibernating())
     }
 
     /// Processes a Ready on every replica that wants one.

@@ -27,6 +27,9 @@ pub struct Params {
     /// A client gives up after this long: the outcome is then unknown.
     pub timeout_ms: u64,
     pub think_ms_max: u64,
+    /// How long a node's transport takes to report a peer it lost (a crash, a partition
+    /// that lasts): the real one's QUIC idle timeout is 5 election timeouts (D9, D14).
+    pub unreachable_after_ms: u64,
 }
 
 /// How often faults are drawn during the chaos phase.
@@ -57,6 +60,8 @@ impl Params {
             apply_per_mille: rng.between(300, 900),
             timeout_ms: rng.between(200, 500),
             think_ms_max: rng.between(0, 20),
+            // Drawn last, so the draws above stay what they were before hibernation.
+            unreachable_after_ms: rng.between(10, 500),
         }
     }
 }

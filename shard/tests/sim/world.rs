@@ -35,6 +35,20 @@ pub struct Stats {
     pub state_comparisons: u64,
     pub messages: u64,
     pub dropped: u64,
+    /// Replicas hibernating at the end of the quiesce phase (all of them, or the run fails).
+    pub hibernating: u64,
+    /// Ticks replicas took while awake, over the run.
+    pub awake_ticks: u64,
+}
+
+/// A node's transport reporting a lost peer, due at `at`. A report caused by a partition
+/// is made only if the partition still separates the two then (a connection whose packets
+/// flow again before its idle timeout is not lost); one caused by a crash always is.
+pub struct UnreachableReport {
+    pub at: u64,
+    pub observer: usize,
+    pub lost: u64,
+    pub by_partition: bool,
 }
 
 pub struct World {
@@ -54,6 +68,7 @@ pub struct World {
     pub next_value: u64,
     pub down_until: BTreeMap<u64, u64>,
     pub skew_micros: Vec<i64>,
+    pub unreachable_reports: Vec<UnreachableReport>,
     election: ElectionSafety,
     log: LogMatching,
     state: StateMachineSafety,
@@ -99,6 +114,7 @@ impl World {
             next_value: 1,
             down_until: BTreeMap::new(),
             skew_micros,
+            unreachable_reports: Vec::new(),
             election: ElectionSafety::default(),
             log: LogMatching::default(),
             state: StateMachineSafety::default(),
@@ -110,12 +126,17 @@ impl World {
         (1..=self.params.nodes).collect()
     }
 
-    /// Runs the whole simulation and every check; the first violation ends the run.
-    pub fn run(mut self) -> Result<Stats, String> {
+    pub fn start_all(&mut self) -> Result<(), String> {
         let voters = self.voters();
         for node in &mut self.nodes {
             node.start(&self.shards, &voters)?;
         }
+        Ok(())
+    }
+
+    /// Runs the whole simulation and every check; the first violation ends the run.
+    pub fn run(mut self) -> Result<Stats, String> {
+        self.start_all()?;
         let end = self.params.chaos_ms + self.params.quiesce_ms;
         while self.now < end {
             self.now += 1;
@@ -125,13 +146,14 @@ impl World {
         self.finish()
     }
 
-    fn step(&mut self) -> Result<(), String> {
+    pub fn step(&mut self) -> Result<(), String> {
         if self.now == self.params.chaos_ms {
             self.calm()?;
         } else if self.now < self.params.chaos_ms && self.now.is_multiple_of(FAULT_EVERY_MS) {
             self.inject_faults();
         }
         self.restart_due()?;
+        self.report_unreachable_due();
         for (i, node) in self.nodes.iter().enumerate() {
             let micros = CLOCK_ORIGIN_MICROS + self.now as i64 * 1_000 + self.skew_micros[i];
             node.clock.set(micros);
@@ -182,9 +204,10 @@ impl World {
         Ok(())
     }
 
-    /// After the quiesce phase: every shard converged, and every check passes.
-    fn finish(mut self) -> Result<Stats, String> {
+    /// After the quiesce phase: every shard converged and hibernates, and every check passes.
+    pub fn finish(mut self) -> Result<Stats, String> {
         self.expire_all();
+        self.check_all_hibernate()?;
         for spec in &self.shards {
             let applied: Vec<(u64, u64)> = self
                 .nodes
@@ -208,7 +231,56 @@ impl World {
         self.stats.state_comparisons = self.state.compared();
         self.stats.messages = self.net.sent;
         self.stats.dropped = self.net.dropped;
+        self.stats.awake_ticks = self.nodes.iter().map(|n| n.awake_ticks).sum();
         Ok(self.stats)
+    }
+
+    /// Liveness of hibernation: with no traffic and a calm network for the whole quiesce
+    /// phase, every replica of every shard has stopped ticking (decision D14).
+    fn check_all_hibernate(&mut self) -> Result<(), String> {
+        for spec in &self.shards {
+            let awake: Vec<u64> =
+                self.nodes.iter().filter(|n| !n.is_hibernating(spec.id)).map(|n| n.id).collect();
+            if !awake.is_empty() {
+                return Err(format!(
+                    "liveness: shard {} still awake on nodes {awake:?} after {} ms of quiet",
+                    spec.id.0, self.params.quiesce_ms
+                ));
+            }
+            self.stats.hibernating += self.nodes.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Every node's transport reports node `lost` unreachable after the detection delay.
+    pub fn schedule_unreachable(&mut self, lost: u64, by_partition: bool) {
+        let at = self.now + self.params.unreachable_after_ms;
+        for observer in 0..self.nodes.len() {
+            if self.nodes[observer].id != lost {
+                self.unreachable_reports.push(UnreachableReport {
+                    at,
+                    observer,
+                    lost,
+                    by_partition,
+                });
+            }
+        }
+    }
+
+    fn report_unreachable_due(&mut self) {
+        let now = self.now;
+        let (due, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.unreachable_reports).into_iter().partition(|r| r.at <= now);
+        self.unreachable_reports = later;
+        for r in due {
+            let observer = self.nodes[r.observer].id;
+            if r.by_partition && self.net.connected(observer, r.lost) {
+                continue;
+            }
+            if self.nodes[r.observer].is_up() {
+                self.nodes[r.observer].peer_unreachable(r.lost);
+            }
+        }
     }
 }
 

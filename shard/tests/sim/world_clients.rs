@@ -46,6 +46,12 @@ impl World {
             Some(n) if kind != OpKind::Get && up.contains(&n) => n,
             _ => *self.rng.pick(&up).unwrap_or(&1),
         };
+        self.send(c, key, kind, node);
+    }
+
+    /// Client `c` sends `kind` on key `key` to node `node`; returns the request ID.
+    pub fn send(&mut self, c: usize, key: usize, kind: OpKind, node: u64) -> u64 {
+        let shard = self.keys[key].1;
         let op = self.history.invoke(c, key, shard.0, kind);
         let req = self.next_req;
         self.next_req += 1;
@@ -58,9 +64,10 @@ impl World {
             OpKind::Get => target.read_index(shard, req),
             _ => target.propose(shard, write_op(kind, &self.keys[key].0), req),
         }
+        req
     }
 
-    fn fresh_value(&mut self) -> u64 {
+    pub fn fresh_value(&mut self) -> u64 {
         self.next_value += 1;
         self.next_value
     }

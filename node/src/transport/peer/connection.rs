@@ -94,6 +94,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: quinn::Connection, side: Si
     );
     let reason = conn.closed().await;
     tracing::info!(peer = %peer.id, remote = %remote, reason = %reason, "peer disconnected");
+    // The only way a node learns that a peer died while the shards it leads hibernate and
+    // send nothing (decision D14): QUIC keep-alives run per connection whatever the shards do.
+    shared.inbox.peer_unreachable(peer.id);
     let id = conn.stable_id();
     peer.conn.send_if_modified(|current| {
         let ours = current.as_ref().is_some_and(|c| c.conn.stable_id() == id);

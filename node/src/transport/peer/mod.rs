@@ -72,6 +72,13 @@ pub trait PeerInbox: Send + Sync + 'static {
     /// A batch of Raft messages from node `from`, in the order it sent them.
     fn deliver(&self, from: NodeId, batch: Vec<ShardMessage>);
 
+    /// An identified connection to node `node` ended: the peer closed it, it was replaced by
+    /// a newer one (the peer restarted), or nothing was heard from the peer for
+    /// [`limits::PEER_IDLE_TIMEOUT`] (the peer died or is cut off). Messages sent to it since
+    /// may be lost, and whatever the node led may be gone. Called once per connection, from
+    /// the transport's tasks; must not block.
+    fn peer_unreachable(&self, node: NodeId);
+
     /// A snapshot stream opened (`header.from` is the verified sending node). Returns where
     /// its verified chunks go, or refuses it (the sender learns the reason).
     fn snapshot(&self, header: &SnapshotHeader) -> Result<Box<dyn SnapshotSink>, SinkRefused>;
