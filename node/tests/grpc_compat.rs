@@ -1,12 +1,12 @@
 //! The `etcd-client` crate (a real etcd v3 client library) against a 3-node Atoll cluster with
-//! several shards, over the etcd gRPC gateway: every KV option, the maintenance, cluster and
-//! auth answers, and etcd's error codes and texts.
+//! several shards, over the etcd gRPC gateway: every KV option, watches, the maintenance,
+//! cluster and auth answers, and etcd's error codes and texts.
 
 mod support;
 
 use etcd_client::{
     AlarmAction, AlarmType, Client, CompactionOptions, Compare, CompareOp, DeleteOptions,
-    GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
+    GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use std::time::{Duration, Instant};
 use support::cluster::TestCluster;
@@ -255,6 +255,83 @@ async fn an_etcd_client_library_works_against_a_sharded_cluster() {
     assert!(members.members().iter().all(|m| !m.is_learner() && m.id() != 0));
     let (code, _) = status(b.member_add(["https://127.0.0.1:1"], None).await);
     assert_eq!(code, Code::Unimplemented);
+
+    // Watch: history from a revision then live events, prev_kv, across shards (merged in
+    // revision order), a progress request, cancel; a compacted start revision cancels.
+    let start = a.put("/w/a", "1", None).await.expect("put").header().expect("h").revision();
+    let mut stream = b
+        .watch(
+            "/",
+            Some(WatchOptions::new().with_prefix().with_prev_key().with_start_revision(start)),
+        )
+        .await
+        .expect("watch");
+    a.put("/b/w", "2", None).await.expect("put");
+    c.put("/w/a", "3", None).await.expect("put");
+    b.delete("/b/w", None).await.expect("delete");
+    let mut seen = Vec::new();
+    let mut watch_id = None;
+    while seen.len() < 4 {
+        let resp = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("events in time")
+            .expect("stream ok")
+            .expect("stream open");
+        watch_id.get_or_insert(resp.watch_id());
+        for e in resp.events() {
+            let kv = e.kv().expect("kv");
+            let prev = e.prev_kv().map(|p| String::from_utf8_lossy(p.value()).into_owned());
+            seen.push((
+                format!("{:?}", e.event_type()),
+                String::from_utf8_lossy(kv.key()).into_owned(),
+                kv.mod_revision(),
+                prev,
+            ));
+        }
+    }
+    let order: Vec<(&str, &str, Option<&str>)> =
+        seen.iter().map(|(t, k, _, p)| (t.as_str(), k.as_str(), p.as_deref())).collect();
+    assert_eq!(
+        order,
+        [
+            ("Put", "/w/a", None),
+            ("Put", "/b/w", None),
+            ("Put", "/w/a", Some("1")),
+            ("Delete", "/b/w", Some("2")),
+        ]
+    );
+    assert!(seen.windows(2).all(|w| w[0].2 < w[1].2), "strict revision order: {seen:?}");
+    stream.request_progress().await.expect("progress");
+    let progress = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("progress in time")
+        .expect("ok")
+        .expect("open");
+    assert!(progress.events().is_empty() && progress.watch_id() == -1, "{progress:?}");
+    assert!(progress.header().expect("header").revision() >= seen[3].2);
+    stream.cancel(watch_id.expect("id")).await.expect("cancel");
+    let canceled = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("cancel in time")
+        .expect("ok")
+        .expect("open");
+    assert!(canceled.canceled(), "{canceled:?}");
+    let mut old = a
+        .watch("/c/", Some(WatchOptions::new().with_prefix().with_start_revision(last - 1)))
+        .await
+        .expect("watch");
+    let mut compacted = None;
+    while compacted.is_none() {
+        let resp = tokio::time::timeout(Duration::from_secs(10), old.message())
+            .await
+            .expect("in time")
+            .expect("ok")
+            .expect("open");
+        if resp.canceled() {
+            compacted = Some(resp.compact_revision());
+        }
+    }
+    assert_eq!(compacted, Some(last));
 
     // Auth is disabled.
     c.auth_disable().await.expect("disabling disabled auth succeeds, as in etcd");

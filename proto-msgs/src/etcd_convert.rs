@@ -378,6 +378,73 @@ pub mod response {
     }
 }
 
+/// Watch messages: requests from gRPC (the gateway), responses to gRPC.
+pub mod watch {
+    use super::*;
+    use crate::watch::{
+        Event, EventType, WatchCancelRequest, WatchCreateRequest, WatchFilter,
+        WatchProgressRequest, WatchRequest, WatchResponse,
+    };
+    use pb::watch_create_request::FilterType;
+    use pb::watch_request::RequestUnion;
+
+    /// An etcd `WatchRequest` as the native one; `None` for a request with no content,
+    /// which etcd's server skips without ending the stream. Filter numbers etcd does not
+    /// define are ignored, as etcd ignores them.
+    pub fn request_from_pb(req: pb::WatchRequest) -> Option<WatchRequest> {
+        Some(match req.request_union? {
+            RequestUnion::CreateRequest(c) => WatchRequest::Create(WatchCreateRequest {
+                key: c.key,
+                range_end: c.range_end,
+                start_revision: c.start_revision,
+                progress_notify: c.progress_notify,
+                filters: c
+                    .filters
+                    .iter()
+                    .filter_map(|f| match FilterType::try_from(*f) {
+                        Ok(FilterType::Noput) => Some(WatchFilter::NoPut),
+                        Ok(FilterType::Nodelete) => Some(WatchFilter::NoDelete),
+                        Err(_) => None,
+                    })
+                    .collect(),
+                prev_kv: c.prev_kv,
+                watch_id: c.watch_id,
+                fragment: c.fragment,
+            }),
+            RequestUnion::CancelRequest(c) => {
+                WatchRequest::Cancel(WatchCancelRequest { watch_id: c.watch_id })
+            }
+            RequestUnion::ProgressRequest(_) => WatchRequest::Progress(WatchProgressRequest {}),
+        })
+    }
+
+    /// A native watch response as etcd's.
+    pub fn response_to_pb(r: WatchResponse) -> pb::WatchResponse {
+        pb::WatchResponse {
+            header: response::header_to_pb(r.header),
+            watch_id: r.watch_id,
+            created: r.created,
+            canceled: r.canceled,
+            compact_revision: r.compact_revision,
+            cancel_reason: r.cancel_reason,
+            fragment: r.fragment,
+            events: r.events.into_iter().map(event_to_pb).collect(),
+        }
+    }
+
+    fn event_to_pb(e: Event) -> mvccpb::Event {
+        let kind = match e.kind {
+            EventType::Put => mvccpb::event::EventType::Put,
+            EventType::Delete => mvccpb::event::EventType::Delete,
+        };
+        mvccpb::Event {
+            r#type: kind as i32,
+            kv: Some(response::kv_to_pb(e.kv)),
+            prev_kv: e.prev_kv.map(response::kv_to_pb),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,6 +572,40 @@ mod tests {
             request::compare_from_pb(c).map(|c| c.target),
             Ok(CompareTarget::Value(Vec::new()))
         );
+    }
+
+    #[test]
+    fn watch_requests_and_responses_keep_etcds_meaning() {
+        use crate::watch::{EventType, WatchFilter, WatchRequest};
+        let create = pb::WatchCreateRequest {
+            key: b"k".to_vec(),
+            range_end: b"l".to_vec(),
+            start_revision: 7,
+            progress_notify: true,
+            filters: vec![1, 0, 9],
+            prev_kv: true,
+            watch_id: 3,
+            fragment: false,
+        };
+        let req = pb::WatchRequest {
+            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)),
+        };
+        let Some(WatchRequest::Create(c)) = watch::request_from_pb(req) else { panic!("a create") };
+        assert_eq!(c.filters, [WatchFilter::NoDelete, WatchFilter::NoPut], "9 is ignored");
+        assert_eq!((c.start_revision, c.watch_id, c.prev_kv), (7, 3, true));
+        assert_eq!(watch::request_from_pb(pb::WatchRequest { request_union: None }), None);
+        let resp = crate::watch::WatchResponse {
+            watch_id: 3,
+            events: vec![crate::watch::Event {
+                kind: EventType::Delete,
+                kv: kv(b"k"),
+                prev_kv: Some(kv(b"k")),
+            }],
+            ..Default::default()
+        };
+        let pb = watch::response_to_pb(resp);
+        assert_eq!((pb.watch_id, pb.events[0].r#type), (3, 1), "DELETE is 1");
+        assert!(pb.events[0].prev_kv.is_some());
     }
 
     #[test]

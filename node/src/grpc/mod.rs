@@ -7,14 +7,15 @@
 //! leader wherever the client connected, and ranges over several shards are merged. Errors
 //! keep etcd's text and gRPC code ([`status_of`]).
 //!
-//! Services: KV, Maintenance, Cluster and Auth. Watch, Lease, Lock and Election are not
-//! registered until the watch hub and the lease manager exist; a client calling them gets
-//! gRPC's `Unimplemented`, never a made-up answer.
+//! Services: KV, Watch, Maintenance, Cluster and Auth. Lease, Lock and Election are not
+//! registered until the lease manager exists; a client calling them gets gRPC's
+//! `Unimplemented`, never a made-up answer.
 
 mod auth;
 mod cluster;
 mod kv;
 mod maintenance;
+mod watch;
 
 use crate::certs::TlsMaterial;
 use crate::service::NodeService;
@@ -114,6 +115,9 @@ pub async fn serve(
         .add_service(pb::cluster_server::ClusterServer::from_arc(Arc::new(
             cluster::ClusterService(gateway.clone()),
         )))
+        .add_service(pb::watch_server::WatchServer::from_arc(Arc::new(watch::WatchService(
+            gateway.clone(),
+        ))))
         .add_service(pb::auth_server::AuthServer::from_arc(Arc::new(auth::AuthService(gateway))))
         .serve_with_incoming(incoming)
         .await
