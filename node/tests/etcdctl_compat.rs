@@ -265,6 +265,20 @@ fn etcdctl_works_against_a_sharded_three_node_cluster() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // move-leader: etcdctl finds the member leading (the first shard) and asks it to hand
+    // its shards to another member; endpoint status then names the new leader.
+    let column = |line: &str, i: usize| line.split(", ").nth(i).unwrap_or_default().to_string();
+    let old_leader = column(status.lines().find(|l| column(l, 4) == "true").expect("a leader"), 1);
+    let target = status.lines().map(|l| column(l, 1)).find(|id| *id != old_leader).expect("other");
+    let moved = must_ok(&all, &["move-leader", &target]);
+    assert_eq!(moved.trim(), format!("Leadership transferred from {old_leader} to {target}"));
+    let status = must_ok(&all, &["endpoint", "status"]);
+    let leading: Vec<String> =
+        status.lines().filter(|l| column(l, 4) == "true").map(|l| column(l, 1)).collect();
+    assert_eq!(leading, [target.clone()], "{status}");
+    let stderr = must_fail(&all, &["move-leader", "1234"]);
+    assert!(stderr.contains("etcdserver: bad leader transferee"), "{stderr}");
+
     // snapshot save: a backup of the member's state that etcdctl accepts, and that Atoll's
     // reader verifies and parses back to the keys written.
     let saved = cluster.root.join("backup.db");

@@ -142,6 +142,9 @@ pub enum AtollError {
     /// The proposal's entry was replaced by a new leader's log: it was not applied.
     #[error("etcdserver: leader changed")]
     LeaderChanged,
+    /// A leadership transfer names a node that is not a voter of the shard.
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
 }
 
 impl AtollError {
@@ -169,6 +172,7 @@ impl AtollError {
             AtollError::StorageFailed { .. } => 19,
             AtollError::Stopping => 20,
             AtollError::LeaderChanged => 21,
+            AtollError::BadLeaderTransferee => 22,
         }
     }
 
@@ -189,9 +193,9 @@ impl AtollError {
             | AtollError::Malformed { .. }
             | AtollError::UnsupportedVersion { .. } => GrpcCode::InvalidArgument,
             AtollError::LeaseNotFound => GrpcCode::NotFound,
-            AtollError::NotLeader { .. } | AtollError::WrongShard { .. } => {
-                GrpcCode::FailedPrecondition
-            }
+            AtollError::NotLeader { .. }
+            | AtollError::WrongShard { .. }
+            | AtollError::BadLeaderTransferee => GrpcCode::FailedPrecondition,
             // etcd's ErrGRPCTooManyRequests.
             AtollError::Busy { .. } => GrpcCode::ResourceExhausted,
             AtollError::NoLeader { .. }

@@ -1,6 +1,7 @@
 //! `etcdserverpb.Maintenance`. Status reports the first data shard as etcd reports its one
 //! Raft group; Hash and HashKV combine the hashes of every shard this node hosts, so members
-//! that applied the same logs agree; Snapshot streams a backup of the node's state
+//! that applied the same logs agree; MoveLeader hands every shard this node leads to the
+//! target; Snapshot streams a backup of the node's state
 //! (`atoll_shard::storage::backup`, from one consistent read); Defragment succeeds at once because the LSM storage
 //! needs no defragmentation; Alarm lists no alarms because Atoll raises none yet.
 
@@ -163,9 +164,11 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
 
     async fn move_leader(
         &self,
-        _: Request<pb::MoveLeaderRequest>,
+        req: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
-        Err(not_supported("MoveLeader"))
+        let target = atoll_proto::NodeId(req.into_inner().target_id);
+        self.0.service.move_leader(target).await.map_err(super::status_of)?;
+        Ok(Response::new(pb::MoveLeaderResponse { header: self.0.header().await? }))
     }
 
     async fn downgrade(

@@ -22,7 +22,7 @@ use crate::transport::{RequestHandler, WatchStreamIo};
 use atoll_proto::*;
 use atoll_router::merge::{merge_ranges, shard_request};
 use atoll_shard::Storage;
-use atoll_shard::actors::{GetStatus, Propose, ReadIndex, ReplicaStatus};
+use atoll_shard::actors::{GetStatus, Propose, ReadIndex, ReplicaStatus, TransferLeader};
 use atoll_shard::mvcc::{MvccLimits, WriteResponse, validate_range, validate_write};
 use atoll_shard::storage::LogWriterHandle;
 use std::future::Future;
@@ -134,6 +134,39 @@ impl NodeService {
 
     fn watch_progress_interval(&self) -> Duration {
         Duration::from_millis(self.inner.watch_progress_interval_ms.load(Ordering::Relaxed))
+    }
+
+    /// etcd's MoveLeader for a sharded node: every shard this node leads hands its
+    /// leadership to `target`, and the call returns once `target` leads them all (or the
+    /// request timeout passes). A node that leads no shard answers "not leader", as an
+    /// etcd member that is not the leader does; a target that is not a voter is refused.
+    pub async fn move_leader(&self, target: NodeId) -> Result<(), AtollError> {
+        let me = self.inner.identity.member_id;
+        let led: Vec<(ShardId, &ShardHandle)> =
+            self.inner.shards.handles().filter(|(_, h)| h.published.leader() == me).collect();
+        if led.is_empty() {
+            let leader_hint = self.inner.shards.first().map(|(_, h)| NodeId(h.published.leader()));
+            let shard = self.inner.shards.first().map_or(ShardId(0), |(id, _)| id);
+            return Err(AtollError::NotLeader { shard, leader_hint });
+        }
+        if target.0 == me {
+            return Ok(());
+        }
+        for (_, handle) in &led {
+            let asked = handle.addr.send(TransferLeader(target));
+            tokio::time::timeout(self.inner.request_timeout, asked)
+                .await
+                .map_err(|_| AtollError::Timeout)?
+                .map_err(|_| AtollError::Stopping)??;
+        }
+        let deadline = Instant::now() + self.inner.request_timeout;
+        while !led.iter().all(|(_, h)| h.published.leader() == target.0) {
+            if Instant::now() >= deadline {
+                return Err(AtollError::Timeout);
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
+        Ok(())
     }
 
     /// Serves one request from a client.

@@ -69,6 +69,12 @@ pub struct AppliedMsg(pub Applied);
 #[rtype(result = "ReplicaStatus")]
 pub struct GetStatus;
 
+/// Hand the shard's leadership to another voter (etcd's MoveLeader); refused unless this
+/// replica leads and the target is a voter.
+#[derive(Message)]
+#[rtype(result = "Result<(), atoll_proto::AtollError>")]
+pub struct TransferLeader(pub atoll_proto::NodeId);
+
 /// Scalars a replica publishes for lock-free readers (the request service fills response
 /// headers of serializable reads from them without a mailbox round trip; the ticker of the
 /// replica's arbiter skips it while it hibernates).

@@ -216,6 +216,20 @@ impl Handler<PeerUnreachable> for ReplicaActor {
     }
 }
 
+impl Handler<TransferLeader> for ReplicaActor {
+    type Result = Result<(), AtollError>;
+
+    fn handle(
+        &mut self,
+        TransferLeader(to): TransferLeader,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        let result = self.core.transfer_leader(to);
+        self.perform(ctx);
+        result
+    }
+}
+
 impl Handler<GetStatus> for ReplicaActor {
     type Result = MessageResult<GetStatus>;
 

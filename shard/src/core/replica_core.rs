@@ -198,6 +198,24 @@ impl<W, R> ReplicaCore<W, R> {
         self.ready_wanted = true;
     }
 
+    /// Asks Raft to hand this replica's leadership to the voter `to` (etcd's MoveLeader):
+    /// the leader brings `to` up to date and tells it to campaign at once. Whether it took
+    /// is seen in the published leader.
+    pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), AtollError> {
+        self.wake(WakeReason::Local);
+        if self.raw.raft.state != StateRole::Leader {
+            return Err(self.not_leader());
+        }
+        if !self.raw.store().conf_state().voters.contains(&to.0) {
+            return Err(AtollError::BadLeaderTransferee);
+        }
+        if to.0 != self.node_id {
+            self.raw.transfer_leader(to.0);
+            self.ready_wanted = true;
+        }
+        Ok(())
+    }
+
     /// A message from the replica of the same shard on another node. Any message wakes a
     /// hibernating replica, except the leader's request to hibernate.
     pub fn step(&mut self, payload: ShardPayload) {
