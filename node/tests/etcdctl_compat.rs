@@ -275,7 +275,7 @@ fn etcdctl_works_against_a_sharded_three_node_cluster() {
     let status = must_ok(&all, &["endpoint", "status"]);
     let leading: Vec<String> =
         status.lines().filter(|l| column(l, 4) == "true").map(|l| column(l, 1)).collect();
-    assert_eq!(leading, [target.clone()], "{status}");
+    assert_eq!(leading, std::slice::from_ref(&target), "{status}");
     let stderr = must_fail(&all, &["move-leader", "1234"]);
     assert!(stderr.contains("etcdserver: bad leader transferee"), "{stderr}");
 
