@@ -443,6 +443,10 @@ impl NodeService {
     }
 
     /// Proposes `op` to `shard` here, or forwards it to the node leading the shard.
+    /// Applies `op` to `shard` through its leader. A refusal that proves the write was not
+    /// proposed (the replica asked is not, or no longer, the leader: an election under way)
+    /// is retried until the request timeout for a client's write, so elections cost latency
+    /// rather than errors; a forwarded write is answered as it is, its sender retries.
     async fn write_on(
         &self,
         shard: ShardId,
@@ -450,6 +454,25 @@ impl NodeService {
         origin: Origin,
     ) -> Result<NativeResponse, AtollError> {
         let deadline = Instant::now() + self.inner.request_timeout;
+        loop {
+            match self.write_once(shard, op.clone(), origin, deadline).await {
+                Err(AtollError::NotLeader { .. } | AtollError::NoLeader { .. })
+                    if origin == Origin::Client && Instant::now() + LEADER_POLL < deadline =>
+                {
+                    tokio::time::sleep(LEADER_POLL).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn write_once(
+        &self,
+        shard: ShardId,
+        op: WriteOp,
+        origin: Origin,
+        deadline: Instant,
+    ) -> Result<NativeResponse, AtollError> {
         let handle = self.wait_for_leader(shard, deadline).await?;
         let leader = handle.published.leader();
         if leader != self.inner.identity.member_id
