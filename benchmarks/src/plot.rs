@@ -113,6 +113,7 @@ where
         .y_desc(panel.y_desc.as_str())
         .x_labels(x_labels)
         .x_label_formatter(&name_of)
+        .y_label_formatter(&axis_number)
         .draw()
         .map_err(plot_error)?;
     for (i, series) in panel.series.iter().enumerate() {
@@ -137,6 +138,15 @@ where
         .draw()
         .map_err(plot_error)?;
     Ok(())
+}
+
+/// An axis label without spurious decimals: `2000`, `12.5`, `0.25`.
+fn axis_number(y: &f64) -> String {
+    match y.abs() {
+        a if a >= 100.0 || a == 0.0 => format!("{y:.0}"),
+        a if a >= 1.0 => format!("{y:.1}"),
+        _ => format!("{y:.2}"),
+    }
 }
 
 fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -205,6 +215,14 @@ mod tests {
             assert!(svg.contains(&format!("\n{text}\n</text>")), "missing {text}");
         }
         assert!(svg.contains("<polyline"), "lines drawn");
+    }
+
+    #[test]
+    fn axis_numbers_keep_the_decimals_that_matter() {
+        assert_eq!(axis_number(&2000.0), "2000");
+        assert_eq!(axis_number(&0.0), "0");
+        assert_eq!(axis_number(&12.5), "12.5");
+        assert_eq!(axis_number(&0.25), "0.25");
     }
 
     #[test]

@@ -170,7 +170,7 @@ impl CompareOutcome {
         };
         format!(
             "Atoll against {etcd}, {} member(s) each, {} round(s), medians over rounds; {} keys \
-             of {} B, {} connection(s), {:?} per point after {:?} warm-up\n{}",
+             of {} B, {} connection(s), {:?} per point after {:?} warm-up\n\n{}",
             p.nodes,
             p.rounds,
             p.key_space,
