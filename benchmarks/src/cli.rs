@@ -33,6 +33,12 @@ pub enum Command {
     Load(LoadArgs),
     /// Run a named scenario on nodes it starts and stops itself (`--list` shows them).
     Scenario(ScenarioArgs),
+    /// Start Atoll and etcd on loopback, run the same points on each in alternation, print
+    /// a table of medians and ratios (stderr) and JSON lines (stdout), then clean up.
+    Compare(CompareArgs),
+    /// Run the whole catalogue, compare included, and rewrite the generated section of
+    /// benchmarks/RESULTS.md (plots into benchmarks/plots unless --plot-dir says otherwise).
+    Suite(SuiteArgs),
 }
 
 /// Where to connect and how.
@@ -134,6 +140,9 @@ pub struct RunArgs {
     /// Write per-second throughput and latency percentiles to this CSV file.
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Draw throughput and latency percentiles per second into this SVG file.
+    #[arg(long, value_parser = parse_svg_path)]
+    pub plot: Option<PathBuf>,
 }
 
 /// `atoll-bench load`.
@@ -165,6 +174,14 @@ pub struct ScenarioArgs {
     /// Print the catalogue: each scenario's name and what it measures.
     #[arg(long)]
     pub list: bool,
+    /// The settings every scenario takes.
+    #[command(flatten)]
+    pub flags: ScenarioFlags,
+}
+
+/// The settings of scenarios, shared by `scenario` and `suite`.
+#[derive(Clone, Debug, Default, Args)]
+pub struct ScenarioFlags {
     /// The atoll binary to start (default: `atoll` next to this executable).
     #[arg(long)]
     pub atoll_bin: Option<PathBuf>,
@@ -174,18 +191,88 @@ pub struct ScenarioArgs {
     /// Keys in the store of the 1M scenarios (default 1000000; 2000 with --smoke).
     #[arg(long, value_parser = parse_positive_count)]
     pub keys: Option<u64>,
-    /// Runs per measurement, of which the median is reported (default: per scenario).
+    /// Runs per measurement, of which the median is reported (default: per scenario; the
+    /// rounds of compare).
     #[arg(long, value_parser = parse_positive_count)]
     pub repeat: Option<u64>,
     /// Measured phase of each throughput point (default 5s; 1s with --smoke).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Client counts of put-get-clients (default 1,16,64,256; 1 with --smoke).
+    /// Client counts of put-get-clients (default 1,16,64,256; 1 with --smoke) and of compare
+    /// (default 16,64,256).
     #[arg(long, value_parser = parse_count_list)]
     pub clients: Option<CountList>,
     /// Value length of the loaded keys.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=VALUE_BYTES_MAX as u64))]
     pub value_size: u64,
+    /// Directory where scenarios that draw (compare) write their SVG plots.
+    #[arg(long)]
+    pub plot_dir: Option<PathBuf>,
+}
+
+/// `atoll-bench compare`.
+#[derive(Clone, Debug, Args)]
+pub struct CompareArgs {
+    /// Members of each system's cluster: 1, or 3 for a loopback cluster of each.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=7))]
+    pub nodes: u64,
+    /// Rounds: every point runs once per round on each system, in alternation (default 3;
+    /// 1 with --smoke); the table gives the median over rounds.
+    #[arg(long, value_parser = parse_positive_count)]
+    pub rounds: Option<u64>,
+    /// Workloads of the points (comma list of put, get, range, txn-update, mixed).
+    #[arg(long, value_delimiter = ',', default_value = "put,get")]
+    pub workloads: Vec<WorkloadKind>,
+    /// Client counts of the points (default 16,64,256; 16 with --smoke).
+    #[arg(long, value_parser = parse_count_list)]
+    pub clients: Option<CountList>,
+    /// Measured phase of each point (default 5s; 1s with --smoke).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Unrecorded phase before each point (default 1s; none with --smoke).
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Connections per system (QUIC or HTTP/2); etcd connection `j` dials member `j mod N`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=CONNECTIONS_MAX as u64))]
+    pub connections: u64,
+    /// Keys loaded into each system before the points, read and written at random.
+    #[arg(long, default_value_t = 10_000, value_parser = parse_positive_count)]
+    pub key_space: u64,
+    /// Value length of every key.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=VALUE_BYTES_MAX as u64))]
+    pub value_size: u64,
+    /// The atoll binary to start (default: `atoll` next to this executable).
+    #[arg(long)]
+    pub atoll_bin: Option<PathBuf>,
+    /// The etcd binary (default: /usr/bin/etcd, Debian's etcd-server).
+    #[arg(long)]
+    pub etcd_bin: Option<PathBuf>,
+    /// Write one SVG per workload comparing the systems into this directory.
+    #[arg(long)]
+    pub plot_dir: Option<PathBuf>,
+}
+
+/// `atoll-bench suite`.
+#[derive(Clone, Debug, Args)]
+pub struct SuiteArgs {
+    /// The settings of every scenario.
+    #[command(flatten)]
+    pub flags: ScenarioFlags,
+    /// The results file whose generated section is rewritten (between its markers).
+    #[arg(long, default_value = "benchmarks/RESULTS.md")]
+    pub results: PathBuf,
+    /// Run only these scenarios of the catalogue (comma list; default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+/// A path ending in `.svg` (plots are SVG only).
+pub fn parse_svg_path(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    match path.extension() {
+        Some(ext) if ext.eq_ignore_ascii_case("svg") => Ok(path),
+        _ => Err(format!("{text:?} does not end in .svg; plots are written as SVG, e.g. run.svg")),
+    }
 }
 
 /// A count of at least 1.

@@ -60,6 +60,7 @@ fn run_takes_every_knob() {
         "--prefix=/x/",
         "--seed=9",
         "--csv=out.csv",
+        "--plot=out.svg",
     ]);
     assert_eq!(run.connect.target().endpoints.len(), 2);
     assert!(run.connect.insecure_skip_tls_verify);
@@ -72,6 +73,7 @@ fn run_takes_every_knob() {
     assert_eq!((run.rate, run.range_limit, run.read_ratio), (Some(2500.5), 10, 0.5));
     assert_eq!((run.key.prefix.as_str(), run.key.seed), ("/x/", 9));
     assert_eq!(run.csv, Some(PathBuf::from("out.csv")));
+    assert_eq!(run.plot, Some(PathBuf::from("out.svg")));
     assert_eq!(must_run(&["--total", "1_000"]).total, Some(1000));
     for workload in ["put", "get", "range", "mixed"] {
         assert_eq!(must_run(&["--workload", workload]).workload.name(), workload);
@@ -93,6 +95,7 @@ fn bad_run_values_are_refused_with_a_reason() {
         must_fail(&["run", "--cacert=x", "--insecure-skip-tls-verify"]).contains("cannot be used")
     );
     assert!(must_fail(&["run", "--bogus"]).contains("--bogus"));
+    assert!(must_fail(&["run", "--plot=out.png"]).contains(".svg"));
 }
 
 #[test]
@@ -135,7 +138,47 @@ fn scenario_takes_a_name_or_list_and_smoke_anywhere() {
         "--atoll-bin=/bin/atoll",
     ]);
     let Command::Scenario(s) = cli.command else { panic!("expected scenario") };
-    assert_eq!((s.clients, s.keys, s.repeat), (Some(CountList(vec![1, 8])), Some(10_000), Some(5)));
-    assert_eq!(s.atoll_bin, Some(PathBuf::from("/bin/atoll")));
+    let f = &s.flags;
+    assert_eq!(
+        (f.clients.clone(), f.keys, f.repeat),
+        (Some(CountList(vec![1, 8])), Some(10_000), Some(5))
+    );
+    assert_eq!(f.atoll_bin, Some(PathBuf::from("/bin/atoll")));
     assert!(must_fail(&["scenario"]).contains("<NAME>"));
+}
+
+#[test]
+fn compare_takes_nodes_rounds_and_points() {
+    let Command::Compare(c) = must_parse(&["compare"]).command else { panic!("expected compare") };
+    assert_eq!((c.nodes, c.rounds, c.connections, c.key_space), (1, None, 1, 10_000));
+    assert_eq!(c.workloads, vec![WorkloadKind::Put, WorkloadKind::Get]);
+    let cli = must_parse(&[
+        "compare",
+        "--smoke",
+        "--nodes=3",
+        "--rounds=5",
+        "--workloads=get,range",
+        "--clients=8,32",
+        "--plot-dir=plots",
+    ]);
+    let Command::Compare(c) = cli.command else { panic!("expected compare") };
+    assert!(cli.smoke);
+    assert_eq!((c.nodes, c.rounds, c.clients), (3, Some(5), Some(CountList(vec![8, 32]))));
+    assert_eq!(c.workloads, vec![WorkloadKind::Get, WorkloadKind::Range]);
+    assert_eq!(c.plot_dir, Some(PathBuf::from("plots")));
+    assert!(must_fail(&["compare", "--nodes=0"]).contains("--nodes"));
+    assert!(must_fail(&["compare", "--nodes=9"]).contains("--nodes"));
+    assert!(must_fail(&["compare", "--rounds=0"]).contains("at least 1"));
+    assert!(must_fail(&["compare", "--workloads=scan"]).contains("txn-update"));
+}
+
+#[test]
+fn suite_rewrites_results_md_by_default() {
+    let Command::Suite(s) = must_parse(&["suite"]).command else { panic!("expected suite") };
+    assert_eq!(s.results, PathBuf::from("benchmarks/RESULTS.md"));
+    assert!(s.only.is_empty() && s.flags.plot_dir.is_none());
+    let cli = must_parse(&["suite", "--smoke", "--only=compare,count-only-1m", "--keys=5k"]);
+    let Command::Suite(s) = cli.command else { panic!("expected suite") };
+    assert_eq!(s.only, vec!["compare".to_string(), "count-only-1m".to_string()]);
+    assert_eq!(s.flags.keys, Some(5000));
 }

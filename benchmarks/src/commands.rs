@@ -10,6 +10,7 @@ use crate::load::{LoadSpec, load};
 use crate::progress::progress_wanted;
 use crate::schedule::{Pacing, StopAt};
 use crate::workload::WorkloadSpec;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,20 +54,46 @@ pub fn run_spec(args: &RunArgs, smoke: bool) -> anyhow::Result<RunSpec> {
         warmup,
         pacing: args.rate.map_or(Pacing::Closed, |ops_per_s| Pacing::Open { ops_per_s }),
         progress: progress_wanted(),
-        keep_intervals: args.csv.is_some(),
+        keep_intervals: args.csv.is_some() || args.plot.is_some(),
     })
 }
 
 /// `atoll-bench run`.
 pub async fn run_command(args: RunArgs, smoke: bool) -> anyhow::Result<()> {
     let spec = run_spec(&args, smoke)?;
+    for path in [&args.csv, &args.plot].into_iter().flatten() {
+        check_writable_dir(path)?;
+    }
     let target = args.connect.target();
     let pool = ClientPool::connect_target(&target, args.connect.connections as usize).await?;
     let outcome = run(&pool, &spec).await?;
     if let Some(path) = &args.csv {
         crate::csv::write_csv(path, &outcome.intervals)?;
     }
+    if let Some(path) = &args.plot {
+        let rows = crate::csv::second_rows(&outcome.intervals);
+        let title = format!(
+            "{} at {} clients ({:?} target)",
+            outcome.report.workload, outcome.report.clients, args.connect.target
+        )
+        .to_lowercase();
+        let svg = crate::plot::render_svg(&title, &crate::plot::run_panels(&rows))?;
+        crate::plot::write_svg(path, &svg)?;
+    }
     println!("{}", outcome.report.to_json_line()?);
+    Ok(())
+}
+
+/// Fails before a run if the directory `path` would be written into does not exist, so a
+/// typo costs no run.
+pub fn check_writable_dir(path: &Path) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!("cannot write {}: no directory {}", path.display(), dir.display());
+    }
     Ok(())
 }
 
@@ -118,6 +145,15 @@ mod tests {
         );
         assert_eq!(spec.workload.value.len(), 256);
         assert!(!spec.keep_intervals);
+        let spec = run_spec(&must_run_args(&["--plot=run.svg"]), false).expect("spec");
+        assert!(spec.keep_intervals, "a plot needs the per-second rows");
+    }
+
+    #[test]
+    fn output_files_need_an_existing_directory() {
+        check_writable_dir(Path::new("run.svg")).expect("current directory");
+        let err = check_writable_dir(Path::new("/nonexistent/dir/run.svg")).expect_err("no dir");
+        assert!(err.to_string().contains("/nonexistent/dir"), "{err}");
     }
 
     #[test]

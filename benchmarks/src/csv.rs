@@ -10,22 +10,59 @@ use std::path::Path;
 /// The header row.
 pub const CSV_HEADER: &str = "second,ops,ops_per_s,p50_us,p99_us,max_us,errors";
 
-/// The CSV text of `intervals`: the header, then one row per second.
-pub fn csv_text(intervals: &[Interval]) -> String {
-    let mut out = String::from(CSV_HEADER);
-    out.push('\n');
+/// One second of the measured phase, as `--csv` writes it and `--plot` draws it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SecondRow {
+    /// Seconds since the start of the measured phase.
+    pub second: u64,
+    /// Operations that succeeded in this second.
+    pub ops: u64,
+    /// The same, per second.
+    pub ops_per_s: f64,
+    /// Median latency of this second's operations (0 if none).
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Largest.
+    pub max_us: u64,
+    /// Operations that failed in this second.
+    pub errors: u64,
+}
+
+/// The rows of `intervals`, one per second.
+pub fn second_rows(intervals: &[Interval]) -> Vec<SecondRow> {
     let seconds = INTERVAL.as_secs_f64();
-    for (second, row) in intervals.iter().enumerate() {
+    let rows = intervals.iter().enumerate().map(|(second, row)| {
         let h = &row.latency;
-        let (p50, p99, max) = if h.is_empty() {
+        let (p50_us, p99_us, max_us) = if h.is_empty() {
             (0, 0, 0)
         } else {
             (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max())
         };
-        let ops = h.len();
-        let rate = ops as f64 / seconds;
+        SecondRow {
+            second: second as u64,
+            ops: h.len(),
+            ops_per_s: h.len() as f64 / seconds,
+            p50_us,
+            p99_us,
+            max_us,
+            errors: row.errors,
+        }
+    });
+    rows.collect()
+}
+
+/// The CSV text of `intervals`: the header, then one row per second.
+pub fn csv_text(intervals: &[Interval]) -> String {
+    let mut out = String::from(CSV_HEADER);
+    out.push('\n');
+    for r in second_rows(intervals) {
         // Writing to a String cannot fail.
-        let _ = writeln!(out, "{second},{ops},{rate:.1},{p50},{p99},{max},{}", row.errors);
+        let _ = writeln!(
+            out,
+            "{},{},{:.1},{},{},{},{}",
+            r.second, r.ops, r.ops_per_s, r.p50_us, r.p99_us, r.max_us, r.errors
+        );
     }
     out
 }

@@ -1,8 +1,10 @@
 //! atoll-bench: the load generator and scenario suite of Atoll.
 //!
 //! `run` drives one workload against running nodes (closed or open loop, HdrHistogram
-//! latencies, one JSON line); `load` bulk-loads keys; `scenario` runs named measurements on
-//! nodes it starts and cleans up itself. It talks to nodes only through the public client
+//! latencies, one JSON line, optional CSV and SVG plot); `load` bulk-loads keys; `scenario`
+//! runs named measurements on nodes it starts and cleans up itself; `compare` starts Atoll
+//! and etcd and runs the same points on both; `suite` runs everything and rewrites the
+//! generated section of RESULTS.md. It talks to nodes only through the public client
 //! library (`atoll-router`) or, with `--target etcd`, the etcd v3 gRPC API (to Atoll's
 //! gateway or to etcd itself, for comparison), as a user's program would, and must not link
 //! server crates.
@@ -10,6 +12,7 @@
 mod backend;
 mod cli;
 mod commands;
+mod compare;
 mod connect;
 mod csv;
 mod engine;
@@ -22,11 +25,13 @@ mod fake_server;
 mod keys;
 mod limits;
 mod load;
+mod plot;
 mod progress;
 mod recorder;
 mod report;
 mod scenario;
 mod schedule;
+mod suite;
 mod units;
 mod workload;
 
@@ -71,6 +76,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => commands::run_command(args, cli.smoke).await,
         Command::Load(args) => commands::load_command(args, cli.smoke).await,
         Command::Scenario(args) => scenario::scenario_command(args, cli.smoke).await,
+        Command::Compare(args) => compare::compare_command(args, cli.smoke).await,
+        Command::Suite(args) => suite::suite_command(args, cli.smoke).await,
     }
 }
 

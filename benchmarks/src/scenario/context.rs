@@ -1,7 +1,8 @@
 //! What every scenario is given: the atoll binary, the store size, how many runs and how long
 //! each throughput point lasts, all shortened by `--smoke`.
 
-use crate::cli::ScenarioArgs;
+use super::emit::{Sink, emit_to};
+use crate::cli::ScenarioFlags;
 use crate::limits::{SMOKE_DURATION, SMOKE_KEYS};
 use anyhow::Context as _;
 use serde_json::{Value, json};
@@ -38,11 +39,17 @@ pub struct ScenarioContext {
     pub clients: Vec<u64>,
     /// Value length of loaded keys.
     pub value_size: usize,
+    /// `--clients` as given, if it was (compare has its own default client points).
+    pub clients_flag: Option<Vec<u64>>,
+    /// Where scenarios that draw plots write them (`--plot-dir`); none: no plots.
+    pub plot_dir: Option<PathBuf>,
+    /// Where `suite` collects the measurements.
+    pub sink: Option<Sink>,
 }
 
 impl ScenarioContext {
     /// The settings from the flags; `smoke` picks the small defaults.
-    pub fn from_args(args: &ScenarioArgs, smoke: bool) -> anyhow::Result<ScenarioContext> {
+    pub fn from_args(args: &ScenarioFlags, smoke: bool) -> anyhow::Result<ScenarioContext> {
         let atoll_bin = match &args.atoll_bin {
             Some(path) => path.clone(),
             None => default_atoll_bin()?,
@@ -66,7 +73,22 @@ impl ScenarioContext {
             warmup: if smoke { Duration::ZERO } else { POINT_WARMUP },
             clients,
             value_size: args.value_size as usize,
+            clients_flag: args.clients.as_ref().map(|list| list.0.clone()),
+            plot_dir: args.plot_dir.clone(),
+            sink: None,
         })
+    }
+
+    /// Prints one measurement line (and hands it to `suite`'s sink, if any).
+    pub fn emit(
+        &self,
+        scenario: &str,
+        metric: &str,
+        value: f64,
+        unit: &str,
+        params: Value,
+    ) -> anyhow::Result<()> {
+        emit_to(self.sink.as_ref(), scenario, metric, value, unit, params)
     }
 
     /// Runs per measurement: `--repeat` if given, else `normal` (or `smoke` under `--smoke`).
@@ -100,7 +122,7 @@ mod tests {
         let argv = ["atoll-bench", "scenario"].into_iter().chain(args.iter().copied());
         let cli = Cli::try_parse_from(argv).expect("parses");
         let Command::Scenario(s) = cli.command else { panic!("expected scenario") };
-        ScenarioContext::from_args(&s, cli.smoke).expect("context")
+        ScenarioContext::from_args(&s.flags, cli.smoke).expect("context")
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! median of several runs. The count is checked against the keys loaded.
 
 use super::context::ScenarioContext;
-use super::emit::{emit, median, quantile};
+use super::emit::{median, quantile};
 use super::fixture::start_loaded;
 use super::queries::{Runs, time_range};
 use anyhow::bail;
@@ -47,5 +47,5 @@ pub async fn run_scenario(ctx: &ScenarioContext) -> anyhow::Result<()> {
         "max_ms": quantile(&samples, 1.0),
         "samples_ms": samples,
     }));
-    emit(NAME, "count_only_median_ms", median(&samples), "ms", params)
+    ctx.emit(NAME, "count_only_median_ms", median(&samples), "ms", params)
 }

@@ -4,7 +4,11 @@
 use serde::Serialize;
 use serde_json::Value;
 use std::io::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Where `suite` collects the measurements its scenarios emit, besides printing them.
+pub type Sink = Arc<Mutex<Vec<Measurement>>>;
 
 /// One measurement of a scenario.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -21,8 +25,10 @@ pub struct Measurement {
     pub params: Value,
 }
 
-/// Prints one measurement line on stdout (flushed, so a pipe sees it at once).
-pub fn emit(
+/// Prints one measurement line on stdout (flushed, so a pipe sees it at once) and, with a
+/// sink, keeps it there too.
+pub fn emit_to(
+    sink: Option<&Sink>,
     scenario: &str,
     metric: &str,
     value: f64,
@@ -36,9 +42,15 @@ pub fn emit(
         unit: unit.into(),
         params,
     };
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", serde_json::to_string(&m)?)?;
-    out.flush()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", serde_json::to_string(&m)?)?;
+        out.flush()?;
+    }
+    if let Some(sink) = sink {
+        // A panic elsewhere while holding the lock leaves a valid list.
+        sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(m);
+    }
     Ok(())
 }
 

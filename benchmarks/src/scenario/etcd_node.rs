@@ -20,60 +20,133 @@ pub const ETCD_BIN_DEFAULT: &str = "/usr/bin/etcd";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause between two readiness probes.
 const READY_POLL: Duration = Duration::from_millis(50);
-/// The member's name; any name works for a one-member cluster.
-const MEMBER_NAME: &str = "bench";
+/// Most members a comparison starts.
+pub const MEMBERS_MAX: usize = 7;
 
-/// An etcd process; killed and reaped on drop. Fields drop in order: the process is killed
-/// before its directory is removed.
+/// One etcd process and its directory; killed and reaped on drop, before the directory is
+/// removed (fields drop in order).
 #[derive(Debug)]
-pub struct EtcdNode {
+struct EtcdMember {
     child: Child,
     dir: NodeDir,
     client_port: u16,
+}
+
+impl Drop for EtcdMember {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A running etcd cluster of one or more members; every member is killed and its directory
+/// removed on drop.
+#[derive(Debug)]
+pub struct EtcdNode {
+    members: Vec<EtcdMember>,
+}
+
+/// A member's name: `e1`, `e2`...
+fn member_name(index: usize) -> String {
+    format!("e{}", index + 1)
+}
+
+/// The flags of member `index` of a cluster whose members use `ports` (client, peer): etcd's
+/// defaults otherwise, its durability included.
+pub fn member_args(
+    index: usize,
+    ports: &[(u16, u16)],
+    data_dir: &Path,
+    token: &str,
+) -> Vec<String> {
+    let cluster = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("{}=http://127.0.0.1:{peer}", member_name(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let (client, peer) = ports[index];
+    let client_url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    vec![
+        "--name".into(),
+        member_name(index),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--listen-client-urls".into(),
+        client_url.clone(),
+        "--advertise-client-urls".into(),
+        client_url,
+        "--listen-peer-urls".into(),
+        peer_url.clone(),
+        "--initial-advertise-peer-urls".into(),
+        peer_url,
+        "--initial-cluster".into(),
+        cluster,
+        "--initial-cluster-state".into(),
+        "new".into(),
+        "--initial-cluster-token".into(),
+        token.into(),
+    ]
 }
 
 impl EtcdNode {
     /// Starts a fresh one-member etcd from `bin` and waits until it answers a linearizable
     /// read.
     pub async fn start(bin: &Path, tag: &str) -> anyhow::Result<EtcdNode> {
-        let dir = NodeDir::create(tag)?;
-        let client_port = free_port()?;
-        let peer_port = free_port()?;
-        let log = std::fs::File::create(dir.log_path())
-            .with_context(|| format!("cannot create {}", dir.log_path().display()))?;
-        let client_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let mut command = Command::new(bin);
-        command
-            .arg("--name")
-            .arg(MEMBER_NAME)
-            .arg("--data-dir")
-            .arg(dir.data_dir())
-            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .arg("--initial-cluster")
-            .arg(format!("{MEMBER_NAME}={peer_url}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = command.spawn().with_context(|| format!("cannot start {}", bin.display()))?;
-        let mut node = EtcdNode { child, dir, client_port };
+        EtcdNode::start_members(bin, tag, 1).await
+    }
+
+    /// Starts a fresh etcd cluster of `members` members from `bin` and waits until it answers
+    /// a linearizable read.
+    pub async fn start_members(bin: &Path, tag: &str, members: usize) -> anyhow::Result<EtcdNode> {
+        if members == 0 || members > MEMBERS_MAX {
+            bail!("an etcd cluster has 1 to {MEMBERS_MAX} members, not {members}");
+        }
+        let ports = (0..members)
+            .map(|_| Ok((free_port()?, free_port()?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // A token of its own, so members of two runs can never join each other.
+        let token = format!("atoll-bench-{tag}-{}-{}", std::process::id(), ports[0].0);
+        let mut node = EtcdNode { members: Vec::with_capacity(members) };
+        for index in 0..members {
+            let dir = NodeDir::create(&format!("{tag}-{}", member_name(index)))?;
+            let log = std::fs::File::create(dir.log_path())
+                .with_context(|| format!("cannot create {}", dir.log_path().display()))?;
+            let child = Command::new(bin)
+                .args(member_args(index, &ports, &dir.data_dir(), &token))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("cannot start {}", bin.display()))?;
+            node.members.push(EtcdMember { child, dir, client_port: ports[index].0 });
+        }
         node.wait_serving().await?;
         Ok(node)
     }
 
-    /// The client endpoint configuration (plain http).
+    /// The client endpoint configuration (plain http), first member first.
     pub fn config(&self) -> EtcdConfig {
-        EtcdConfig { endpoints: vec![format!("127.0.0.1:{}", self.client_port)], ca_pem: None }
+        let endpoints =
+            self.members.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect();
+        EtcdConfig { endpoints, ca_pem: None }
     }
 
-    /// Probes until a linearizable read succeeds: only then has the member elected itself.
+    /// Probes until a linearizable read succeeds: only then has a leader been elected.
     async fn wait_serving(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut last_error = String::from("no probe answered");
         while started.elapsed() < READY_TIMEOUT {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("etcd exited ({status}) before serving; {}", log_tail(&self.dir.log_path()));
+            for member in &mut self.members {
+                if let Some(status) = member.child.try_wait()? {
+                    bail!(
+                        "etcd exited ({status}) before serving; {}",
+                        log_tail(&member.dir.log_path())
+                    );
+                }
             }
             match EtcdClient::connect(&self.config(), 0).await {
                 Ok(client) => match client.range(get_request(b"/".to_vec(), false)).await {
@@ -84,19 +157,8 @@ impl EtcdNode {
             }
             tokio::time::sleep(READY_POLL).await;
         }
-        bail!(
-            "etcd did not serve within {READY_TIMEOUT:?} (last probe: {last_error}); {}",
-            log_tail(&self.dir.log_path())
-        )
-    }
-}
-
-impl Drop for EtcdNode {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        let log = self.members.first().map(|m| log_tail(&m.dir.log_path())).unwrap_or_default();
+        bail!("etcd did not serve within {READY_TIMEOUT:?} (last probe: {last_error}); {log}")
     }
 }
 
@@ -124,6 +186,27 @@ mod tests {
         let text = "etcd Version: 3.4.23\nGit SHA: Not provided\nGo Version: go1.19.8\n";
         assert_eq!(parse_version(text).as_deref(), Some("3.4.23"));
         assert_eq!(parse_version("nothing"), None);
+    }
+
+    #[test]
+    fn members_know_each_other_and_start_a_new_cluster() {
+        let ports = [(1, 2), (3, 4), (5, 6)];
+        let args = member_args(2, &ports, Path::new("/d"), "tok");
+        let value = |flag: &str| {
+            let at = args.iter().position(|f| f == flag).expect(flag);
+            args[at + 1].clone()
+        };
+        assert_eq!(value("--name"), "e3");
+        assert_eq!(value("--listen-client-urls"), "http://127.0.0.1:5");
+        assert_eq!(value("--initial-advertise-peer-urls"), "http://127.0.0.1:6");
+        assert_eq!(
+            value("--initial-cluster"),
+            "e1=http://127.0.0.1:2,e2=http://127.0.0.1:4,e3=http://127.0.0.1:6"
+        );
+        assert_eq!(
+            (value("--initial-cluster-state"), value("--data-dir")),
+            ("new".into(), "/d".into())
+        );
     }
 
     #[tokio::test]

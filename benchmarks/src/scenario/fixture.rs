@@ -2,7 +2,6 @@
 //! a client of it, and a measurement of how fast the load went.
 
 use super::context::ScenarioContext;
-use super::emit::emit;
 use super::node::Node;
 use crate::connect::ClientPool;
 use crate::keys::{KeySpace, make_value};
@@ -71,5 +70,5 @@ pub async fn load_and_emit(
     if let (Some(all), serde_json::Value::Object(extra)) = (params.as_object_mut(), extra) {
         all.extend(extra);
     }
-    emit(scenario, "load_keys_per_s", report.keys_per_s, "keys/s", ctx.params(params))
+    ctx.emit(scenario, "load_keys_per_s", report.keys_per_s, "keys/s", ctx.params(params))
 }

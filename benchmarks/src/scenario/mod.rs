@@ -3,12 +3,14 @@
 //! measurement and removes everything it started, also on an error or ctrl-c (the guards in
 //! [`node`]). `all` runs the whole catalogue; `--smoke` makes each finish in seconds.
 
+pub mod cluster;
 pub mod context;
 mod count_only;
 pub mod emit;
 pub mod etcd_node;
 mod etcd_put_get;
-mod fixture;
+pub mod fixture;
+mod long_reads;
 pub mod node;
 pub(crate) mod ports;
 mod prefix_limit;
@@ -28,6 +30,11 @@ pub struct Entry {
     /// What it measures, in one line.
     pub about: &'static str,
 }
+
+/// The comparison with etcd on one node each (`compare` with its defaults).
+pub const COMPARE_1: &str = "compare";
+/// The comparison with etcd on a 3-member cluster each.
+pub const COMPARE_3: &str = "compare-3-nodes";
 
 /// The catalogue, in the order `all` runs it.
 pub const CATALOGUE: &[Entry] = &[
@@ -55,6 +62,18 @@ pub const CATALOGUE: &[Entry] = &[
         name: prefix_limit::NAME,
         about: "N keys (1M): ms of a limit-100 prefix range over all N and over a 10,000-key prefix, median and p99",
     },
+    Entry {
+        name: long_reads::NAME,
+        about: "100,000 keys: put p50/p99 and ops/s at 16 clients alone, then while 4 loops read the whole prefix unlimited (etcd 3.4's non-blocking reads); Atoll, and etcd when installed",
+    },
+    Entry {
+        name: COMPARE_1,
+        about: "Atoll (native and gRPC gateway) against etcd, one node each, started here: put and get at 16/64/256 clients, 3 alternating rounds, medians and ratios (as `atoll-bench compare`)",
+    },
+    Entry {
+        name: COMPARE_3,
+        about: "the same on a 3-member loopback cluster of each (as `atoll-bench compare --nodes 3`)",
+    },
 ];
 
 /// The text of `scenario --list`.
@@ -67,7 +86,7 @@ pub fn list_text() -> String {
 }
 
 /// Runs one scenario by name.
-async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<()> {
+pub async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<()> {
     match name {
         put_get_clients::NAME => put_get_clients::run_scenario(ctx).await,
         etcd_put_get::NAME => etcd_put_get::run_scenario(ctx).await,
@@ -75,6 +94,9 @@ async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<()> {
         restart::NAME => restart::run_scenario(ctx).await,
         count_only::NAME => count_only::run_scenario(ctx).await,
         prefix_limit::NAME => prefix_limit::run_scenario(ctx).await,
+        long_reads::NAME => long_reads::run_scenario(ctx).await,
+        COMPARE_1 => crate::compare::run_scenario(ctx, 1).await.map(drop),
+        COMPARE_3 => crate::compare::run_scenario(ctx, 3).await.map(drop),
         other => {
             let names: Vec<&str> = CATALOGUE.iter().map(|e| e.name).collect();
             bail!("unknown scenario {other:?}; choose one of {} or all", names.join(", "))
@@ -89,7 +111,7 @@ pub async fn scenario_command(args: ScenarioArgs, smoke: bool) -> anyhow::Result
         return Ok(());
     }
     let Some(name) = args.name.as_deref() else { bail!("name a scenario, or pass --list") };
-    let ctx = ScenarioContext::from_args(&args, smoke)?;
+    let ctx = ScenarioContext::from_args(&args.flags, smoke)?;
     if name != "all" {
         return run_named(name, &ctx).await;
     }
@@ -111,12 +133,14 @@ pub async fn scenario_command(args: ScenarioArgs, smoke: bool) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::ScenarioFlags;
 
     #[test]
     fn the_list_names_every_scenario_once_with_an_explanation() {
         let text = list_text();
         for entry in CATALOGUE {
-            assert_eq!(text.matches(&format!("{} ", entry.name)).count(), 1, "{}", entry.name);
+            let starts = text.lines().filter(|l| l.starts_with(&format!("{} ", entry.name)));
+            assert_eq!(starts.count(), 1, "{}", entry.name);
             assert!(!entry.about.is_empty() && !entry.about.contains('\n'));
         }
         assert_eq!(text.lines().count(), CATALOGUE.len() + 1);
@@ -128,13 +152,12 @@ mod tests {
         ScenarioArgs {
             name: Some(name.into()),
             list: false,
-            atoll_bin: Some("/nonexistent/atoll".into()),
-            etcd_bin: Some("/nonexistent/etcd".into()),
-            keys: None,
-            repeat: None,
-            duration: None,
-            clients: None,
-            value_size: 100,
+            flags: ScenarioFlags {
+                atoll_bin: Some("/nonexistent/atoll".into()),
+                etcd_bin: Some("/nonexistent/etcd".into()),
+                value_size: 100,
+                ..ScenarioFlags::default()
+            },
         }
     }
 

@@ -64,8 +64,8 @@ impl NodeDir {
         self.root.join("xdg")
     }
 
-    #[cfg(test)]
-    pub(crate) fn root(&self) -> &Path {
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
         &self.root
     }
 }
@@ -96,12 +96,14 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// Starts `bin` on `dir`, serving clients on `client_port` and peers on `peer_port`.
+    /// Starts `bin` on `dir`, serving clients on `client_port` and peers on `peer_port`, with
+    /// `extra` flags (a cluster member's name, peers and certificates).
     pub fn spawn(
         bin: &Path,
         dir: &NodeDir,
         client_port: u16,
         peer_port: u16,
+        extra: &[String],
     ) -> anyhow::Result<NodeProcess> {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -118,6 +120,7 @@ impl NodeProcess {
             .arg("--listen-peer-urls")
             .arg(format!("https://127.0.0.1:{peer_port}"))
             .args(["--log-level", "warn"])
+            .args(extra)
             .env("XDG_DATA_HOME", dir.xdg_data_home())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -204,6 +207,18 @@ impl Drop for NodeProcess {
     }
 }
 
+/// Fails with how to build it if there is no atoll binary at `bin`.
+pub fn check_atoll_bin(bin: &Path) -> anyhow::Result<()> {
+    if !bin.is_file() {
+        bail!(
+            "atoll binary not found at {}; build it with `cargo build --release --bin atoll` \
+             or pass --atoll-bin",
+            bin.display()
+        );
+    }
+    Ok(())
+}
+
 /// The last lines of a node's log, on one line, for an error message.
 pub(super) fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -230,13 +245,7 @@ pub struct Node {
 impl Node {
     /// Starts a fresh node from `bin` and waits until it serves.
     pub async fn start(bin: &Path, tag: &str) -> anyhow::Result<Node> {
-        if !bin.is_file() {
-            bail!(
-                "atoll binary not found at {}; build it with `cargo build --release --bin atoll` \
-                 or pass --atoll-bin",
-                bin.display()
-            );
-        }
+        check_atoll_bin(bin)?;
         let dir = NodeDir::create(tag)?;
         let client_port = free_port()?;
         let peer_port = free_port()?;
@@ -251,7 +260,8 @@ impl Node {
         if self.process.is_some() {
             bail!("the node is already running");
         }
-        let process = NodeProcess::spawn(&self.bin, &self.dir, self.client_port, self.peer_port)?;
+        let process =
+            NodeProcess::spawn(&self.bin, &self.dir, self.client_port, self.peer_port, &[])?;
         let spawned_at = process.spawned_at();
         self.process = Some(process);
         Ok(spawned_at)

@@ -8,7 +8,7 @@
 //! counted by the scan: the two figures show both paths. Both answers are checked.
 
 use super::context::ScenarioContext;
-use super::emit::{emit, median, quantile};
+use super::emit::{median, quantile};
 use super::fixture::start_loaded;
 use super::queries::{Runs, time_range};
 use crate::backend::Backend;
@@ -90,6 +90,6 @@ async fn measure(
         "note": "etcd semantics: every limited range also returns the total count of its range",
     }));
     let metric = format!("{label}_prefix_limit{LIMIT}");
-    emit(NAME, &format!("{metric}_median_ms"), median(&samples), "ms", params.clone())?;
-    emit(NAME, &format!("{metric}_p99_ms"), quantile(&samples, 0.99), "ms", params)
+    ctx.emit(NAME, &format!("{metric}_median_ms"), median(&samples), "ms", params.clone())?;
+    ctx.emit(NAME, &format!("{metric}_p99_ms"), quantile(&samples, 0.99), "ms", params)
 }

@@ -4,7 +4,6 @@
 //! get finds its key.
 
 use super::context::ScenarioContext;
-use super::emit::emit;
 use super::fixture::start_loaded;
 use crate::connect::ClientPool;
 use crate::engine::{RunSpec, run};
@@ -108,7 +107,13 @@ fn emit_point(
         all.extend(extra.clone());
     }
     let name = report.workload.as_str();
-    emit(scenario, &format!("{name}_ops_per_s"), report.ops_per_s, "ops/s", params.clone())?;
-    emit(scenario, &format!("{name}_p50_us"), report.latency_us.p50 as f64, "us", params.clone())?;
-    emit(scenario, &format!("{name}_p99_us"), report.latency_us.p99 as f64, "us", params)
+    ctx.emit(scenario, &format!("{name}_ops_per_s"), report.ops_per_s, "ops/s", params.clone())?;
+    ctx.emit(
+        scenario,
+        &format!("{name}_p50_us"),
+        report.latency_us.p50 as f64,
+        "us",
+        params.clone(),
+    )?;
+    ctx.emit(scenario, &format!("{name}_p99_us"), report.latency_us.p99 as f64, "us", params)
 }

@@ -5,7 +5,7 @@
 //! fails the scenario instead of reporting a time.
 
 use super::context::ScenarioContext;
-use super::emit::{emit, median, millis};
+use super::emit::{median, millis};
 use super::fixture::{Loaded, start_loaded};
 use super::node::StopHow;
 use crate::workload::get_request;
@@ -148,7 +148,13 @@ fn emit_variant(
         "read": "linearizable get of the last loaded key, from process spawn",
     }));
     let metric = format!("restart_{variant}_first_read_ms");
-    emit(NAME, &metric, median(&first_read), "ms", params.clone())?;
-    emit(NAME, &format!("restart_{variant}_ready_line_ms"), median(&ready), "ms", params.clone())?;
-    emit(NAME, &format!("stop_{variant}_ms"), median(&stop), "ms", params)
+    ctx.emit(NAME, &metric, median(&first_read), "ms", params.clone())?;
+    ctx.emit(
+        NAME,
+        &format!("restart_{variant}_ready_line_ms"),
+        median(&ready),
+        "ms",
+        params.clone(),
+    )?;
+    ctx.emit(NAME, &format!("stop_{variant}_ms"), median(&stop), "ms", params)
 }
