@@ -13,7 +13,7 @@ use atoll_router::ClientError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::cluster::TestCluster;
+use support::cluster::{TestCluster, until_ok};
 
 const SPLIT: &str = "/s/";
 
@@ -29,25 +29,6 @@ fn everything() -> RangeRequest {
     RangeRequest { key: vec![0], range_end: vec![0], ..RangeRequest::default() }
 }
 
-/// Retries `op` while the cluster elects its first leaders.
-async fn until_ok<T, F, Fut>(what: &str, mut op: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ClientError>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match op().await {
-            Ok(v) => return v,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("{what}: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("{what}: {e}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_any_member_are_read_through_every_member() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -58,16 +39,16 @@ async fn writes_through_any_member_are_read_through_every_member() {
     for (i, (key, value)) in keys.iter().enumerate() {
         // Through one member each: writes for shards it does not lead are forwarded.
         let client = cluster.must_client(&[i]).await;
-        until_ok("put", || client.put(put(key, value))).await;
+        until_ok(Duration::from_secs(30), "put", || client.put(put(key, value))).await;
     }
     for i in 0..3 {
         let client = cluster.must_client(&[i]).await;
         for (key, value) in keys {
-            let resp = until_ok("get", || client.range(get(key))).await;
+            let resp = until_ok(Duration::from_secs(30), "get", || client.range(get(key))).await;
             assert_eq!(resp.kvs.len(), 1, "{key} through member {i}");
             assert_eq!(resp.kvs[0].value, value.as_bytes(), "{key} through member {i}");
         }
-        let all = until_ok("range", || client.range(everything())).await;
+        let all = until_ok(Duration::from_secs(30), "range", || client.range(everything())).await;
         let got: Vec<&[u8]> = all.kvs.iter().map(|kv| kv.key.as_slice()).collect();
         assert_eq!(got, vec![&b"/a"[..], b"/s/x", b"/z"], "a range across shards, member {i}");
         assert_eq!(all.count, 3);
@@ -125,7 +106,7 @@ async fn kill9_of_a_member_under_64_writers_loses_no_acknowledged_write() {
     let mut cluster = TestCluster::must_prepare(dir.path(), 3, SPLIT);
     cluster.must_start_all();
     let probe = cluster.must_client(&[0, 1, 2]).await;
-    until_ok("first put", || probe.put(put("/a/warm", "up"))).await;
+    until_ok(Duration::from_secs(30), "first put", || probe.put(put("/a/warm", "up"))).await;
     let leader_id = probe.status(&cluster.endpoints(&[0])[0]).await.expect("status").leader;
     let mut victim = None;
     for i in 0..3 {
@@ -213,7 +194,8 @@ async fn kill9_of_a_member_under_64_writers_loses_no_acknowledged_write() {
                 range_end: prefix_range_end(prefix.as_bytes()),
                 ..RangeRequest::default()
             };
-            let resp = until_ok("read back", || member.range(req.clone())).await;
+            let resp =
+                until_ok(Duration::from_secs(30), "read back", || member.range(req.clone())).await;
             for kv in resp.kvs {
                 stored.insert(kv.key, (kv.value, kv.mod_revision));
             }

@@ -5,43 +5,24 @@
 mod support;
 
 use atoll_proto::*;
-use atoll_router::{Client, ClientError};
+use atoll_router::Client;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support::cluster::TestCluster;
+use support::cluster::{TestCluster, until_ok};
 
 /// Upper bound on waiting for anything here; hitting it is a failure.
 const DEADLINE: Duration = Duration::from_secs(60);
 /// Keys of the first data shard (below the split), the one `endpoint status` reports on.
 const PREFIX: &[u8] = b"/a/w/";
 
-/// Retries `op` until it succeeds (elections, forwarding after a leader change).
-async fn until_ok<T, F, Fut>(what: &str, mut op: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ClientError>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match op().await {
-            Ok(v) => return v,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("{what}: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("{what}: {e}"),
-        }
-    }
-}
-
 /// Index of the member leading the first data shard, as member 0 sees it.
 async fn must_leader(cluster: &TestCluster) -> usize {
     let client = cluster.must_client(&[0, 1, 2]).await;
     let mut ids = Vec::new();
     for endpoint in cluster.endpoints(&[0, 1, 2]) {
-        let status = until_ok("status", || client.status(&endpoint)).await;
+        let status = until_ok(DEADLINE, "status", || client.status(&endpoint)).await;
         ids.push((status.header.member_id, status.leader));
     }
     let leader = ids.iter().find_map(|(_, l)| (*l != 0).then_some(*l)).expect("a leader");
@@ -55,7 +36,7 @@ async fn a_follower_watch_has_no_gap_or_duplicate_across_a_leader_change() {
     cluster.must_start_all();
     let warmup = cluster.must_client(&[0]).await;
     let put = |key: Vec<u8>| PutRequest { key, value: b"v".to_vec(), ..Default::default() };
-    until_ok("first put", || warmup.put(put(b"/a/start".to_vec()))).await;
+    until_ok(DEADLINE, "first put", || warmup.put(put(b"/a/start".to_vec()))).await;
     let leader = must_leader(&cluster).await;
     let follower = (leader + 1) % 3;
     eprintln!("phase: watch through member {follower}; member {leader} leads and will be killed");
@@ -86,7 +67,7 @@ async fn a_follower_watch_has_no_gap_or_duplicate_across_a_leader_change() {
                     key.extend_from_slice(format!("{w}/{i:03}").as_bytes());
                     // A write that fails may still have been applied; the final range is
                     // the truth the watch is checked against.
-                    let _ = until_ok("put", || client.put(put(key.clone()))).await;
+                    let _ = until_ok(DEADLINE, "put", || client.put(put(key.clone()))).await;
                     written.fetch_add(1, Ordering::SeqCst);
                 }
             })
@@ -108,7 +89,7 @@ async fn a_follower_watch_has_no_gap_or_duplicate_across_a_leader_change() {
         range_end: prefix_range_end(PREFIX),
         ..Default::default()
     };
-    let applied = until_ok("range", || watcher.range(everything.clone())).await;
+    let applied = until_ok(DEADLINE, "range", || watcher.range(everything.clone())).await;
     let want: BTreeMap<Vec<u8>, i64> =
         applied.kvs.iter().map(|kv| (kv.key.clone(), kv.mod_revision)).collect();
     assert_eq!(want.len(), 300, "every write was applied (retries write the same key)");

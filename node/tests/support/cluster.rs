@@ -128,3 +128,23 @@ impl TestCluster {
         }
     }
 }
+
+/// Retries `op` until it succeeds or `patience` passes (the cluster electing leaders, writes
+/// forwarded after a leader change); failing past it fails the test.
+pub async fn until_ok<T, F, Fut>(patience: Duration, what: &str, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, atoll_router::ClientError>>,
+{
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("{what}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
