@@ -42,16 +42,65 @@ fn keyspaces(storage: &Storage) -> [(u8, &Keyspace); 3] {
     [(1, &storage.raft_state), (2, &storage.mvcc), (3, &storage.changes)]
 }
 
+/// Bytes one record takes: tag, key length, key, value length, value.
+fn record_bytes(key: &[u8], value: &[u8]) -> u64 {
+    (1 + 4 + key.len() + 4 + value.len()) as u64
+}
+
 /// The exact size in bytes of the backup [`write_backup`] makes from `snap`.
 pub fn backup_size(storage: &Storage, snap: &Snapshot) -> Result<u64, StorageError> {
     let mut body = (BACKUP_MAGIC.len() + 1) as u64;
     for (_, keyspace) in keyspaces(storage) {
         for guard in snap.iter(keyspace) {
             let (key, value) = guard.into_inner()?;
-            body += (1 + 4 + key.len() + 4 + value.len()) as u64;
+            body += record_bytes(&key, &value);
         }
     }
     Ok(padded(body) + BACKUP_CHECKSUM_BYTES as u64)
+}
+
+/// Cuts the backup's bytes into chunks for the sink while hashing and counting them.
+struct Chunker<S> {
+    sink: S,
+    chunk: Vec<u8>,
+    digest: Context,
+    written: u64,
+}
+
+impl<S, E> Chunker<S>
+where
+    S: FnMut(Vec<u8>) -> Result<(), E>,
+{
+    fn write(&mut self, bytes: &[u8]) -> Result<(), BackupError<E>> {
+        self.digest.update(bytes);
+        self.written += bytes.len() as u64;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let room = BACKUP_CHUNK_BYTES - self.chunk.len();
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            self.chunk.extend_from_slice(now);
+            rest = later;
+            if self.chunk.len() == BACKUP_CHUNK_BYTES {
+                let full =
+                    std::mem::replace(&mut self.chunk, Vec::with_capacity(BACKUP_CHUNK_BYTES));
+                (self.sink)(full).map_err(BackupError::Sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the records, pads the body, appends its SHA-256 and hands out the last chunk.
+    fn finish(mut self) -> Result<(), BackupError<E>> {
+        self.write(&[END_TAG])?;
+        let padding = padded(self.written) - self.written;
+        self.write(&vec![0; padding as usize])?;
+        let sum = self.digest.clone().finish();
+        self.write(sum.as_ref())?;
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        (self.sink)(self.chunk).map_err(BackupError::Sink)
+    }
 }
 
 /// Writes the backup of `snap`, handing `sink` chunks of at most [`BACKUP_CHUNK_BYTES`] in
@@ -59,52 +108,26 @@ pub fn backup_size(storage: &Storage, snap: &Snapshot) -> Result<u64, StorageErr
 pub fn write_backup<E>(
     storage: &Storage,
     snap: &Snapshot,
-    mut sink: impl FnMut(Vec<u8>) -> Result<(), E>,
+    sink: impl FnMut(Vec<u8>) -> Result<(), E>,
 ) -> Result<(), BackupError<E>> {
-    let mut digest = Context::new(&SHA256);
-    let mut chunk = Vec::with_capacity(BACKUP_CHUNK_BYTES);
-    let mut emit = |bytes: &[u8],
-                    chunk: &mut Vec<u8>,
-                    digest: &mut Context,
-                    written: &mut u64|
-     -> Result<(), BackupError<E>> {
-        digest.update(bytes);
-        *written += bytes.len() as u64;
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let room = BACKUP_CHUNK_BYTES - chunk.len();
-            let (now, later) = rest.split_at(room.min(rest.len()));
-            chunk.extend_from_slice(now);
-            rest = later;
-            if chunk.len() == BACKUP_CHUNK_BYTES {
-                let full = std::mem::replace(chunk, Vec::with_capacity(BACKUP_CHUNK_BYTES));
-                sink(full).map_err(BackupError::Sink)?;
-            }
-        }
-        Ok(())
+    let mut out = Chunker {
+        sink,
+        chunk: Vec::with_capacity(BACKUP_CHUNK_BYTES),
+        digest: Context::new(&SHA256),
+        written: 0,
     };
-    let mut body = 0u64;
-    emit(BACKUP_MAGIC, &mut chunk, &mut digest, &mut body)?;
+    out.write(BACKUP_MAGIC)?;
     for (tag, keyspace) in keyspaces(storage) {
         for guard in snap.iter(keyspace) {
             let (key, value) = guard.into_inner().map_err(StorageError::from)?;
-            emit(&[tag], &mut chunk, &mut digest, &mut body)?;
-            emit(&length(key.len())?, &mut chunk, &mut digest, &mut body)?;
-            emit(&key, &mut chunk, &mut digest, &mut body)?;
-            emit(&length(value.len())?, &mut chunk, &mut digest, &mut body)?;
-            emit(&value, &mut chunk, &mut digest, &mut body)?;
+            out.write(&[tag])?;
+            out.write(&length(key.len())?)?;
+            out.write(&key)?;
+            out.write(&length(value.len())?)?;
+            out.write(&value)?;
         }
     }
-    let mut written = body;
-    emit(&[END_TAG], &mut chunk, &mut digest, &mut written)?;
-    let padding = padded(written) - written;
-    emit(&vec![0; padding as usize], &mut chunk, &mut digest, &mut written)?;
-    let sum = digest.clone().finish();
-    emit(sum.as_ref(), &mut chunk, &mut digest, &mut written)?;
-    if !chunk.is_empty() {
-        sink(chunk).map_err(BackupError::Sink)?;
-    }
-    Ok(())
+    out.finish()
 }
 
 fn length<E>(len: usize) -> Result<[u8; 4], BackupError<E>> {
