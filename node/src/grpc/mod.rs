@@ -22,7 +22,7 @@ use crate::service::NodeService;
 use atoll_proto::etcd::etcdserverpb as pb;
 use atoll_proto::etcd_convert::response::header_to_pb;
 use atoll_proto::shard_map::Member;
-use atoll_proto::{AtollError, GrpcCode, NativeRequest, NativeResponse, StatusRequest};
+use atoll_proto::{AtollError, NativeRequest, NativeResponse, StatusRequest};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -125,20 +125,8 @@ pub async fn serve(
 
 /// The gRPC status etcd answers for `e`, with etcd's text.
 pub fn status_of(e: AtollError) -> Status {
-    let code = match e.grpc_code() {
-        GrpcCode::InvalidArgument => Code::InvalidArgument,
-        GrpcCode::DeadlineExceeded => Code::DeadlineExceeded,
-        GrpcCode::NotFound => Code::NotFound,
-        GrpcCode::PermissionDenied => Code::PermissionDenied,
-        GrpcCode::ResourceExhausted => Code::ResourceExhausted,
-        GrpcCode::FailedPrecondition => Code::FailedPrecondition,
-        GrpcCode::OutOfRange => Code::OutOfRange,
-        GrpcCode::Unimplemented => Code::Unimplemented,
-        GrpcCode::Internal => Code::Internal,
-        GrpcCode::Unavailable => Code::Unavailable,
-        GrpcCode::DataLoss => Code::DataLoss,
-    };
-    Status::new(code, e.to_string())
+    // GrpcCode carries the gRPC spec's numbers, which tonic's Code shares.
+    Status::new(Code::from_i32(e.grpc_code() as i32), e.to_string())
 }
 
 /// A native answer of the wrong kind: a bug in the service, reported rather than hidden.
