@@ -11,7 +11,7 @@ use atoll_router::Client;
 use atoll_router::watch::WatchReceiver;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::{TestNode, free_port, free_tcp_port};
+use support::{TestNode, free_port, must_http_get};
 
 /// Upper bound on waiting for anything here; hitting it is a failure.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -112,13 +112,7 @@ async fn history_and_live_events_have_no_gap_duplicate_or_reordering() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_delays_no_other_watch() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let http = free_tcp_port();
-    let metrics_url = format!("http://127.0.0.1:{http}");
-    let node = TestNode::must_start_with(
-        dir.path(),
-        free_port(),
-        &["--listen-metrics-urls", &metrics_url],
-    );
+    let (node, http) = TestNode::must_start_with_metrics(dir.path());
     let writer = node.must_client().await;
     let stalled_client = node.must_client().await;
     let fast_client = node.must_client().await;
@@ -155,7 +149,7 @@ async fn a_client_that_never_reads_delays_no_other_watch() {
     assert_eq!(events.len(), 1);
     assert!(last < small);
     eprintln!("phase: the stalled watch lags and holds no events in the node's memory");
-    let metrics = must_get_metrics(http);
+    let (_, metrics) = must_http_get(http, "/metrics");
     assert!(metrics.contains("atoll_watch_watchers 2\n"), "{metrics}");
     let buffered = metrics
         .lines()
@@ -163,15 +157,6 @@ async fn a_client_that_never_reads_delays_no_other_watch() {
         .and_then(|v| v.trim().parse::<usize>().ok())
         .expect("buffered events metric");
     assert!(buffered <= atoll_shard::limits::WATCHER_BUFFER_EVENTS_MAX, "{buffered} buffered");
-}
-
-fn must_get_metrics(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect http");
-    write!(s, "GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n").expect("send");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read");
-    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

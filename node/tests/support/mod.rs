@@ -91,6 +91,18 @@ impl TestNode {
         }
     }
 
+    /// Starts a node that also serves its operator endpoints; returns it with their port.
+    pub fn must_start_with_metrics(data_dir: &Path) -> (TestNode, u16) {
+        let http = free_tcp_port();
+        let metrics_url = format!("http://127.0.0.1:{http}");
+        let node = TestNode::must_start_with(
+            data_dir,
+            free_port(),
+            &["--listen-metrics-urls", &metrics_url],
+        );
+        (node, http)
+    }
+
     /// The endpoint clients dial.
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -151,4 +163,16 @@ pub fn must_run_atollctl(
         input.write_all(stdin.as_bytes()).expect("write atollctl's stdin");
     }
     child.wait_with_output().expect("wait for atollctl")
+}
+
+/// `GET path` from a node's operator endpoint on `port`: the status code and the body.
+pub fn must_http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect http");
+    write!(s, "GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n").expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status");
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
 }
