@@ -84,16 +84,7 @@ async fn read_request(recv: &mut RecvStream, max_request_bytes: usize) -> Result
         }
         quinn::ReadExactError::ReadError(e) => Refusal::Abandon(e.to_string()),
     })?;
-    let len = frame_payload_len(&header, max_request_bytes).map_err(|e| match e {
-        FrameError::UnsupportedVersion { version } => {
-            Refusal::Answer(AtollError::UnsupportedVersion { version })
-        }
-        FrameError::TooLarge { len, max } => Refusal::Answer(AtollError::RequestTooLarge {
-            request_bytes: len as u64,
-            limit_bytes: max as u64,
-        }),
-        other => malformed(other),
-    })?;
+    let len = frame_payload_len(&header, max_request_bytes).map_err(header_refusal)?;
     let payload = read_payload(recv, len).await?;
     match decode_payload(&payload).map_err(malformed)? {
         NativeRequest::Watch(first) => Ok(Opened::Watch(first)),
@@ -133,6 +124,21 @@ async fn read_end(recv: &mut RecvStream) -> Result<(), Refusal> {
             reason: "bytes after the request frame; send one request per stream".into(),
         })),
         Err(e) => Err(Refusal::Abandon(e.to_string())),
+    }
+}
+
+/// The answer to a request frame whose header was refused: the version and size errors
+/// keep their own codes, anything else is malformed.
+pub(super) fn header_refusal(e: FrameError) -> Refusal {
+    match e {
+        FrameError::UnsupportedVersion { version } => {
+            Refusal::Answer(AtollError::UnsupportedVersion { version })
+        }
+        FrameError::TooLarge { len, max } => Refusal::Answer(AtollError::RequestTooLarge {
+            request_bytes: len as u64,
+            limit_bytes: max as u64,
+        }),
+        other => malformed(other),
     }
 }
 

@@ -4,10 +4,10 @@
 //! a bad frame, answered with one error) or when the client is gone.
 
 use super::limits::{WATCH_REQUESTS_QUEUED_MAX, WATCH_RESPONSES_QUEUED_MAX};
-use super::stream::{Refusal, malformed, read_payload, write_frame};
+use super::stream::{Refusal, header_refusal, malformed, read_payload, write_frame};
 use super::{RequestHandler, WatchStreamIo};
 use atoll_proto::frame::{FRAME_HEADER_BYTES, FrameError, decode_payload, frame_payload_len};
-use atoll_proto::{AtollError, NativeResponse, WatchRequest};
+use atoll_proto::{NativeResponse, WatchRequest};
 use quinn::{RecvStream, SendStream};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -83,13 +83,7 @@ async fn read_one(
         }
         Err(quinn::ReadExactError::ReadError(e)) => return Err(Refusal::Abandon(e.to_string())),
     }
-    let len = frame_payload_len(&header, max_request_bytes).map_err(|e| match e {
-        FrameError::TooLarge { len, max } => Refusal::Answer(AtollError::RequestTooLarge {
-            request_bytes: len as u64,
-            limit_bytes: max as u64,
-        }),
-        other => malformed(other),
-    })?;
+    let len = frame_payload_len(&header, max_request_bytes).map_err(header_refusal)?;
     let payload = read_payload(recv, len).await?;
     decode_payload(&payload).map(Some).map_err(malformed)
 }
