@@ -85,8 +85,13 @@ impl ComparePlan {
         if args.workloads.is_empty() {
             bail!("--workloads is empty; give one or more of put, get, range, txn-update, mixed");
         }
-        let mut workloads = args.workloads.clone();
-        workloads.dedup();
+        // Each workload once, in the order first given (`Vec::dedup` drops only neighbours).
+        let mut workloads = Vec::new();
+        for w in &args.workloads {
+            if !workloads.contains(w) {
+                workloads.push(*w);
+            }
+        }
         Ok(ComparePlan {
             name: scenario_name(args.nodes as usize),
             nodes: args.nodes as usize,
@@ -428,6 +433,12 @@ mod tests {
             (plan.duration, plan.warmup, plan.key_space),
             (SMOKE_DURATION, Duration::ZERO, SMOKE_KEYS)
         );
+    }
+
+    #[test]
+    fn a_workload_given_twice_runs_once() {
+        let plan = must_plan(&["--workloads=put,get,put"]);
+        assert_eq!(plan.workloads, [WorkloadKind::Put, WorkloadKind::Get]);
     }
 
     #[tokio::test]
