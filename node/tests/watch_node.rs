@@ -10,8 +10,10 @@ use atoll_proto::*;
 use atoll_router::Client;
 use atoll_router::watch::WatchReceiver;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 use support::{TestNode, free_port, must_http_get};
+use tokio::sync::Barrier;
 
 /// Upper bound on waiting for anything here; hitting it is a failure.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -35,10 +37,19 @@ async fn must_recv(rx: &mut WatchReceiver) -> WatchResponse {
 }
 
 /// Reads responses until watch `id` has delivered an event at `last`; returns its events.
+/// A response that does not come before the deadline fails with how far the watch got.
 async fn must_events_until(rx: &mut WatchReceiver, id: i64, last: i64) -> Vec<Event> {
     let mut events = Vec::new();
     while events.last().is_none_or(|e: &Event| e.kv.mod_revision < last) {
-        let r = must_recv(rx).await;
+        let Ok(r) = tokio::time::timeout(DEADLINE, rx.recv()).await else {
+            let reached = events.last().map_or(0, |e| e.kv.mod_revision);
+            panic!(
+                "watch {id} stalled: {} events, the newest at revision {reached}, none since \
+                 for {DEADLINE:?}; waiting for revision {last}",
+                events.len()
+            );
+        };
+        let r = r.expect("watch stream works").expect("watch stream still open");
         assert!(!r.canceled, "watch canceled: {r:?}");
         if r.watch_id == id {
             events.extend(r.events);
@@ -59,9 +70,6 @@ fn assert_strictly_increasing(events: &[Event]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "intermittent hang (2 of ~6 full runs): the watch read after 600 unread puts stops \
-            short of the last revision; a suspected lost wake-up or event in the watch path, \
-            under investigation (issue 4 note). Run with --ignored."]
 async fn history_and_live_events_have_no_gap_duplicate_or_reordering() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = TestNode::must_start(dir.path(), free_port());
@@ -71,12 +79,20 @@ async fn history_and_live_events_have_no_gap_duplicate_or_reordering() {
     let (_tx_all, mut from_first) =
         client.watch(create(b"w/", b"w0", first, 1)).await.expect("watch");
     assert!(must_recv(&mut from_first).await.created);
+    // The watch "from now" joins once every writer is halfway, while they go on; a sleep
+    // instead let it join after the last write on a quiet machine, and then it never saw
+    // the event it waited for.
+    let halfway = Arc::new(Barrier::new(5));
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let client = client.clone();
+            let halfway = Arc::clone(&halfway);
             tokio::spawn(async move {
                 let mut revisions = Vec::new();
                 for i in 0..150 {
+                    if i == 75 {
+                        halfway.wait().await;
+                    }
                     let key = format!("w/{w}/{i:03}");
                     revisions.push(must_put(&client, key.as_bytes(), b"v").await);
                 }
@@ -84,15 +100,17 @@ async fn history_and_live_events_have_no_gap_duplicate_or_reordering() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    halfway.wait().await;
     let (_tx_live, mut live) = client.watch(create(b"w/", b"w0", 0, 2)).await.expect("watch");
     assert!(must_recv(&mut live).await.created);
     let mut written = BTreeSet::from([first]);
     for w in writers {
         written.extend(w.await.expect("writer"));
     }
-    let last = *written.last().expect("writes");
-    assert_eq!(written.len(), 601, "every put has its own revision");
+    // A last write after every watch has joined: each of them must deliver it.
+    let last = must_put(&client, b"w/end", b"1").await;
+    written.insert(last);
+    assert_eq!(written.len(), 602, "every put has its own revision");
     let (_tx_late, mut late) = client.watch(create(b"w/", b"w0", first, 3)).await.expect("watch");
     assert!(must_recv(&mut late).await.created);
 
