@@ -97,6 +97,83 @@ async fn writes_through_any_member_are_read_through_every_member() {
     }
 }
 
+/// A writer moves a counter forward in two shards, the first shard first, through one
+/// member; readers on the other members read both in one Range. A range across shards reads
+/// every shard at one revision, so it can never see the second shard ahead of the first,
+/// nor the first more than one step ahead: linearizable or serializable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_across_shards_reads_every_shard_at_one_revision() {
+    const ROUNDS: u64 = 150;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cluster = TestCluster::must_prepare(dir.path(), 3, SPLIT);
+    cluster.must_start_all();
+    let writer = cluster.must_client(&[0]).await;
+    for key in ["/a/n", "/s/n"] {
+        until_ok(Duration::from_secs(30), "first put", || writer.put(put(key, "0"))).await;
+    }
+    // Every member has applied a write in both shards: a serializable read over a shard
+    // that has applied none is not cut at one revision (decision D15).
+    for member in 0..3 {
+        let client = cluster.must_client(&[member]).await;
+        let both = RangeRequest { serializable: true, ..everything() };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client.range(both.clone()).await.map_or(0, |r| r.kvs.len()) < 2 {
+            assert!(Instant::now() < deadline, "member {member} never applied both puts");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for (member, serializable) in [(1, false), (2, false), (1, true), (2, true)] {
+        let client = cluster.must_client(&[member]).await;
+        let done = done.clone();
+        readers.push(tokio::spawn(async move {
+            let req = RangeRequest {
+                key: b"/".to_vec(),
+                range_end: prefix_range_end(b"/"),
+                serializable,
+                ..RangeRequest::default()
+            };
+            let mut reads = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                let resp = client.range(req.clone()).await.expect("range across shards");
+                // A cut below the first put of /s/n finds no such key: -1, the counter
+                // before "0".
+                let value = |key: &[u8]| -> i64 {
+                    resp.kvs.iter().find(|kv| kv.key == key).map_or(-1, |kv| {
+                        String::from_utf8_lossy(&kv.value).parse().expect("a counter")
+                    })
+                };
+                let (first, second) = (value(b"/a/n"), value(b"/s/n"));
+                assert!(
+                    first == second || first == second + 1,
+                    "member {member} (serializable: {serializable}) read /a/n={first} \
+                     beside /s/n={second}: not one revision of the store"
+                );
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    for round in 1..=ROUNDS {
+        for key in ["/a/n", "/s/n"] {
+            writer.put(put(key, &round.to_string())).await.expect("put");
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    for reader in readers {
+        let reads = reader.await.expect("reader");
+        assert!(reads > 0, "every reader read at least once");
+    }
+    // An explicit revision reads that state of every shard, idle ones included.
+    let client = cluster.must_client(&[2]).await;
+    let first = writer.put(put("/a/n", "late")).await.expect("put").header.revision;
+    let at_first = RangeRequest { revision: first, ..everything() };
+    let resp = client.range(at_first).await.expect("range at a revision");
+    let values: Vec<&[u8]> = resp.kvs.iter().map(|kv| kv.value.as_slice()).collect();
+    assert_eq!(values, vec![&b"late"[..], ROUNDS.to_string().as_bytes()]);
+}
+
 /// Writers acknowledged: key index → (value, revision).
 type Acked = Arc<std::sync::Mutex<Vec<(String, String, i64)>>>;
 

@@ -5,11 +5,12 @@
 //! Requests are routed by key to the shard that owns them (`shards.rs`). A write whose shard
 //! is led by another node is forwarded to that node (DESIGN §6: any node accepts any
 //! request); reads are served here, followers included, through ReadIndex. A Range over
-//! several shards reads each after its ReadIndex, from one snapshot of the node's database,
-//! and merges the answers; a DeleteRange over several shards deletes shard by shard; a Txn
+//! several shards reads every one at one revision and merges the answers (`range.rs`); a
+//! DeleteRange over several shards deletes shard by shard; a Txn
 //! over several shards is refused.
 
 mod merged_watch;
+mod range;
 mod shards;
 mod watch;
 mod watch_task;
@@ -20,10 +21,9 @@ pub use watch::{WATCH_PROGRESS_INTERVAL_DEFAULT, WATCHERS_PER_STREAM_MAX};
 use crate::identity::NodeIdentity;
 use crate::transport::{RequestHandler, WatchStreamIo};
 use atoll_proto::*;
-use atoll_router::merge::{merge_ranges, shard_request};
 use atoll_shard::Storage;
 use atoll_shard::actors::{GetStatus, Propose, ReadIndex, ReplicaStatus, TransferLeader};
-use atoll_shard::mvcc::{MvccLimits, WriteResponse, validate_range, validate_write};
+use atoll_shard::mvcc::{MvccLimits, WriteResponse, validate_write};
 use atoll_shard::storage::LogWriterHandle;
 use std::future::Future;
 use std::pin::Pin;
@@ -346,56 +346,6 @@ impl NodeService {
             ));
         }
         samples
-    }
-
-    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, AtollError> {
-        validate_range(&req)?;
-        let inner = &self.inner;
-        // A range that holds no key still gets an answer from one shard (count 0, header).
-        let mut parts: Vec<(ShardId, RangeRequest)> = inner
-            .shards
-            .spans(&req.key, &req.range_end)
-            .into_iter()
-            .map(|span| (span.shard.id, shard_request(&req, &span.key, &span.range_end)))
-            .collect();
-        if parts.is_empty()
-            && let Some((id, _)) = inner.shards.first()
-        {
-            parts.push((id, req.clone()));
-        }
-        let mut term = 0;
-        if req.serializable {
-            for (id, _) in &parts {
-                term = term.max(inner.shards.handle(*id)?.published.term());
-            }
-        } else {
-            let confirmed = parts.iter().map(|(id, _)| self.read_index(*id));
-            for t in futures::future::try_join_all(confirmed).await? {
-                term = term.max(t);
-            }
-        }
-        let _permit = inner.reads.acquire().await.map_err(|_| AtollError::Stopping)?;
-        let stores = parts
-            .into_iter()
-            .map(|(id, r)| Ok((inner.shards.handle(id)?.store.clone(), r)))
-            .collect::<Result<Vec<_>, AtollError>>()?;
-        let db = inner.storage.db.clone();
-        // One snapshot for every shard: the parts are read from one state of this node.
-        let answers = tokio::task::spawn_blocking(move || {
-            let snap = db.snapshot();
-            stores
-                .iter()
-                .map(|(store, r)| store.range(&snap, r).map_err(|e| e.to_wire()))
-                .collect::<Result<Vec<_>, AtollError>>()
-        })
-        .await
-        .map_err(|_| AtollError::Stopping)??;
-        let mut resp = match <[RangeResponse; 1]>::try_from(answers) {
-            Ok([one]) => one,
-            Err(answers) => merge_ranges(&req, answers),
-        };
-        self.fill(&mut resp.header, term);
-        Ok(resp)
     }
 
     /// Waits until `shard` has a leader, asks it for a read index and waits until this

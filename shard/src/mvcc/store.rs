@@ -88,7 +88,7 @@ impl MvccStore {
     }
 
     /// Reads the apply state as of `snap`.
-    pub(crate) fn apply_state_at(&self, snap: &Snapshot) -> Result<ApplyState, StorageError> {
+    pub fn apply_state_at(&self, snap: &Snapshot) -> Result<ApplyState, StorageError> {
         match snap.get(&self.storage.raft_state, apply_state_key(self.shard))? {
             Some(bytes) => ApplyState::decode(&bytes),
             None => Ok(ApplyState::default()),
