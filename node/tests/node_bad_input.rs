@@ -1,9 +1,14 @@
 //! Bad input never panics and never loses data: unknown flags, a locked or corrupt data
-//! directory, an oversized request. Each gives a clear one-line error.
+//! directory, an oversized request, a request only nodes may send. Each gives a clear one-line
+//! error.
 
 mod support;
 
-use atoll_proto::{PutRequest, RangeRequest};
+use atoll_proto::{
+    AtollError, CloseRequest, CompactShardRequest, CompactionRequest, NativeRequest, PutRequest,
+    RangeRequest, ShardId,
+};
+use atoll_router::ClientError;
 use std::process::Stdio;
 use support::{TestNode, atoll_command, free_port};
 
@@ -106,4 +111,38 @@ async fn oversized_request_is_refused_and_nothing_is_lost() {
         .await
         .expect("get");
     assert!(missing.kvs.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_meant_for_nodes_are_refused_from_clients() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::must_start(dir.path(), free_port());
+    let client = node.must_client().await;
+    let revision = client
+        .put(PutRequest { key: b"k".to_vec(), value: b"1".to_vec(), ..Default::default() })
+        .await
+        .expect("put")
+        .header
+        .revision;
+    let shard = ShardId(1);
+    let refused = [
+        NativeRequest::Close(CloseRequest { shard, revision: revision + 1_000_000 }),
+        NativeRequest::CompactShard(CompactShardRequest {
+            shard,
+            compaction: CompactionRequest { revision, physical: false },
+        }),
+    ];
+    for req in refused {
+        match client.request(req.clone()).await {
+            Err(ClientError::Server(AtollError::Malformed { reason })) => {
+                assert!(reason.contains("for nodes only"), "{reason}");
+            }
+            other => panic!("{req:?} from a client must be refused, got {other:?}"),
+        }
+    }
+    eprintln!("phase: neither raised nor compacted the shard");
+    let before = RangeRequest { key: b"k".to_vec(), revision: revision - 1, ..Default::default() };
+    let resp = client.range(before).await.expect("a read below the put is not compacted");
+    assert!(resp.kvs.is_empty());
+    assert_eq!(resp.header.revision, revision, "the shard's revision was not raised");
 }

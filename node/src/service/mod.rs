@@ -202,13 +202,19 @@ impl NodeService {
             }),
             NativeRequest::Status(_) => self.status().await.map(NativeResponse::Status),
             NativeRequest::HashKv(r) => self.hash_kv(r).await.map(NativeResponse::HashKv),
-            NativeRequest::CompactShard(r) => {
+            // Only nodes compact one shard (their part of a Compact, forwarded here).
+            NativeRequest::CompactShard(r) if origin == Origin::Peer => {
                 let op = WriteOp::Compact(r.compaction);
-                match validate_write(&op, &self.inner.limits) {
-                    Ok(()) => self.write_on(r.shard, op, origin).await,
-                    Err(e) => Err(e),
+                async {
+                    validate_write(&op, &self.inner.limits)?;
+                    self.write_on(r.shard, op, origin).await
                 }
+                .await
             }
+            NativeRequest::CompactShard(_) => Err(AtollError::Malformed {
+                reason: "compacting one shard is for nodes only; clients compact with Compact"
+                    .into(),
+            }),
             // The transport hands watch streams to `watch_stream`; one here came as a single
             // request (forwarded, or from a client that does not speak watch streams).
             NativeRequest::Watch(_) => Err(AtollError::Malformed {
