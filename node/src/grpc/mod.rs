@@ -22,7 +22,7 @@ use crate::service::NodeService;
 use atoll_proto::etcd::etcdserverpb as pb;
 use atoll_proto::etcd_convert::response::header_to_pb;
 use atoll_proto::shard_map::Member;
-use atoll_proto::{AtollError, NativeRequest, NativeResponse, StatusRequest};
+use atoll_proto::{AtollError, NativeRequest, NativeResponse};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -72,13 +72,9 @@ impl Gateway {
         }
     }
 
-    /// A header for answers that are not about one key: this member, the first data shard's
-    /// revision and term (as etcd's maintenance answers carry the store's current revision).
-    async fn header(&self) -> Result<Option<pb::ResponseHeader>, Status> {
-        match self.call(NativeRequest::Status(StatusRequest {})).await? {
-            NativeResponse::Status(s) => Ok(header_to_pb(s.header)),
-            other => Err(unexpected(&other)),
-        }
+    /// A header for answers that are not about one key ([`NodeService::header`]).
+    async fn header(&self) -> Option<pb::ResponseHeader> {
+        header_to_pb(self.service.header().await)
     }
 }
 

@@ -619,6 +619,17 @@ impl NodeService {
         Ok(resp)
     }
 
+    /// The header of an answer about no key (maintenance, cluster, auth): this member, the
+    /// newest revision among its shards (etcd's header carries the store's current
+    /// revision) and the first shard's term. Read from memory, not through a replica.
+    pub async fn header(&self) -> ResponseHeader {
+        let revision = self.newest_local_revision().await;
+        let term = self.inner.shards.first().map_or(0, |(_, h)| h.published.term());
+        let mut header = ResponseHeader { revision, ..Default::default() };
+        self.fill(&mut header, term);
+        header
+    }
+
     fn fill(&self, header: &mut ResponseHeader, term: u64) {
         header.cluster_id = self.inner.identity.cluster_id;
         header.member_id = self.inner.identity.member_id;
