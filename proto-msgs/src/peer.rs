@@ -168,7 +168,7 @@ pub struct ShardMessage {
 }
 
 /// What a [`ShardMessage`] carries: a Raft message, or one of the two hibernation messages
-/// the replicas of a shard exchange beside Raft (decision D11 in `docs/decisions.md`; TiKV's
+/// the replicas of a shard exchange beside Raft (decision D14 in `docs/decisions.md`; TiKV's
 /// "hibernate region" carries its equivalents outside the Raft message the same way). `from`
 /// and `to` are replica IDs as in [`RaftMessage`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,9 @@
 //! The QUIC endpoint that serves native clients (DESIGN §8): ALPN `atoll-client/1`, one
 //! request frame and one response frame per bidirectional stream, except watch streams,
 //! which open with a `NativeRequest::Watch` frame and then carry `WatchRequest` frames one
-//! way and `NativeResponse::Watch` frames the other until either side ends them. Peers will share the
-//! endpoint under `atoll-peer/1`; until they are served, other ALPNs are refused.
+//! way and `NativeResponse::Watch` frames the other until either side ends them. Peers
+//! have their own endpoint on the peer URL ([`peer`], decision D9); any other ALPN is refused
+//! here.
 //!
 //! This module only moves bytes: what a request means is the [`RequestHandler`]'s business.
 //! Bad input on a stream gets an error answer on that stream and never affects the
