@@ -436,17 +436,19 @@ impl NodeService {
             && let Some(forwarder) = &self.inner.forwarder
         {
             self.inner.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+            let term = handle.published.term();
             let forwarded = forwarder.forward(NodeId(leader), native_request(shard, op));
             tokio::pin!(forwarded);
             // A leader that dies with the request in flight would hold it until the peer
-            // connection times out; once this replica learns of another leader (or of an
-            // election), the answer is "leader changed", as etcd's: the write may or may not
-            // have been applied, so clients resend only idempotent requests.
+            // connection times out; once this replica learns of another leader or of an
+            // election (a higher term), the answer is "leader changed", as etcd's: the write
+            // may or may not have been applied, so clients resend only idempotent requests.
             let answer = loop {
                 tokio::select! {
                     answer = &mut forwarded => break answer?,
                     () = tokio::time::sleep(LEADER_POLL) => {
-                        if handle.published.leader() != leader {
+                        let now = (handle.published.term(), handle.published.leader());
+                        if leader_changed((term, leader), now) {
                             return Err(AtollError::LeaderChanged);
                         }
                     }
@@ -637,6 +639,14 @@ impl NodeService {
     }
 }
 
+/// Whether a replica that saw `(term, leader)` when it forwarded a write and sees `now` has
+/// learnt of another leader or of an election. A follower that merely pre-votes forgets its
+/// leader for a moment without any election (pre-vote keeps the term, raft-rs sets no
+/// leader): that alone is no leader change.
+fn leader_changed((term, leader): (u64, u64), (term_now, leader_now): (u64, u64)) -> bool {
+    term_now > term || (leader_now != 0 && leader_now != leader)
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -694,5 +704,19 @@ impl RequestHandler for NodeService {
     fn watch(&self, io: WatchStreamIo) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
         let this = self.clone();
         Box::pin(async move { this.serve_watch_stream(io).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::leader_changed;
+
+    #[test]
+    fn a_pre_vote_is_no_leader_change_but_an_election_or_another_leader_is() {
+        assert!(!leader_changed((5, 1), (5, 1)));
+        assert!(!leader_changed((5, 1), (5, 0)), "pre-candidate: no leader, same term");
+        assert!(leader_changed((5, 1), (6, 0)), "an election under way");
+        assert!(leader_changed((5, 1), (6, 1)), "re-elected in a new term");
+        assert!(leader_changed((5, 1), (5, 2)));
     }
 }
