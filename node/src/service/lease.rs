@@ -2,7 +2,7 @@
 //! other node like a write; and the attach check of a Put or Txn that names leases.
 
 use super::lease_manager::{LEASE_ID_ATTEMPTS_MAX, LeaseManager};
-use super::{LEADER_POLL, NodeService, Origin, propose};
+use super::{NodeService, Origin, propose};
 use atoll_proto::*;
 use atoll_shard::lease::{keys_of_lease, lease_records};
 use atoll_shard::mvcc::WriteResponse;
@@ -16,24 +16,13 @@ impl NodeService {
     }
 
     /// Serves a lease request on the meta shard's leader: here, or forwarded there for a
-    /// client. Refusals that prove nothing was done (no leader yet, a leader that stepped
-    /// down) are retried until the request timeout, like writes.
+    /// client, retried across elections like a write.
     pub(super) async fn serve_lease(
         &self,
         req: NativeRequest,
         origin: Origin,
     ) -> Result<NativeResponse, AtollError> {
-        let deadline = Instant::now() + self.inner.request_timeout;
-        loop {
-            match self.lease_once(req.clone(), origin, deadline).await {
-                Err(AtollError::NotLeader { .. } | AtollError::NoLeader { .. })
-                    if origin == Origin::Client && Instant::now() + LEADER_POLL < deadline =>
-                {
-                    tokio::time::sleep(LEADER_POLL).await;
-                }
-                other => return other,
-            }
-        }
+        self.until_led(origin, |deadline| self.lease_once(req.clone(), origin, deadline)).await
     }
 
     async fn lease_once(
@@ -177,13 +166,14 @@ impl NodeService {
                     return Err(AtollError::Malformed { reason });
                 }
                 Err(AtollError::LeaseExists) if asked == 0 => continue,
-                Err(e @ (AtollError::LeaseExists | AtollError::NotLeader { .. })) => return Err(e),
-                Err(e) => {
+                Err(e @ (AtollError::Stopping | AtollError::Timeout)) => {
                     // The grant may have applied without the lease state hearing of it: load
                     // the state anew from the records rather than let a lease never expire.
                     manager.step_down();
                     return Err(e);
                 }
+                // Refused or replaced before it applied: nothing to learn.
+                Err(e) => return Err(e),
             }
         }
         Err(AtollError::LeaseExists)

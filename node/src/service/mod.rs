@@ -481,20 +481,30 @@ impl NodeService {
         }
     }
 
-    /// Proposes `op` to `shard` here, or forwards it to the node leading the shard.
-    /// Applies `op` to `shard` through its leader. A refusal that proves the write was not
-    /// proposed (the replica asked is not, or no longer, the leader: an election under way)
-    /// is retried until the request timeout for a client's write, so elections cost latency
-    /// rather than errors; a forwarded write is answered as it is, its sender retries.
+    /// Applies `op` to `shard` through its leader, here or forwarded (see [`Self::until_led`]).
     async fn write_on(
         &self,
         shard: ShardId,
         op: WriteOp,
         origin: Origin,
     ) -> Result<NativeResponse, AtollError> {
+        self.until_led(origin, |deadline| self.write_once(shard, op.clone(), origin, deadline))
+            .await
+    }
+
+    /// Runs `attempt` (given the request's deadline) until it is not refused for want of a
+    /// leader. A refusal that proves nothing was proposed (the replica asked is not, or no
+    /// longer, the leader: an election under way) is retried until the request timeout for a
+    /// client's request, so elections cost latency rather than errors; a forwarded request
+    /// is answered as it is, its sender retries.
+    async fn until_led<T, F, Fut>(&self, origin: Origin, mut attempt: F) -> Result<T, AtollError>
+    where
+        F: FnMut(Instant) -> Fut,
+        Fut: Future<Output = Result<T, AtollError>>,
+    {
         let deadline = Instant::now() + self.inner.request_timeout;
         loop {
-            match self.write_once(shard, op.clone(), origin, deadline).await {
+            match attempt(deadline).await {
                 Err(AtollError::NotLeader { .. } | AtollError::NoLeader { .. })
                     if origin == Origin::Client && Instant::now() + LEADER_POLL < deadline =>
                 {

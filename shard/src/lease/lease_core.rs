@@ -112,9 +112,11 @@ impl LeaseCore {
         self.leases.get(&id).filter(|h| !h.revoking)
     }
 
-    /// A keepalive: the lease lives its full TTL from now. `None` if absent or revoking.
+    /// A keepalive: the lease lives its full TTL from now. `None` if absent, revoking or
+    /// already expired: an expired lease is being revoked even if its revocation has not
+    /// started yet, and etcd's `Renew` refuses it too.
     pub fn renew(&mut self, id: i64, now_ms: u64) -> Option<Renewed> {
-        let held = self.leases.get_mut(&id).filter(|h| !h.revoking)?;
+        let held = self.leases.get_mut(&id).filter(|h| !h.revoking && h.expiry_ms > now_ms)?;
         held.expiry_ms = now_ms.saturating_add(ttl_ms(held.ttl_seconds));
         let renewed =
             Renewed { ttl_seconds: held.ttl_seconds, clear_checkpoint: held.checkpointed };

@@ -50,6 +50,7 @@ fn a_keepalive_extends_the_lease_and_asks_to_clear_a_checkpoint() {
     assert_eq!(core.checkpoints(10_000, 1_000, 10), vec![(1, 8_000)]);
     assert!(core.renew(1, 10_000).expect("renewed").clear_checkpoint);
     assert!(!core.renew(1, 10_000).expect("renewed").clear_checkpoint);
+    assert_eq!(core.renew(1, 20_000), None, "an expired lease is not renewed");
     assert_eq!(core.take_expired(20_000, 10).len(), 1);
     assert_eq!(core.renew(1, 20_000), None, "a revoking lease is not renewed");
 }
