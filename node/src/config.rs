@@ -82,6 +82,14 @@ pub struct Flags {
     /// unit (default 10m, etcd's flag of the same name).
     #[arg(long, env = "ATOLL_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL")]
     pub experimental_watch_progress_notify_interval: Option<String>,
+    /// Most expired leases revoked per second (default 1000, etcd's leaseRevokeRate).
+    #[arg(long, env = "ATOLL_LEASE_REVOKE_RATE")]
+    pub lease_revoke_rate: Option<u64>,
+    /// How often the meta shard's leader checkpoints remaining lease TTLs through Raft, so a
+    /// leader change does not reset them; ms or with a unit, 0 turns checkpoints off
+    /// (default 1m).
+    #[arg(long, env = "ATOLL_LEASE_CHECKPOINT_INTERVAL")]
+    pub lease_checkpoint_interval: Option<String>,
     /// Block cache of the storage engine (default 64MiB).
     #[arg(long, env = "ATOLL_CACHE_SIZE")]
     pub cache_size: Option<String>,
@@ -152,6 +160,8 @@ struct FileConfig {
     heartbeat_interval: Option<String>,
     election_timeout: Option<String>,
     experimental_watch_progress_notify_interval: Option<String>,
+    lease_revoke_rate: Option<u64>,
+    lease_checkpoint_interval: Option<String>,
     cache_size: Option<String>,
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
@@ -190,6 +200,10 @@ pub struct NodeConfig {
     pub election_timeout: Duration,
     /// Interval of periodic watch progress notifications (default 10 min, etcd's).
     pub watch_progress_notify_interval: Duration,
+    /// Expired leases revoked per second at most (default 1,000, etcd's).
+    pub lease_revoke_rate: u64,
+    /// Interval of lease checkpoints; zero: none (default 1 min, decision D16).
+    pub lease_checkpoint_interval: Duration,
     /// Storage block cache (default 64 MiB).
     pub cache_bytes: u64,
     /// Operator-provided certificate, key and CA, all three or none.
@@ -214,6 +228,8 @@ impl Default for NodeConfig {
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(1000),
             watch_progress_notify_interval: Duration::from_secs(600),
+            lease_revoke_rate: 1_000,
+            lease_checkpoint_interval: Duration::from_secs(60),
             cache_bytes: 64 << 20,
             tls_files: None,
             log_level: "info".into(),
@@ -339,6 +355,15 @@ impl NodeConfig {
                 ),
                 d.watch_progress_notify_interval,
             )?,
+            lease_revoke_rate: flags
+                .lease_revoke_rate
+                .or(file.lease_revoke_rate)
+                .unwrap_or(d.lease_revoke_rate),
+            lease_checkpoint_interval: duration(
+                "lease-checkpoint-interval",
+                text(&flags.lease_checkpoint_interval, file.lease_checkpoint_interval),
+                d.lease_checkpoint_interval,
+            )?,
             cache_bytes: bytes(
                 "cache-size",
                 text(&flags.cache_size, file.cache_size),
@@ -368,6 +393,10 @@ impl NodeConfig {
         }
         if self.watch_progress_notify_interval.is_zero() {
             return Err(err("--experimental-watch-progress-notify-interval must not be zero"));
+        }
+        if self.lease_revoke_rate < 2 {
+            // etcd's loop takes rate/2 leases per half-second pass; below 2 it takes none.
+            return Err(err("--lease-revoke-rate must be at least 2 (leases per second)"));
         }
         if self.max_txn_ops == 0 {
             return Err(err("--max-txn-ops must be at least 1"));
@@ -430,6 +459,14 @@ impl NodeConfig {
     pub fn election_ticks(&self) -> usize {
         (self.election_timeout.as_millis() / self.heartbeat_interval.as_millis().max(1)).max(2)
             as usize
+    }
+
+    /// etcd's minimum lease TTL in seconds: `ceil(3 * election ticks / 2 * heartbeat)`,
+    /// so a lease outlives an election (etcd's `minTTL` in `server/etcdserver/server.go`).
+    pub fn min_lease_ttl_seconds(&self) -> i64 {
+        let ticks = (3 * self.election_ticks() / 2) as u128;
+        let millis = ticks * self.heartbeat_interval.as_millis();
+        i64::try_from(millis.div_ceil(1000)).unwrap_or(i64::MAX)
     }
 
     /// etcd's request timeout: 5 s plus two election timeouts.

@@ -9,7 +9,7 @@ use crate::cluster::{self, PeerBridge};
 use crate::config::{NodeConfig, url_socket_addr};
 use crate::grpc::{self, GatewayConfig};
 use crate::identity::NodeIdentity;
-use crate::service::{Forwarder, NodeService, ShardHandle, ShardSet};
+use crate::service::{Forwarder, LeaseConfig, NodeService, ShardHandle, ShardSet};
 use crate::transport::peer::{PeerTransport, PeerTransportConfig};
 use crate::transport::{QuicServer, QuicServerConfig};
 use actix::Actor as _;
@@ -82,54 +82,73 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let applier = ApplyWorker::spawn(Box::new(fatal("apply")))?;
     let limits =
         MvccLimits { max_txn_ops: cfg.max_txn_ops, max_request_bytes: cfg.max_request_bytes };
+    let replica_deps = |shard: ShardId, range: ShardRange, voters: Vec<u64>| ReplicaDeps {
+        shard,
+        config: replica_config(&cfg, identity.member_id),
+        initial_voters: voters,
+        store: MvccStore::new(storage.clone(), shard, range),
+        limits: limits.clone(),
+        identity: HeaderIdentity { cluster_id: identity.cluster_id, member_id: identity.member_id },
+        log_writer: log_writer.clone(),
+        applier: applier.clone(),
+        clock: Arc::new(SystemClock),
+        published: Arc::new(PublishedState::default()),
+        peers: bridge.clone(),
+    };
+    // The meta shard (decision D16): every member a voter, on every member; an existing data
+    // directory without one bootstraps it here exactly as a new one does.
+    let meta_voters = map.shards.first().map(voters_of).unwrap_or_default();
+    let mut deps = vec![replica_deps(ShardId::META, meta_range(), meta_voters)];
+    for shard in &map.shards {
+        let range = ShardRange { start: shard.start.clone(), end: shard.end.clone() };
+        deps.push(replica_deps(shard.id, range, voters_of(shard)));
+    }
     let mut replicas = Vec::new();
     let mut handles = BTreeMap::new();
-    for shard in &map.shards {
-        let published = Arc::new(PublishedState::default());
-        let range = ShardRange { start: shard.start.clone(), end: shard.end.clone() };
-        let store = MvccStore::new(storage.clone(), shard.id, range);
-        let voters = shard
-            .replicas
-            .iter()
-            .filter(|r| r.role == ReplicaRole::Voter)
-            .map(|r| r.node.0)
-            .collect();
-        let replica = ReplicaActor::new(ReplicaDeps {
-            shard: shard.id,
-            config: replica_config(&cfg, identity.member_id),
-            initial_voters: voters,
-            store: store.clone(),
-            limits: limits.clone(),
-            identity: HeaderIdentity {
-                cluster_id: identity.cluster_id,
-                member_id: identity.member_id,
-            },
-            log_writer: log_writer.clone(),
-            applier: applier.clone(),
-            clock: Arc::new(SystemClock),
-            published: published.clone(),
-            peers: bridge.clone(),
-        })?;
-        replicas.push((replica, published.clone()));
-        handles.insert(shard.id, (store, published));
+    for d in deps {
+        let (id, store, published) = (d.shard, d.store.clone(), d.published.clone());
+        replicas.push((ReplicaActor::new(d)?, published.clone()));
+        handles.insert(id, (store, published));
     }
     let addrs = start_actors(replicas, cfg.heartbeat_interval)?;
-    let handles: BTreeMap<ShardId, ShardHandle> = handles
+    let mut handles: BTreeMap<ShardId, ShardHandle> = handles
         .into_iter()
         .zip(addrs)
         .map(|((id, (store, published)), addr)| (id, ShardHandle { addr, store, published }))
         .collect();
     bridge.set_replicas(handles.iter().map(|(id, h)| (*id, h.addr.clone())).collect());
-    let shards = ShardSet::new(map, handles)?;
+    let meta = handles.remove(&ShardId::META).context("the meta shard did not start")?;
+    let shards = ShardSet::new(map, handles, meta)?;
     let timeout = cfg.request_timeout();
     // The bridge forwards writes to shard leaders on other nodes and serves theirs here.
     let forwarder = transport.as_ref().map(|_| bridge.clone() as Arc<dyn Forwarder>);
     let service =
         NodeService::new(shards, storage, identity, limits, timeout, Some(log_writer), forwarder);
     service.set_watch_progress_interval(cfg.watch_progress_notify_interval);
+    service.start_lease_manager(&runtime, lease_config(&cfg));
     bridge.set_service(service.clone());
     let members = cfg.initial_members();
     serve(&cfg, runtime, tls, service, transport, members)
+}
+
+/// The voters of a shard descriptor (the bootstrap voters of its Raft group).
+fn voters_of(shard: &atoll_proto::shard_map::ShardDescriptor) -> Vec<u64> {
+    shard.replicas.iter().filter(|r| r.role == ReplicaRole::Voter).map(|r| r.node.0).collect()
+}
+
+/// The meta shard holds no user keys: its range contains none (`[\0, \0)`), so a user
+/// write that reached it by mistake is refused as a wrong shard.
+fn meta_range() -> ShardRange {
+    ShardRange { start: vec![0], end: vec![0] }
+}
+
+fn lease_config(cfg: &NodeConfig) -> LeaseConfig {
+    LeaseConfig {
+        min_ttl_seconds: cfg.min_lease_ttl_seconds(),
+        revoke_rate: cfg.lease_revoke_rate,
+        checkpoint_interval: cfg.lease_checkpoint_interval,
+        election_timeout: cfg.election_timeout,
+    }
 }
 
 fn replica_config(cfg: &NodeConfig, node_id: u64) -> ReplicaConfig {

@@ -148,7 +148,15 @@ impl State {
             NativeRequest::HashKv(_)
             | NativeRequest::CompactShard(_)
             | NativeRequest::Watch(_)
-            | NativeRequest::Close(_) => NativeResponse::Error(AtollError::Malformed {
+            | NativeRequest::Close(_)
+            | NativeRequest::LeaseGrant(_)
+            | NativeRequest::LeaseRevoke(_)
+            | NativeRequest::LeaseKeepAlive(_)
+            | NativeRequest::LeaseTimeToLive(_)
+            | NativeRequest::LeaseLeases(_)
+            | NativeRequest::LeaseLookup(_)
+            | NativeRequest::LeasedWrite(_)
+            | NativeRequest::RevokeLeaseKeys(_) => NativeResponse::Error(AtollError::Malformed {
                 reason: "not in the stand-in".into(),
             }),
         })

@@ -1,7 +1,6 @@
 //! etcdctl 3.4 (Debian's `etcd-client` package, which `.ci/run` installs) against a 3-node
 //! Atoll cluster with several shards, over the etcd gRPC gateway: the commands operators run
 //! print what they print against etcd, and errors keep etcd's text.
-//! (etcdctl's `lease` needs the lease manager: not yet.)
 
 mod support;
 
@@ -298,6 +297,8 @@ fn etcdctl_works_against_a_sharded_three_node_cluster() {
     let watched = watch_lines(third, &["watch", "/", "--prefix", "--rev", &from], 6);
     assert_eq!(watched, ["PUT", "/a/w", "1", "PUT", "/m/w", "2"]);
 
+    must_serve_leases(first, second, third);
+
     // alarm list: no alarm; defrag succeeds.
     assert_eq!(must_ok(first, &["alarm", "list"]), "");
     let defrag = must_ok(first, &["defrag"]);
@@ -347,4 +348,54 @@ fn etcdctl_speaks_tls_to_an_https_client_url() {
     // Without the CA the server's certificate is not trusted and nothing is sent.
     let stderr = must_fail(&url, &["get", "k", "--dial-timeout=2s"]);
     assert!(stderr.contains("Error"), "{stderr}");
+}
+
+/// `etcdctl lease ...` and `put --lease` over three shards through three members.
+fn must_serve_leases(first: &str, second: &str, third: &str) {
+    let granted = must_ok(first, &["lease", "grant", "600"]);
+    let id = granted.split_whitespace().nth(1).expect("lease ID").to_string();
+    assert_eq!(granted, format!("lease {id} granted with TTL(600s)\n"));
+    assert_eq!(id.len(), 16, "{granted}");
+    for (endpoint, key) in [(first, "/a/l"), (second, "/b/l"), (third, "/m/l")] {
+        assert_eq!(must_ok(endpoint, &["put", "--lease", &id, key, "v"]), "OK\n");
+    }
+    let ttl = must_ok(second, &["lease", "timetolive", &id, "--keys"]);
+    let prefix = format!("lease {id} granted with TTL(600s), remaining(");
+    assert!(ttl.starts_with(&prefix), "{ttl}");
+    assert!(ttl.ends_with("s), attached keys([/a/l /b/l /m/l])\n"), "{ttl}");
+    assert_eq!(
+        must_ok(third, &["lease", "keep-alive", "--once", &id]),
+        format!("lease {id} keepalived with TTL(600)\n")
+    );
+    let listed = must_ok(first, &["lease", "list"]);
+    assert!(listed.starts_with("found ") && listed.lines().any(|l| l == id), "{listed}");
+    let json: serde_json::Value =
+        serde_json::from_str(&must_ok(first, &["lease", "timetolive", &id, "-w", "json"]))
+            .expect("json");
+    assert_eq!(json["granted-ttl"], 600, "{json}");
+    assert_eq!(json["keys"], serde_json::Value::Null, "{json}");
+
+    assert_eq!(must_ok(third, &["lease", "revoke", &id]), format!("lease {id} revoked\n"));
+    assert_eq!(
+        must_ok(first, &["get", "/", "--prefix", "--keys-only"])
+            .lines()
+            .filter(|l| l.ends_with("/l"))
+            .count(),
+        0
+    );
+    assert_eq!(
+        must_ok(second, &["lease", "timetolive", &id]),
+        format!("lease {id} already expired\n")
+    );
+    let stderr = must_fail(first, &["put", "--lease", &id, "/a/late", "v"]);
+    assert!(stderr.contains("Error: etcdserver: requested lease not found"), "{stderr}");
+    let stderr = must_fail(first, &["lease", "keep-alive", "--once", &id]);
+    assert!(stderr.contains("Error: etcdserver: requested lease not found"), "{stderr}");
+    let stderr = must_fail(second, &["lease", "revoke", &id]);
+    assert!(
+        stderr.contains("Error: failed to revoke lease (etcdserver: requested lease not found)"),
+        "{stderr}"
+    );
+    let stderr = must_fail(second, &["lease", "grant", "9000000001"]);
+    assert!(stderr.contains("etcdserver: too large lease TTL"), "{stderr}");
 }

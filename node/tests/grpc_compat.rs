@@ -1,12 +1,13 @@
 //! The `etcd-client` crate (a real etcd v3 client library) against a 3-node Atoll cluster with
-//! several shards, over the etcd gRPC gateway: every KV option, watches, the maintenance,
-//! cluster and auth answers, and etcd's error codes and texts.
+//! several shards, over the etcd gRPC gateway: every KV option, watches, leases, the
+//! maintenance, cluster and auth answers, and etcd's error codes and texts.
 
 mod support;
 
 use etcd_client::{
     AlarmAction, AlarmType, Client, CompactionOptions, Compare, CompareOp, DeleteOptions,
-    GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    GetOptions, LeaseGrantOptions, LeaseTimeToLiveOptions, PutOptions, SortOrder, SortTarget, Txn,
+    TxnOp, TxnOpResponse, WatchOptions,
 };
 use std::time::{Duration, Instant};
 use support::cluster::TestCluster;
@@ -341,4 +342,63 @@ async fn an_etcd_client_library_works_against_a_sharded_cluster() {
         (code, message.as_str()),
         (Code::FailedPrecondition, "etcdserver: root user does not exist")
     );
+
+    must_serve_leases(&mut a, &mut b, &mut c).await;
+}
+
+/// The Lease service: grant (server- and client-chosen IDs), keys attached in three shards,
+/// time-to-live with keys, the keepalive stream, list, revoke; etcd's errors.
+async fn must_serve_leases(a: &mut Client, b: &mut Client, c: &mut Client) {
+    let granted = a.lease_grant(600, None).await.expect("grant");
+    let id = granted.id();
+    assert!(id > 0 && granted.ttl() == 600, "{granted:?}");
+    for (i, key) in ["/a/leased", "/b/leased", "/m/leased"].iter().enumerate() {
+        let client = [&mut *a, &mut *b, &mut *c].into_iter().nth(i).expect("client");
+        client.put(*key, "v", Some(PutOptions::new().with_lease(id))).await.expect("attach");
+    }
+    let got = c.get("/m/leased", None).await.expect("get");
+    assert_eq!(got.kvs()[0].lease(), id);
+    let ttl = b
+        .lease_time_to_live(id, Some(LeaseTimeToLiveOptions::new().with_keys()))
+        .await
+        .expect("time to live");
+    assert_eq!((ttl.id(), ttl.granted_ttl()), (id, 600));
+    assert!(ttl.ttl() > 0 && ttl.ttl() <= 600, "{ttl:?}");
+    let attached: Vec<&[u8]> = ttl.keys().iter().map(Vec::as_slice).collect();
+    assert_eq!(attached, [&b"/a/leased"[..], b"/b/leased", b"/m/leased"]);
+    let (mut keeper, mut stream) = c.lease_keep_alive(id).await.expect("keepalive stream");
+    for _ in 0..2 {
+        keeper.keep_alive().await.expect("send keepalive");
+        let renewed = stream.message().await.expect("answer").expect("stream open");
+        assert_eq!((renewed.id(), renewed.ttl()), (id, 600));
+    }
+    let chosen = b.lease_grant(1, Some(LeaseGrantOptions::new().with_id(0x1234))).await;
+    let chosen = chosen.expect("grant a chosen ID");
+    assert_eq!(chosen.id(), 0x1234);
+    assert!(chosen.ttl() >= 1, "a TTL below the minimum is raised, never lowered");
+    let (code, message) =
+        status(a.lease_grant(60, Some(LeaseGrantOptions::new().with_id(id))).await);
+    assert_eq!(
+        (code, message.as_str()),
+        (Code::FailedPrecondition, "etcdserver: lease already exists")
+    );
+    let (code, message) = status(a.lease_grant(9_000_000_001, None).await);
+    assert_eq!((code, message.as_str()), (Code::OutOfRange, "etcdserver: too large lease TTL"));
+    let listed: Vec<i64> =
+        a.leases().await.expect("leases").leases().iter().map(|l| l.id()).collect();
+    assert!(listed.contains(&id), "{listed:?}");
+
+    a.lease_revoke(id).await.expect("revoke");
+    let left = b.get("/", Some(GetOptions::new().with_prefix())).await.expect("get");
+    assert!(!keys(&left).iter().any(|k| k.ends_with("/leased")), "{:?}", keys(&left));
+    let gone = c.lease_time_to_live(id, None).await.expect("time to live of a revoked lease");
+    assert_eq!(gone.ttl(), -1, "etcd answers TTL -1 for a lease that is gone");
+    let (code, message) = status(b.lease_revoke(id).await);
+    assert_eq!((code, message.as_str()), (Code::NotFound, "etcdserver: requested lease not found"));
+    let (code, message) =
+        status(c.put("/m/late", "v", Some(PutOptions::new().with_lease(id))).await);
+    assert_eq!((code, message.as_str()), (Code::NotFound, "etcdserver: requested lease not found"));
+    keeper.keep_alive().await.expect("send keepalive");
+    let lost = stream.message().await.expect("answer").expect("stream open");
+    assert_eq!(lost.ttl(), 0, "etcd answers a keepalive of a gone lease with TTL 0");
 }

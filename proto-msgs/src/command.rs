@@ -29,6 +29,27 @@ pub enum WriteOp {
     Compact(CompactionRequest),
     /// Close revisions up to one: the shard never writes at or below it afterwards.
     Close(CloseRequest),
+    /// A change to the lease records (meta shard only).
+    Lease(crate::lease::LeaseOp),
+    /// A Put or Txn attaching leases, with the grants they were checked against (data
+    /// shards; decision D16).
+    Leased(crate::lease::LeasedWrite),
+    /// Deletes the keys attached to a revoked lease (data shards; decision D16).
+    RevokeLeaseKeys(crate::lease::RevokeLeaseKeysRequest),
+}
+
+impl WriteOp {
+    /// Whether the write serves a lease revocation, which goes ahead of ordinary traffic:
+    /// it is not refused by the bound on pending proposals (etcd 3.7 prioritises
+    /// LeaseRevoke under overload, #20492), only by its own.
+    pub fn is_revocation(&self) -> bool {
+        matches!(
+            self,
+            WriteOp::Lease(
+                crate::lease::LeaseOp::Revoke { .. } | crate::lease::LeaseOp::Revoked { .. }
+            ) | WriteOp::RevokeLeaseKeys(_)
+        )
+    }
 }
 
 /// Closes a shard's revisions up to `revision` (DESIGN §4, closed revisions): once applied,

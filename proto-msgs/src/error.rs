@@ -145,6 +145,12 @@ pub enum AtollError {
     /// A leadership transfer names a node that is not a voter of the shard.
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
+    /// A grant names a lease ID that exists.
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    /// A grant asks for more than `MaxLeaseTTL` (etcd's `ErrGRPCLeaseTTLTooLarge`).
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
 }
 
 impl AtollError {
@@ -173,15 +179,17 @@ impl AtollError {
             AtollError::Stopping => 20,
             AtollError::LeaderChanged => 21,
             AtollError::BadLeaderTransferee => 22,
+            AtollError::LeaseExists => 23,
+            AtollError::LeaseTtlTooLarge => 24,
         }
     }
 
     /// The gRPC status code etcd answers with for the same error.
     pub fn grpc_code(&self) -> GrpcCode {
         match self {
-            AtollError::Compacted { .. } | AtollError::FutureRevision { .. } => {
-                GrpcCode::OutOfRange
-            }
+            AtollError::Compacted { .. }
+            | AtollError::FutureRevision { .. }
+            | AtollError::LeaseTtlTooLarge => GrpcCode::OutOfRange,
             AtollError::RequestTooLarge { .. }
             | AtollError::TooManyTxnOps { .. }
             | AtollError::DuplicateKey
@@ -195,7 +203,8 @@ impl AtollError {
             AtollError::LeaseNotFound => GrpcCode::NotFound,
             AtollError::NotLeader { .. }
             | AtollError::WrongShard { .. }
-            | AtollError::BadLeaderTransferee => GrpcCode::FailedPrecondition,
+            | AtollError::BadLeaderTransferee
+            | AtollError::LeaseExists => GrpcCode::FailedPrecondition,
             // etcd's ErrGRPCTooManyRequests.
             AtollError::Busy { .. } => GrpcCode::ResourceExhausted,
             AtollError::NoLeader { .. }
@@ -237,5 +246,10 @@ mod tests {
             AtollError::TooManyTxnOps { limit: 128 }.to_string(),
             "etcdserver: too many operations in txn request"
         );
+        assert_eq!(AtollError::LeaseNotFound.to_string(), "etcdserver: requested lease not found");
+        assert_eq!(AtollError::LeaseExists.to_string(), "etcdserver: lease already exists");
+        assert_eq!(AtollError::LeaseTtlTooLarge.to_string(), "etcdserver: too large lease TTL");
+        assert_eq!(AtollError::LeaseTtlTooLarge.grpc_code(), GrpcCode::OutOfRange);
+        assert_eq!(AtollError::LeaseExists.grpc_code(), GrpcCode::FailedPrecondition);
     }
 }

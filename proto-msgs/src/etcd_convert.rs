@@ -17,6 +17,8 @@ use pb::range_request::{SortOrder as PbSortOrder, SortTarget as PbSortTarget};
 use pb::request_op::Request as PbRequest;
 use pb::response_op::Response as PbResponse;
 
+pub mod lease;
+
 fn unknown(what: &str, value: i32) -> AtollError {
     AtollError::Malformed { reason: format!("unknown {what} {value}") }
 }

@@ -17,6 +17,7 @@ pub mod etcd_convert;
 pub mod frame;
 pub mod ids;
 pub mod kv;
+pub mod lease;
 pub mod limits;
 pub mod native;
 pub mod peer;
@@ -28,6 +29,7 @@ pub use error::{AtollError, ErrorCode, GrpcCode};
 pub use frame::{FrameError, decode_frame, encode_frame};
 pub use ids::{LogIndex, NodeId, Revision, ShardId, Term};
 pub use kv::*;
+pub use lease::*;
 pub use native::{
     CompactShardRequest, HashKvRequest, HashKvResponse, NativeRequest, NativeResponse, ShardHash,
     StatusRequest, StatusResponse,

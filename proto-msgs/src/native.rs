@@ -4,6 +4,7 @@
 
 use crate::error::AtollError;
 use crate::kv::*;
+use crate::lease::*;
 use crate::watch::{WatchRequest, WatchResponse};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,22 @@ pub enum NativeRequest {
     /// Discard the history of one shard only: what a node forwards to each shard's leader
     /// when it serves a [`NativeRequest::Compact`], which covers every shard.
     CompactShard(CompactShardRequest),
+    /// Grant a lease.
+    LeaseGrant(LeaseGrantRequest),
+    /// Revoke a lease and delete its keys.
+    LeaseRevoke(LeaseRevokeRequest),
+    /// Renew a lease once (a keepalive stream sends one per renewal).
+    LeaseKeepAlive(LeaseKeepAliveRequest),
+    /// How long a lease has left.
+    LeaseTimeToLive(LeaseTimeToLiveRequest),
+    /// List the leases.
+    LeaseLeases(LeaseLeasesRequest),
+    /// Look up lease grants at the meta shard's leader (between nodes only).
+    LeaseLookup(LeaseLookupRequest),
+    /// A write attaching checked leases (between nodes only).
+    LeasedWrite(LeasedWrite),
+    /// Delete one data shard's keys of a revoked lease (between nodes only).
+    RevokeLeaseKeys(RevokeLeaseKeysRequest),
 }
 
 /// A compaction of one shard.
@@ -54,9 +71,19 @@ impl NativeRequest {
             | NativeRequest::Compact(_)
             | NativeRequest::CompactShard(_)
             | NativeRequest::Close(_)
-            | NativeRequest::Watch(_) => true,
+            | NativeRequest::Watch(_)
+            | NativeRequest::LeaseRevoke(_)
+            | NativeRequest::LeaseKeepAlive(_)
+            | NativeRequest::LeaseTimeToLive(_)
+            | NativeRequest::LeaseLeases(_)
+            | NativeRequest::LeaseLookup(_)
+            | NativeRequest::RevokeLeaseKeys(_) => true,
             NativeRequest::Txn(txn) => txn_is_read_only(txn),
-            NativeRequest::Put(_) | NativeRequest::DeleteRange(_) => false,
+            // A grant with a server-chosen ID sent twice grants two leases.
+            NativeRequest::Put(_)
+            | NativeRequest::DeleteRange(_)
+            | NativeRequest::LeaseGrant(_)
+            | NativeRequest::LeasedWrite(_) => false,
         }
     }
 }
@@ -90,6 +117,20 @@ pub enum NativeResponse {
     Close(crate::CloseResponse),
     /// One response on a watch stream.
     Watch(WatchResponse),
+    /// A lease granted.
+    LeaseGrant(LeaseGrantResponse),
+    /// A lease revoked.
+    LeaseRevoke(LeaseRevokeResponse),
+    /// A lease renewed.
+    LeaseKeepAlive(LeaseKeepAliveResponse),
+    /// A lease's time to live.
+    LeaseTimeToLive(LeaseTimeToLiveResponse),
+    /// The leases.
+    LeaseLeases(LeaseLeasesResponse),
+    /// Lease grants looked up.
+    LeaseLookup(LeaseLookupResponse),
+    /// A data shard's keys of a revoked lease deleted.
+    RevokeLeaseKeys(RevokeLeaseKeysResponse),
     /// The request failed.
     Error(AtollError),
 }

@@ -11,6 +11,7 @@ use crate::watch::{self, WatchReceiver, WatchSender};
 use atoll_proto::WatchRequest;
 use atoll_proto::frame::FRAME_HEADER_BYTES;
 use atoll_proto::kv::*;
+use atoll_proto::lease::*;
 use atoll_proto::{
     HashKvRequest, HashKvResponse, NativeRequest, NativeResponse, StatusRequest, StatusResponse,
 };
@@ -317,6 +318,30 @@ impl Client {
         /// Discards history up to a revision.
         compact, Compact, CompactionRequest, CompactionResponse, "compact"
     );
+    typed_request!(
+        /// Grants a lease. Not retried once it may have been applied (a server-chosen ID
+        /// would grant two).
+        lease_grant, LeaseGrant, LeaseGrantRequest, LeaseGrantResponse, "lease grant"
+    );
+    typed_request!(
+        /// Revokes a lease and deletes its keys.
+        lease_revoke, LeaseRevoke, LeaseRevokeRequest, LeaseRevokeResponse, "lease revoke"
+    );
+    typed_request!(
+        /// Renews a lease once; TTL 0 in the answer: the lease is gone. A keepalive stream is
+        /// this request repeated (decision D16).
+        lease_keep_alive, LeaseKeepAlive, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+        "lease keep-alive"
+    );
+    typed_request!(
+        /// How long a lease has left (TTL -1: gone), and its keys when asked.
+        lease_time_to_live, LeaseTimeToLive, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+        "lease time-to-live"
+    );
+    typed_request!(
+        /// Lists the leases.
+        lease_leases, LeaseLeases, LeaseLeasesRequest, LeaseLeasesResponse, "lease list"
+    );
 }
 
 fn transport(endpoint: &str, what: &str, e: impl std::fmt::Display) -> ClientError {
@@ -343,6 +368,13 @@ fn unexpected(expected: &str, got: &NativeResponse) -> ClientError {
         NativeResponse::HashKv(_) => "hashkv",
         NativeResponse::Watch(_) => "watch",
         NativeResponse::Close(_) => "close",
+        NativeResponse::LeaseGrant(_) => "lease grant",
+        NativeResponse::LeaseRevoke(_) => "lease revoke",
+        NativeResponse::LeaseKeepAlive(_) => "lease keep-alive",
+        NativeResponse::LeaseTimeToLive(_) => "lease time-to-live",
+        NativeResponse::LeaseLeases(_) => "lease list",
+        NativeResponse::LeaseLookup(_) => "lease lookup",
+        NativeResponse::RevokeLeaseKeys(_) => "lease key revocation",
         NativeResponse::Error(_) => "error",
     };
     ClientError::Protocol {

@@ -238,6 +238,8 @@ impl ShardApplier {
             WriteResponse::Txn(r) => fill(&mut r.header),
             WriteResponse::Compact(r) => fill(&mut r.header),
             WriteResponse::Close(r) => fill(&mut r.header),
+            WriteResponse::Lease(r) => fill(&mut r.header),
+            WriteResponse::RevokeLeaseKeys(r) => fill(&mut r.header),
         }
         resp
     }

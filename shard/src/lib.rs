@@ -13,6 +13,7 @@ pub mod apply_worker;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod lease;
 pub mod limits;
 pub mod mvcc;
 pub mod peer_codec;

@@ -2,6 +2,9 @@
 
 /// Most proposals a replica holds waiting for apply before it answers `Busy`.
 pub const PENDING_PROPOSALS_MAX: usize = 16_384;
+/// Proposals a lease revocation may add beyond [`PENDING_PROPOSALS_MAX`]: revocations go
+/// ahead of ordinary traffic, which cannot crowd them out (decision D16), yet stay bounded.
+pub const REVOCATION_PROPOSALS_EXTRA_MAX: usize = 4_096;
 /// Most Raft log entries one log-writer batch (one fsync) takes from all replicas.
 pub const LOG_WRITER_BATCH_ENTRIES_MAX: usize = 65_536;
 /// Most bytes one log-writer batch takes before it syncs.

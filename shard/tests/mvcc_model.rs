@@ -99,7 +99,8 @@ fn history_and_model() -> (Vec<WriteOp>, Model) {
         let (op, changed) = if roll < 6 {
             let (key, value, lease) = (rng.pick(&KEYS), format!("v{index}"), (roll % 2) as i64 * 7);
             model.put(key, value.as_bytes(), lease, revision);
-            (WriteOp::Put(PutRequest { lease, ..put_req(key, value.as_bytes()) }), true)
+            let put = WriteOp::Put(PutRequest { lease, ..put_req(key, value.as_bytes()) });
+            (if lease == 0 { put } else { leased(put, &[lease]) }, true)
         } else if roll < 8 {
             let key = rng.pick(&KEYS);
             let mut end = key.to_vec();

@@ -19,7 +19,8 @@ fn txn_compares_one_key_like_etcd() {
     use CompareResult::*;
     use CompareTarget::*;
     let h = history;
-    let leased = with(h(), [WriteOp::Put(PutRequest { lease: 5, ..put_req(b"c", b"3") })]);
+    let leased =
+        with(h(), [leased(WriteOp::Put(PutRequest { lease: 5, ..put_req(b"c", b"3") }), &[5])]);
     let leased_after =
         range_resp(700, vec![a600(), kvl(b"c", b"3", 300, 700, 2, 5), d600()], false, 3);
     must_run(vec![
@@ -328,19 +329,22 @@ fn txn_writes_share_one_revision_like_etcd() {
             )),
             range_resp(700, vec![cc.clone(), d.clone()], false, 2),
         ),
-        t(
+        write(
             "ignore_value inside a txn",
             h(),
-            txn(
-                vec![],
-                vec![RequestOp::Put(PutRequest {
-                    ignore_value: true,
-                    lease: 3,
-                    ..put_req(b"a", b"")
-                })],
-                vec![],
+            leased(
+                WriteOp::Txn(txn(
+                    vec![],
+                    vec![RequestOp::Put(PutRequest {
+                        ignore_value: true,
+                        lease: 3,
+                        ..put_req(b"a", b"")
+                    })],
+                    vec![],
+                )),
+                &[3],
             ),
-            Ok(txn_ok(700, true, vec![r_put(700, None)])),
+            Ok(atoll_shard::mvcc::WriteResponse::Txn(txn_ok(700, true, vec![r_put(700, None)]))),
             range_resp(
                 700,
                 vec![kvl(b"a", b"11", 100, 700, 3, 3), cc.clone(), d.clone()],

@@ -26,7 +26,8 @@ fn put_follows_etcd() {
         WriteOp::Put(req)
     };
     let ok = |rev, prev| Ok(WriteResponse::Put(PutResponse { header: hdr(rev), prev_kv: prev }));
-    let leased_c = with(h(), [WriteOp::Put(PutRequest { lease: 5, ..put_req(b"c", b"3") })]);
+    let leased_c =
+        with(h(), [leased(WriteOp::Put(PutRequest { lease: 5, ..put_req(b"c", b"3") }), &[5])]);
     must_run(vec![
         write(
             "create",
@@ -81,10 +82,13 @@ fn put_follows_etcd() {
         write(
             "ignore_value keeps the value",
             h(),
-            put_with(|r| {
-                r.ignore_value = true;
-                r.lease = 9
-            }),
+            leased(
+                put_with(|r| {
+                    r.ignore_value = true;
+                    r.lease = 9
+                }),
+                &[9],
+            ),
             ok(700, None),
             range_resp(700, vec![kvl(b"a", b"11", 100, 700, 3, 9), c.clone(), d.clone()], false, 3),
         ),
@@ -103,9 +107,9 @@ fn put_follows_etcd() {
             range_resp(800, vec![a.clone(), kv(b"c", b"33", 300, 800, 3), d.clone()], false, 3),
         ),
         write(
-            "lease stored as given",
+            "a vouched-for lease is stored",
             h(),
-            WriteOp::Put(PutRequest { lease: 42, ..put_req(b"e", b"5") }),
+            leased(WriteOp::Put(PutRequest { lease: 42, ..put_req(b"e", b"5") }), &[42]),
             ok(700, None),
             range_resp(
                 700,

@@ -122,6 +122,51 @@ pub enum Command {
     /// Watches events stream on keys or prefixes.
     #[command(override_usage = "atollctl watch [OPTIONS] <key or prefix> [range_end]")]
     Watch(WatchArgs),
+    /// Lease related commands.
+    #[command(subcommand)]
+    Lease(LeaseCommand),
+}
+
+/// `lease <subcommand>`. Arguments are checked by the command, not clap, so a missing or
+/// bad one gets etcdctl's own message and exit code.
+#[derive(Debug, Clone, Subcommand)]
+pub enum LeaseCommand {
+    /// Creates leases.
+    #[command(override_usage = "atollctl lease grant <ttl>")]
+    Grant {
+        /// <ttl> in seconds.
+        #[arg(value_name = "TTL", allow_negative_numbers = true)]
+        args: Vec<String>,
+    },
+    /// Revokes leases.
+    #[command(override_usage = "atollctl lease revoke <leaseID>")]
+    Revoke {
+        /// <leaseID> in hexadecimal.
+        #[arg(value_name = "LEASE_ID")]
+        args: Vec<String>,
+    },
+    /// Get lease information.
+    #[command(override_usage = "atollctl lease timetolive <leaseID> [options]")]
+    Timetolive {
+        /// <leaseID> in hexadecimal.
+        #[arg(value_name = "LEASE_ID")]
+        args: Vec<String>,
+        /// Get keys attached to this lease.
+        #[arg(long)]
+        keys: bool,
+    },
+    /// List all active leases.
+    List,
+    /// Keeps leases alive (renew).
+    #[command(override_usage = "atollctl lease keep-alive [options] <leaseID>")]
+    KeepAlive {
+        /// <leaseID> in hexadecimal.
+        #[arg(value_name = "LEASE_ID")]
+        args: Vec<String>,
+        /// Resets the keep-alive time to its original value and exits immediately.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 /// `watch [options] <key or prefix> [range_end]` (no interactive mode and no command to run

@@ -4,9 +4,11 @@
 
 use crate::ctl::error::CtlError;
 use atoll_proto::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, StatusResponse, TxnRequest, TxnResponse,
-    WatchCreateRequest, WatchResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, StatusResponse, TxnRequest, TxnResponse, WatchCreateRequest, WatchResponse,
 };
 use std::future::Future;
 
@@ -28,6 +30,31 @@ pub trait KvClient {
         &self,
         req: CompactionRequest,
     ) -> impl Future<Output = Result<CompactionResponse, CtlError>>;
+    /// Grants a lease.
+    fn lease_grant(
+        &self,
+        req: LeaseGrantRequest,
+    ) -> impl Future<Output = Result<LeaseGrantResponse, CtlError>>;
+    /// Revokes a lease.
+    fn lease_revoke(
+        &self,
+        req: LeaseRevokeRequest,
+    ) -> impl Future<Output = Result<LeaseRevokeResponse, CtlError>>;
+    /// Renews a lease once.
+    fn lease_keep_alive(
+        &self,
+        req: LeaseKeepAliveRequest,
+    ) -> impl Future<Output = Result<LeaseKeepAliveResponse, CtlError>>;
+    /// How long a lease has left.
+    fn lease_time_to_live(
+        &self,
+        req: LeaseTimeToLiveRequest,
+    ) -> impl Future<Output = Result<LeaseTimeToLiveResponse, CtlError>>;
+    /// Lists the leases.
+    fn lease_leases(
+        &self,
+        req: LeaseLeasesRequest,
+    ) -> impl Future<Output = Result<LeaseLeasesResponse, CtlError>>;
     /// Asks one endpoint (one of those connected through) for its status.
     fn status(&self, endpoint: &str) -> impl Future<Output = Result<StatusResponse, CtlError>>;
 

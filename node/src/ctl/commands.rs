@@ -3,6 +3,8 @@
 //! in the chosen format. Every wait is bounded: connects by `--dial-timeout`, requests by
 //! `--command-timeout`.
 
+mod lease;
+
 use crate::ctl::args::{
     Cli, Command, CompactionArgs, DelArgs, EndpointCommand, GetArgs, GlobalArgs, OutputFormat,
     PutArgs, TxnArgs, WatchArgs,
@@ -52,6 +54,7 @@ pub async fn execute<C: Connector>(
         Command::Endpoint(EndpointCommand::Status) => session.endpoint_status(io).await,
         Command::Endpoint(EndpointCommand::Health) => session.endpoint_health(io).await,
         Command::Watch(args) => session.watch(args, io).await,
+        Command::Lease(cmd) => session.lease(cmd, io).await,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::ctl::args::Cli;
+use atoll_proto::lease::*;
 use atoll_proto::{
     AtollError, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
     KeyValue, NativeRequest, NativeResponse, PutRequest, PutResponse, RangeResponse,
@@ -112,6 +113,27 @@ impl KvClient for Fake {
     async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse, CtlError> {
         fake_call!(self, Compact, req)
     }
+    async fn lease_grant(&self, req: LeaseGrantRequest) -> Result<LeaseGrantResponse, CtlError> {
+        fake_call!(self, LeaseGrant, req)
+    }
+    async fn lease_revoke(&self, req: LeaseRevokeRequest) -> Result<LeaseRevokeResponse, CtlError> {
+        fake_call!(self, LeaseRevoke, req)
+    }
+    async fn lease_keep_alive(
+        &self,
+        req: LeaseKeepAliveRequest,
+    ) -> Result<LeaseKeepAliveResponse, CtlError> {
+        fake_call!(self, LeaseKeepAlive, req)
+    }
+    async fn lease_time_to_live(
+        &self,
+        req: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, CtlError> {
+        fake_call!(self, LeaseTimeToLive, req)
+    }
+    async fn lease_leases(&self, req: LeaseLeasesRequest) -> Result<LeaseLeasesResponse, CtlError> {
+        fake_call!(self, LeaseLeases, req)
+    }
     async fn status(&self, endpoint: &str) -> Result<StatusResponse, CtlError> {
         if endpoint.starts_with("down") {
             return Err(CtlError::Request { message: format!("cannot reach {endpoint}") });
@@ -182,6 +204,11 @@ fn kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
+/// The lease the fake grants and knows.
+const LEASE: i64 = 0x694d_77aa_9e38_260f;
+/// A lease the fake says is gone.
+const GONE: i64 = 1;
+
 /// A fake that answers each request kind with a fixed response.
 fn answering() -> Fake {
     Fake::new(|req| {
@@ -223,13 +250,56 @@ fn answering() -> Fake {
                 raft_applied_index: 10,
                 ..Default::default()
             }),
+            NativeRequest::LeaseGrant(r) => NativeResponse::LeaseGrant(LeaseGrantResponse {
+                header: header(),
+                id: LEASE,
+                ttl: r.ttl.max(2),
+            }),
+            NativeRequest::LeaseRevoke(r) if r.id == GONE => {
+                return Err(CtlError::Request { message: AtollError::LeaseNotFound.to_string() });
+            }
+            NativeRequest::LeaseRevoke(_) => {
+                NativeResponse::LeaseRevoke(LeaseRevokeResponse { header: header() })
+            }
+            NativeRequest::LeaseKeepAlive(r) => {
+                let ttl = if r.id == GONE { 0 } else { 60 };
+                NativeResponse::LeaseKeepAlive(LeaseKeepAliveResponse {
+                    header: header(),
+                    id: r.id,
+                    ttl,
+                })
+            }
+            NativeRequest::LeaseTimeToLive(r) if r.id == GONE => {
+                NativeResponse::LeaseTimeToLive(LeaseTimeToLiveResponse {
+                    header: header(),
+                    id: r.id,
+                    ttl: -1,
+                    ..Default::default()
+                })
+            }
+            NativeRequest::LeaseTimeToLive(r) => {
+                NativeResponse::LeaseTimeToLive(LeaseTimeToLiveResponse {
+                    header: header(),
+                    id: r.id,
+                    ttl: 59,
+                    granted_ttl: 60,
+                    keys: if r.keys { vec![b"foo".to_vec(), b"zoo".to_vec()] } else { vec![] },
+                })
+            }
+            NativeRequest::LeaseLeases(_) => NativeResponse::LeaseLeases(LeaseLeasesResponse {
+                header: header(),
+                ids: vec![GONE, LEASE],
+            }),
             NativeRequest::HashKv(_)
             | NativeRequest::CompactShard(_)
             | NativeRequest::Watch(_)
-            | NativeRequest::Close(_) => NativeResponse::Error(AtollError::Malformed {
-                reason:
-                    "atollctl sends no hashkv, shard compaction or close, and watches on a stream"
-                        .into(),
+            | NativeRequest::Close(_)
+            | NativeRequest::LeaseLookup(_)
+            | NativeRequest::LeasedWrite(_)
+            | NativeRequest::RevokeLeaseKeys(_) => NativeResponse::Error(AtollError::Malformed {
+                reason: "atollctl sends no hashkv, shard compaction, close or node-only lease \
+                         request, and watches on a stream"
+                    .into(),
             }),
         })
     })
@@ -536,4 +606,106 @@ async fn watch_json_and_argument_errors() {
         assert_eq!((out.error().as_str(), out.code()), (error, 128));
         assert!(fake.connects().is_empty(), "bad arguments fail before connecting");
     }
+}
+
+#[tokio::test]
+async fn lease_commands_print_as_etcdctl() {
+    let fake = answering();
+    let out = must_run(&fake, &["lease", "grant", "60"], "").await;
+    assert_eq!(out.stdout, "lease 694d77aa9e38260f granted with TTL(60s)\n");
+    let out = must_run(&fake, &["lease", "revoke", "694d77aa9e38260f"], "").await;
+    assert_eq!(out.stdout, "lease 694d77aa9e38260f revoked\n");
+    let out = must_run(&fake, &["lease", "keep-alive", "--once", "694d77aa9e38260f"], "").await;
+    assert_eq!(out.stdout, "lease 694d77aa9e38260f keepalived with TTL(60)\n");
+    let out = must_run(&fake, &["lease", "timetolive", "694d77aa9e38260f", "--keys"], "").await;
+    assert_eq!(
+        out.stdout,
+        "lease 694d77aa9e38260f granted with TTL(60s), remaining(59s), attached keys([foo zoo])\n"
+    );
+    let out = must_run(&fake, &["lease", "timetolive", "1"], "").await;
+    assert_eq!(out.stdout, "lease 0000000000000001 already expired\n");
+    let out = must_run(&fake, &["lease", "list"], "").await;
+    assert_eq!(out.stdout, "found 2 leases\n0000000000000001\n694d77aa9e38260f\n");
+    assert_eq!(
+        fake.requests()[..2],
+        [
+            NativeRequest::LeaseGrant(LeaseGrantRequest { ttl: 60, id: 0 }),
+            NativeRequest::LeaseRevoke(LeaseRevokeRequest { id: LEASE }),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn lease_json_matches_etcdctl() {
+    let fake = answering();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["lease", "grant", "60", "-w", "json"],
+            r#"{"cluster_id":1,"member_id":2,"revision":9,"raft_term":3,"ID":7587852521871779343,"TTL":60,"Error":""}"#,
+        ),
+        (
+            &["lease", "revoke", "694d77aa9e38260f", "-w", "json"],
+            r#"{"header":{"cluster_id":1,"member_id":2,"revision":9,"raft_term":3}}"#,
+        ),
+        (
+            &["lease", "keep-alive", "--once", "694d77aa9e38260f", "-w", "json"],
+            r#"{"cluster_id":1,"member_id":2,"revision":9,"raft_term":3,"ID":7587852521871779343,"TTL":60}"#,
+        ),
+        (
+            &["lease", "timetolive", "1", "-w", "json"],
+            r#"{"cluster_id":1,"member_id":2,"revision":9,"raft_term":3,"id":1,"ttl":-1,"granted-ttl":0,"keys":null}"#,
+        ),
+        (
+            &["lease", "list", "-w", "json"],
+            r#"{"cluster_id":1,"member_id":2,"revision":9,"raft_term":3,"leases":[{"id":1},{"id":7587852521871779343}]}"#,
+        ),
+    ];
+    for (args, want) in cases {
+        let out = must_run(&fake, args, "").await;
+        assert_eq!(out.stdout, format!("{want}\n"), "{args:?}");
+    }
+    let out =
+        must_run(&fake, &["lease", "timetolive", "694d77aa9e38260f", "--keys", "-w", "json"], "")
+            .await;
+    assert!(
+        out.stdout.contains(r#""ttl":59,"granted-ttl":60,"keys":["Zm9v","em9v"]}"#),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test]
+async fn lease_errors_keep_etcdctls_words_and_exit_codes() {
+    let fake = answering();
+    let cases: [(&[&str], &str, u8); 7] = [
+        (&["lease", "grant"], "lease grant command needs TTL argument", 128),
+        (
+            &["lease", "grant", "abc"],
+            "bad TTL (strconv.ParseInt: parsing \"abc\": invalid syntax)",
+            128,
+        ),
+        (
+            &["lease", "revoke", "zz"],
+            "bad lease ID arg (strconv.ParseInt: parsing \"zz\": invalid syntax), expecting ID in Hex",
+            128,
+        ),
+        (&["lease", "revoke", "5", "6"], "lease revoke command needs 1 argument", 128),
+        (&["lease", "timetolive"], "lease timetolive command needs lease ID as argument", 128),
+        (
+            &["lease", "revoke", "1"],
+            "failed to revoke lease (etcdserver: requested lease not found)",
+            1,
+        ),
+        (&["lease", "keep-alive", "--once", "1"], "etcdserver: requested lease not found", 2),
+    ];
+    for (args, message, code) in cases {
+        let out = must_run(&fake, args, "").await;
+        assert_eq!((out.error().as_str(), out.code()), (message, code), "{args:?}");
+    }
+    // A streaming keep-alive ends when its lease is gone, as etcdctl's.
+    let out = must_run(&fake, &["lease", "keep-alive", "1"], "").await;
+    assert_eq!(
+        (out.stdout.as_str(), out.code()),
+        ("lease 0000000000000001 expired or revoked.\n", 0)
+    );
 }

@@ -14,6 +14,8 @@ pub const EXIT_INVALID_INPUT: u8 = 3;
 pub const EXIT_BAD_FEATURE: u8 = 4;
 /// etcdctl's `ExitInterrupted`: a watch ended because the server canceled it.
 pub const EXIT_INTERRUPTED: u8 = 5;
+/// etcdctl's `ExitBadConnection`: a keepalive found its lease gone.
+pub const EXIT_BAD_CONNECTION: u8 = 2;
 /// etcdctl's `ExitBadArgs`: arguments are missing or conflict.
 pub const EXIT_BAD_ARGS: u8 = 128;
 
@@ -80,6 +82,13 @@ pub enum CtlError {
         /// The error's text.
         message: String,
     },
+    /// A keepalive found its lease expired or revoked (etcdctl exits with
+    /// `ExitBadConnection` then).
+    #[error("{message}")]
+    LeaseLost {
+        /// The error's text.
+        message: String,
+    },
     /// `endpoint health` found at least one unhealthy endpoint (already listed).
     #[error("unhealthy cluster")]
     Unhealthy,
@@ -108,6 +117,7 @@ impl CtlError {
             CtlError::BadArgs { .. } => EXIT_BAD_ARGS,
             CtlError::BadFeature { .. } => EXIT_BAD_FEATURE,
             CtlError::WatchCanceled => EXIT_INTERRUPTED,
+            CtlError::LeaseLost { .. } => EXIT_BAD_CONNECTION,
             CtlError::TxnSyntax(_) | CtlError::Stdin { .. } => EXIT_INVALID_INPUT,
             CtlError::Trust { .. }
             | CtlError::Connect { .. }

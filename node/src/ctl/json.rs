@@ -8,6 +8,7 @@
 
 use crate::ctl::go_fmt::format_duration;
 use crate::ctl::output::{EndpointHealth, EndpointStatus};
+use atoll_proto::lease::*;
 use atoll_proto::{
     DeleteRangeResponse, Event, EventType, KeyValue, PutResponse, RangeResponse, ResponseHeader,
     ResponseOp, StatusResponse, TxnResponse, WatchResponse,
@@ -67,6 +68,20 @@ impl Object {
             self.field(name).push_str(&quoted);
         }
         self
+    }
+
+    /// A number written even when zero (a Go field without `omitempty`).
+    fn always(mut self, name: &str, value: impl Into<i128>) -> Self {
+        let _ = write!(self.field(name), "{}", value.into());
+        self
+    }
+
+    /// A response header embedded in a clientv3 struct: its fields inline, zeros omitted.
+    fn header_fields(self, h: &ResponseHeader) -> Self {
+        self.number("cluster_id", h.cluster_id)
+            .number("member_id", h.member_id)
+            .number("revision", h.revision)
+            .number("raft_term", h.raft_term)
     }
 
     /// An array of already-encoded values, omitted when empty.
@@ -257,3 +272,56 @@ pub fn endpoint_health(rows: &[EndpointHealth]) -> String {
 #[cfg(test)]
 #[path = "json_tests.rs"]
 mod tests;
+
+/// `lease grant`: clientv3's `LeaseGrantResponse` (header inline, untagged fields):
+/// `{"cluster_id":..,"raft_term":..,"ID":..,"TTL":60,"Error":""}`.
+pub fn lease_grant(resp: &LeaseGrantResponse) -> String {
+    Object::new()
+        .header_fields(&resp.header)
+        .always("ID", resp.id)
+        .always("TTL", resp.ttl)
+        .raw("Error", "\"\"")
+        .finish()
+}
+
+/// `lease revoke`: etcd's `LeaseRevokeResponse`: `{"header":{...}}`.
+pub fn lease_revoke(resp: &LeaseRevokeResponse) -> String {
+    Object::new().raw("header", &header(&resp.header)).finish()
+}
+
+/// `lease keep-alive`: clientv3's `LeaseKeepAliveResponse`: `{...,"ID":..,"TTL":60}`.
+pub fn lease_keep_alive(resp: &LeaseKeepAliveResponse) -> String {
+    Object::new().header_fields(&resp.header).always("ID", resp.id).always("TTL", resp.ttl).finish()
+}
+
+/// `lease timetolive`: clientv3's `LeaseTimeToLiveResponse`, tagged `id`, `ttl`,
+/// `granted-ttl` and `keys` (`null` when there are none).
+pub fn lease_time_to_live(resp: &LeaseTimeToLiveResponse) -> String {
+    let keys = if resp.keys.is_empty() {
+        "null".to_string()
+    } else {
+        let encoded: Vec<String> = resp
+            .keys
+            .iter()
+            .map(|k| format!("\"{}\"", base64::engine::general_purpose::STANDARD.encode(k)))
+            .collect();
+        format!("[{}]", encoded.join(","))
+    };
+    Object::new()
+        .header_fields(&resp.header)
+        .always("id", resp.id)
+        .always("ttl", resp.ttl)
+        .always("granted-ttl", resp.granted_ttl)
+        .raw("keys", &keys)
+        .finish()
+}
+
+/// `lease list`: clientv3's `LeaseLeasesResponse`: `{...,"leases":[{"id":..}]}`.
+pub fn lease_leases(resp: &LeaseLeasesResponse) -> String {
+    let leases: Vec<String> =
+        resp.ids.iter().map(|id| Object::new().always("id", *id).finish()).collect();
+    Object::new()
+        .header_fields(&resp.header)
+        .raw("leases", &format!("[{}]", leases.join(",")))
+        .finish()
+}

@@ -5,6 +5,7 @@ use crate::ctl::args::GlobalArgs;
 use crate::ctl::client::{Connector, KvClient, WatchResponses};
 use crate::ctl::error::CtlError;
 use crate::ctl::limits::{CLIENT_RETRIES_MAX, RESPONSE_BYTES_MAX};
+use atoll_proto::lease::*;
 use atoll_proto::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, StatusResponse, TxnRequest, TxnResponse,
@@ -126,6 +127,32 @@ impl KvClient for RouterClient {
 
     async fn status(&self, endpoint: &str) -> Result<StatusResponse, CtlError> {
         self.client.status(endpoint).await.map_err(|e| self.map_error(e))
+    }
+
+    async fn lease_grant(&self, req: LeaseGrantRequest) -> Result<LeaseGrantResponse, CtlError> {
+        self.client.lease_grant(req).await.map_err(|e| self.map_error(e))
+    }
+
+    async fn lease_revoke(&self, req: LeaseRevokeRequest) -> Result<LeaseRevokeResponse, CtlError> {
+        self.client.lease_revoke(req).await.map_err(|e| self.map_error(e))
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        req: LeaseKeepAliveRequest,
+    ) -> Result<LeaseKeepAliveResponse, CtlError> {
+        self.client.lease_keep_alive(req).await.map_err(|e| self.map_error(e))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, CtlError> {
+        self.client.lease_time_to_live(req).await.map_err(|e| self.map_error(e))
+    }
+
+    async fn lease_leases(&self, req: LeaseLeasesRequest) -> Result<LeaseLeasesResponse, CtlError> {
+        self.client.lease_leases(req).await.map_err(|e| self.map_error(e))
     }
 
     type Watch = RouterWatch;

@@ -7,13 +7,14 @@
 //! leader wherever the client connected, and ranges over several shards are merged. Errors
 //! keep etcd's text and gRPC code ([`status_of`]).
 //!
-//! Services: KV, Watch, Maintenance, Cluster and Auth. Lease, Lock and Election are not
-//! registered until the lease manager exists; a client calling them gets gRPC's
-//! `Unimplemented`, never a made-up answer.
+//! Services: KV, Watch, Lease, Maintenance, Cluster and Auth. Lock and Election are not
+//! registered yet; a client calling them gets gRPC's `Unimplemented`, never a made-up
+//! answer.
 
 mod auth;
 mod cluster;
 mod kv;
+mod lease;
 mod maintenance;
 mod watch;
 
@@ -112,6 +113,9 @@ pub async fn serve(
             cluster::ClusterService(gateway.clone()),
         )))
         .add_service(pb::watch_server::WatchServer::from_arc(Arc::new(watch::WatchService(
+            gateway.clone(),
+        ))))
+        .add_service(pb::lease_server::LeaseServer::from_arc(Arc::new(lease::LeaseService(
             gateway.clone(),
         ))))
         .add_service(pb::auth_server::AuthServer::from_arc(Arc::new(auth::AuthService(gateway))))

@@ -9,12 +9,16 @@
 //! DeleteRange over several shards deletes shard by shard; a Txn
 //! over several shards is refused.
 
+mod lease;
+mod lease_expiry;
+mod lease_manager;
 mod merged_watch;
 mod range;
 mod shards;
 mod watch;
 mod watch_task;
 
+pub use lease_manager::LeaseConfig;
 pub use shards::{ShardHandle, ShardSet};
 pub use watch::{WATCH_PROGRESS_INTERVAL_DEFAULT, WATCHERS_PER_STREAM_MAX};
 
@@ -70,6 +74,8 @@ struct Inner {
     /// Per shard, the highest revision a `Close` proposal is in flight for (at most one
     /// per shard: merged watches share it).
     closing: std::sync::Mutex<std::collections::HashMap<ShardId, i64>>,
+    /// The lease manager, once started (decision D16).
+    leases: std::sync::OnceLock<Arc<lease_manager::LeaseManager>>,
 }
 
 /// Requests served, by outcome; read by `/metrics`.
@@ -116,8 +122,20 @@ impl NodeService {
             forwarder,
             watch_progress_interval_ms: AtomicU64::new(millis(WATCH_PROGRESS_INTERVAL_DEFAULT)),
             closing: std::sync::Mutex::new(std::collections::HashMap::new()),
+            leases: std::sync::OnceLock::new(),
         };
         NodeService { inner: Arc::new(inner) }
+    }
+
+    /// Starts the lease manager and its expiry loop on `runtime`: the loop acts only while
+    /// this node leads the meta shard. Called once; a second call is ignored.
+    pub fn start_lease_manager(&self, runtime: &tokio::runtime::Runtime, config: LeaseConfig) {
+        let manager = Arc::new(lease_manager::LeaseManager::new(config));
+        if self.inner.leases.set(manager).is_err() {
+            tracing::warn!("lease manager started twice; keeping the first");
+            return;
+        }
+        runtime.spawn(self.clone().run_lease_expiry());
     }
 
     /// The node's storage (backups read it).
@@ -219,6 +237,26 @@ impl NodeService {
             // request (forwarded, or from a client that does not speak watch streams).
             NativeRequest::Watch(_) => Err(AtollError::Malformed {
                 reason: "a watch needs its own stream; open one with the client's watch API".into(),
+            }),
+            NativeRequest::LeaseGrant(_)
+            | NativeRequest::LeaseRevoke(_)
+            | NativeRequest::LeaseKeepAlive(_)
+            | NativeRequest::LeaseTimeToLive(_)
+            | NativeRequest::LeaseLeases(_) => self.serve_lease(req, origin).await,
+            // Between nodes only: a client could vouch for a lease grant it never checked.
+            NativeRequest::LeaseLookup(_) if origin == Origin::Peer => {
+                self.serve_lease(req, origin).await
+            }
+            NativeRequest::LeasedWrite(w) if origin == Origin::Peer => {
+                self.write(WriteOp::Leased(w), origin).await
+            }
+            NativeRequest::RevokeLeaseKeys(r) if origin == Origin::Peer => {
+                self.write(WriteOp::RevokeLeaseKeys(r), origin).await
+            }
+            NativeRequest::LeaseLookup(_)
+            | NativeRequest::LeasedWrite(_)
+            | NativeRequest::RevokeLeaseKeys(_) => Err(AtollError::Malformed {
+                reason: "this request is for nodes only; clients cannot send it".into(),
             }),
         };
         result.unwrap_or_else(|e| {
@@ -384,6 +422,7 @@ impl NodeService {
 
     async fn write(&self, op: WriteOp, origin: Origin) -> Result<NativeResponse, AtollError> {
         validate_write(&op, &self.inner.limits)?;
+        let op = self.attach_leases(op, origin).await?;
         if let WriteOp::Compact(c) = op {
             return self.compact_every_shard(c, origin).await.map(NativeResponse::Compact);
         }
@@ -398,20 +437,30 @@ impl NodeService {
         }
     }
 
-    /// Proposes `op` to `shard` here, or forwards it to the node leading the shard.
-    /// Applies `op` to `shard` through its leader. A refusal that proves the write was not
-    /// proposed (the replica asked is not, or no longer, the leader: an election under way)
-    /// is retried until the request timeout for a client's write, so elections cost latency
-    /// rather than errors; a forwarded write is answered as it is, its sender retries.
+    /// Applies `op` to `shard` through its leader, here or forwarded (see [`Self::until_led`]).
     async fn write_on(
         &self,
         shard: ShardId,
         op: WriteOp,
         origin: Origin,
     ) -> Result<NativeResponse, AtollError> {
+        self.until_led(origin, |deadline| self.write_once(shard, op.clone(), origin, deadline))
+            .await
+    }
+
+    /// Runs `attempt` (given the request's deadline) until it is not refused for want of a
+    /// leader. A refusal that proves nothing was proposed (the replica asked is not, or no
+    /// longer, the leader: an election under way) is retried until the request timeout for a
+    /// client's request, so elections cost latency rather than errors; a forwarded request
+    /// is answered as it is, its sender retries.
+    async fn until_led<T, F, Fut>(&self, origin: Origin, mut attempt: F) -> Result<T, AtollError>
+    where
+        F: FnMut(Instant) -> Fut,
+        Fut: Future<Output = Result<T, AtollError>>,
+    {
         let deadline = Instant::now() + self.inner.request_timeout;
         loop {
-            match self.write_once(shard, op.clone(), origin, deadline).await {
+            match attempt(deadline).await {
                 Err(AtollError::NotLeader { .. } | AtollError::NoLeader { .. })
                     if origin == Origin::Client && Instant::now() + LEADER_POLL < deadline =>
                 {
@@ -433,35 +482,50 @@ impl NodeService {
         let leader = handle.published.leader();
         if leader != self.inner.identity.member_id
             && origin == Origin::Client
-            && let Some(forwarder) = &self.inner.forwarder
+            && self.inner.forwarder.is_some()
         {
-            self.inner.counters.forwarded.fetch_add(1, Ordering::Relaxed);
-            let term = handle.published.term();
-            let forwarded = forwarder.forward(NodeId(leader), native_request(shard, op));
-            tokio::pin!(forwarded);
-            // A leader that dies with the request in flight would hold it until the peer
-            // connection times out; once this replica learns of another leader or of an
-            // election (a higher term), the answer is "leader changed", as etcd's: the write
-            // may or may not have been applied, so clients resend only idempotent requests.
-            let answer = loop {
-                tokio::select! {
-                    answer = &mut forwarded => break answer?,
-                    () = tokio::time::sleep(LEADER_POLL) => {
-                        let now = (handle.published.term(), handle.published.leader());
-                        if leader_changed((term, leader), now) {
-                            return Err(AtollError::LeaderChanged);
-                        }
+            return self.forward(handle, leader, native_request(shard, op)?).await;
+        }
+        let rx = propose(handle, op).await?;
+        Ok(native_response(self.wait(rx).await?))
+    }
+
+    /// Forwards `req` to `leader`, the leader of `handle`'s shard. A leader that dies with
+    /// the request in flight would hold it until the peer connection times out; once this
+    /// replica learns of another leader or of an election (a higher term), the answer is
+    /// "leader changed", as etcd's: the write may or may not have been applied, so clients
+    /// resend only idempotent requests.
+    async fn forward(
+        &self,
+        handle: &ShardHandle,
+        leader: u64,
+        req: NativeRequest,
+    ) -> Result<NativeResponse, AtollError> {
+        let Some(forwarder) = &self.inner.forwarder else {
+            return Err(AtollError::NotLeader {
+                shard: handle.store.shard(),
+                leader_hint: Some(NodeId(leader)),
+            });
+        };
+        self.inner.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+        let term = handle.published.term();
+        let forwarded = forwarder.forward(NodeId(leader), req);
+        tokio::pin!(forwarded);
+        let answer = loop {
+            tokio::select! {
+                answer = &mut forwarded => break answer?,
+                () = tokio::time::sleep(LEADER_POLL) => {
+                    let now = (handle.published.term(), handle.published.leader());
+                    if leader_changed((term, leader), now) {
+                        return Err(AtollError::LeaderChanged);
                     }
                 }
-            };
-            return match answer {
-                NativeResponse::Error(e) => Err(e),
-                answer => Ok(answer),
-            };
+            }
+        };
+        match answer {
+            NativeResponse::Error(e) => Err(e),
+            answer => Ok(answer),
         }
-        let (tx, rx) = oneshot::channel();
-        handle.addr.try_send(Propose { op, reply: tx }).map_err(mailbox_error)?;
-        Ok(native_response(self.wait(rx).await?))
     }
 
     /// A DeleteRange over several shards: each shard deletes its part at its own revision
@@ -654,8 +718,8 @@ fn millis(d: Duration) -> u64 {
 /// The request that asks another node to apply `op` to `shard`. Keyed writes find their
 /// shard by key there; a compaction names its shard, or the receiving node would compact
 /// every shard, including those it does not lead.
-fn native_request(shard: ShardId, op: WriteOp) -> NativeRequest {
-    match op {
+fn native_request(shard: ShardId, op: WriteOp) -> Result<NativeRequest, AtollError> {
+    Ok(match op {
         WriteOp::Put(r) => NativeRequest::Put(r),
         WriteOp::DeleteRange(r) => NativeRequest::DeleteRange(r),
         WriteOp::Txn(r) => NativeRequest::Txn(r),
@@ -663,7 +727,13 @@ fn native_request(shard: ShardId, op: WriteOp) -> NativeRequest {
             NativeRequest::CompactShard(CompactShardRequest { shard, compaction })
         }
         WriteOp::Close(r) => NativeRequest::Close(r),
-    }
+        WriteOp::Leased(r) => NativeRequest::LeasedWrite(r),
+        WriteOp::RevokeLeaseKeys(r) => NativeRequest::RevokeLeaseKeys(r),
+        // Only the meta shard's leader proposes lease record changes, to itself.
+        WriteOp::Lease(_) => {
+            return Err(AtollError::NotLeader { shard: ShardId::META, leader_hint: None });
+        }
+    })
 }
 
 fn native_response(resp: WriteResponse) -> NativeResponse {
@@ -673,6 +743,10 @@ fn native_response(resp: WriteResponse) -> NativeResponse {
         WriteResponse::Txn(r) => NativeResponse::Txn(r),
         WriteResponse::Compact(r) => NativeResponse::Compact(r),
         WriteResponse::Close(r) => NativeResponse::Close(r),
+        WriteResponse::RevokeLeaseKeys(r) => NativeResponse::RevokeLeaseKeys(r),
+        WriteResponse::Lease(r) => NativeResponse::Error(AtollError::Malformed {
+            reason: format!("a lease record change has no client answer: {r:?}"),
+        }),
     }
 }
 
@@ -681,6 +755,23 @@ fn unexpected(resp: &NativeResponse) -> AtollError {
         NativeResponse::Error(e) => e.clone(),
         other => AtollError::Malformed { reason: format!("unexpected answer {other:?}") },
     }
+}
+
+/// Hands `op` to the local replica of `handle`'s shard; the answer comes on the receiver
+/// once applied. A full mailbox refuses an ordinary write as `Busy`; a lease revocation waits
+/// for room instead, ahead of nothing but never refused (decision D16).
+async fn propose(
+    handle: &ShardHandle,
+    op: WriteOp,
+) -> Result<oneshot::Receiver<Result<WriteResponse, AtollError>>, AtollError> {
+    let (tx, rx) = oneshot::channel();
+    let msg = Propose { op, reply: tx };
+    if msg.op.is_revocation() {
+        handle.addr.send(msg).await.map_err(|_| AtollError::Stopping)?;
+    } else {
+        handle.addr.try_send(msg).map_err(mailbox_error)?;
+    }
+    Ok(rx)
 }
 
 fn mailbox_error<M>(e: actix::prelude::SendError<M>) -> AtollError {

@@ -22,30 +22,42 @@ pub struct ShardHandle {
     pub published: Arc<PublishedState>,
 }
 
-/// The data shards of the cluster and the local replica of each.
+/// The data shards of the cluster and the local replica of each, plus the local replica of
+/// the meta shard, which holds no keys and is never routed to by key.
 pub struct ShardSet {
     map: ShardMapCache,
     local: BTreeMap<ShardId, ShardHandle>,
+    meta: ShardHandle,
 }
 
 impl ShardSet {
-    /// A set routing by `map`; `local` must hold a replica of every shard of the map.
+    /// A set routing by `map`; `local` must hold a replica of every shard of the map, `meta`
+    /// is the meta shard's.
     pub fn new(
         map: ShardMap,
         local: BTreeMap<ShardId, ShardHandle>,
+        meta: ShardHandle,
     ) -> Result<ShardSet, ShardMapError> {
         let map = ShardMapCache::new(map)?;
-        Ok(ShardSet { map, local })
+        Ok(ShardSet { map, local, meta })
     }
 
-    /// The local replica of `shard`.
+    /// The local replica of the meta shard.
+    pub fn meta(&self) -> &ShardHandle {
+        &self.meta
+    }
+
+    /// The local replica of `shard` (the meta shard's too).
     pub fn handle(&self, shard: ShardId) -> Result<&ShardHandle, AtollError> {
+        if shard == ShardId::META {
+            return Ok(&self.meta);
+        }
         // Every node hosts every shard of the static map; a miss is a routing bug, answered
         // as a retryable routing error rather than a panic.
         self.local.get(&shard).ok_or(AtollError::WrongShard { shard, epoch: 0 })
     }
 
-    /// Every local replica, in shard order.
+    /// Every local replica of a data shard, in shard order.
     pub fn handles(&self) -> impl Iterator<Item = (ShardId, &ShardHandle)> {
         self.local.iter().map(|(id, h)| (*id, h))
     }
@@ -81,6 +93,9 @@ impl ShardSet {
             WriteOp::Txn(t) => txn_keys_in_one(t, &mut same),
             WriteOp::Compact(_) => false,
             WriteOp::Close(c) => return Some(c.shard),
+            WriteOp::Lease(_) => return Some(ShardId::META),
+            WriteOp::RevokeLeaseKeys(r) => return Some(r.shard),
+            WriteOp::Leased(l) => return self.single_shard_of(&l.op),
         };
         if all_in_one { owner.or_else(|| self.first().map(|(id, _)| id)) } else { None }
     }

@@ -20,6 +20,8 @@ pub struct TestCluster {
     pub specs: Vec<MemberSpec>,
     pub nodes: Vec<Option<TestNode>>,
     pub initial_split: String,
+    /// Flags every member starts with besides the cluster's own.
+    pub extra_flags: Vec<String>,
 }
 
 impl TestCluster {
@@ -42,7 +44,13 @@ impl TestCluster {
             })
             .collect();
         let nodes = specs.iter().map(|_| None).collect();
-        TestCluster { root: root.to_path_buf(), specs, nodes, initial_split: initial_split.into() }
+        TestCluster {
+            root: root.to_path_buf(),
+            specs,
+            nodes,
+            initial_split: initial_split.into(),
+            extra_flags: Vec::new(),
+        }
     }
 
     fn flags(&self, i: usize) -> Vec<String> {
@@ -79,6 +87,7 @@ impl TestCluster {
             flags.push("--initial-split".into());
             flags.push(self.initial_split.clone());
         }
+        flags.extend(self.extra_flags.iter().cloned());
         flags
     }
 

@@ -12,7 +12,9 @@ use crate::core::replica_core_hibernate::{Hibernation, WakeReason};
 use crate::core::replica_status::{ReadReady, ReplicaRole, ReplicaStatus};
 use crate::core::{Clock, PendingProposals, RevisionStamper};
 use crate::error::StorageError;
-use crate::limits::{PENDING_PROPOSALS_MAX, READ_INDEX_RETRY_TICKS};
+use crate::limits::{
+    PENDING_PROPOSALS_MAX, READ_INDEX_RETRY_TICKS, REVOCATION_PROPOSALS_EXTRA_MAX,
+};
 use crate::mvcc::{ApplyState, MvccStore};
 use crate::storage::RaftLogStore;
 use crate::storage::raft_log::bootstrap_conf_state;
@@ -148,8 +150,17 @@ impl<W, R> ReplicaCore<W, R> {
             self.effects.push(Effect::WriteFailed(reply, err));
             return;
         }
-        if self.proposals.len() >= PENDING_PROPOSALS_MAX {
-            let err = AtollError::Busy { limit: "pending_proposals_max".into() };
+        // A lease revocation is admitted past the ordinary bound (decision D16).
+        let (bound, limit) = if op.is_revocation() {
+            (
+                PENDING_PROPOSALS_MAX + REVOCATION_PROPOSALS_EXTRA_MAX,
+                "revocation_proposals_extra_max",
+            )
+        } else {
+            (PENDING_PROPOSALS_MAX, "pending_proposals_max")
+        };
+        if self.proposals.len() >= bound {
+            let err = AtollError::Busy { limit: limit.into() };
             self.effects.push(Effect::WriteFailed(reply, err));
             return;
         }

@@ -3,6 +3,7 @@
 //! together with the final [`ApplyState`] (DESIGN §5: the applied index rides with the data).
 
 use crate::error::{ShardError, StorageError};
+use crate::lease::{LeaseView, LeaseWrites, apply_lease_op, check_not_revoked, revoke_lease_keys};
 use crate::mvcc::apply_state::{ApplyState, apply_state_key};
 use crate::mvcc::codec::{
     ChangeKind, change_key, encode_change, encode_live, encode_tombstone, version_key_encoded,
@@ -12,7 +13,10 @@ use crate::mvcc::store::{MvccStore, WriteResponse};
 use crate::mvcc::validate::check_shape;
 use crate::mvcc::view::{History, Overlay};
 use crate::mvcc::write_txn::WriteTxn;
-use atoll_proto::{AtollError, CompactionResponse, RaftCommand, ResponseHeader, WriteOp};
+use atoll_proto::{
+    AtollError, CompactionResponse, LeaseRef, RaftCommand, ResponseHeader, RevokeLeaseKeysResponse,
+    ShardId, WriteOp,
+};
 use fjall::Snapshot;
 
 /// Entries being applied and not yet committed.
@@ -25,6 +29,8 @@ pub(crate) struct ApplyBatch<'s> {
     start: ApplyState,
     /// State after the entries applied so far.
     state: ApplyState,
+    /// Writes to the `leases` keyspace by the entries applied so far (decision D16).
+    leases: LeaseWrites,
 }
 
 impl<'s> ApplyBatch<'s> {
@@ -32,7 +38,8 @@ impl<'s> ApplyBatch<'s> {
     /// holds every earlier entry.
     pub(crate) fn new(store: &'s MvccStore, state: ApplyState) -> Self {
         let snap = store.storage.db.snapshot();
-        ApplyBatch { store, snap, history: History::new(), start: state, state }
+        let leases = LeaseWrites::new();
+        ApplyBatch { store, snap, history: History::new(), start: state, state, leases }
     }
 
     /// Applies the entry at `index`; see [`MvccStore::apply`] for the semantics.
@@ -57,8 +64,9 @@ impl<'s> ApplyBatch<'s> {
         // Strictly increasing on every replica whatever the stamping leader's clock said
         // (decision D3).
         let new_revision = cmd.revision_stamp.max(self.state.revision.saturating_add(1));
-        match self.execute(new_revision, &cmd.op) {
-            Ok((response, overlay)) => {
+        match self.execute(index, new_revision, &cmd.op) {
+            Ok((response, overlay, lease_writes)) => {
+                self.leases.extend(lease_writes);
                 if !overlay.is_empty() {
                     for (encoded, version) in overlay {
                         self.history.entry(encoded).or_default().insert(new_revision, version);
@@ -74,40 +82,76 @@ impl<'s> ApplyBatch<'s> {
 
     fn execute(
         &mut self,
+        index: u64,
         new_revision: i64,
         op: &WriteOp,
-    ) -> Result<(WriteResponse, Overlay), ShardError> {
+    ) -> Result<(WriteResponse, Overlay, LeaseWrites), ShardError> {
         check_shape(op, None)?;
+        let shard = self.store.shard;
+        let is_meta = shard == ShardId::META;
+        let lease_view = LeaseView {
+            snap: &self.snap,
+            leases: &self.store.storage.leases,
+            pending: &self.leases,
+        };
+        let (op, attachable): (&WriteOp, &[LeaseRef]) = match op {
+            WriteOp::Lease(lease_op) if is_meta => {
+                let (response, writes) = apply_lease_op(&lease_view, index, lease_op)?;
+                return Ok((WriteResponse::Lease(response), Overlay::new(), writes));
+            }
+            WriteOp::Leased(leased) if !is_meta => {
+                check_not_revoked(&lease_view, shard, &leased.leases)?;
+                (leased.op.as_ref(), &leased.leases)
+            }
+            WriteOp::Lease(_) | WriteOp::Leased(_) => {
+                let reason = format!("lease command for the wrong kind of shard ({shard})");
+                return Err(AtollError::Malformed { reason }.into());
+            }
+            op => (op, &[]),
+        };
         let mut txn = WriteTxn {
             snap: &self.snap,
             mvcc: &self.store.storage.mvcc,
-            shard: self.store.shard,
+            shard,
             range: &self.store.range,
             base_revision: self.state.revision,
             compact_revision: self.state.compact_revision,
             new_revision,
             history: &self.history,
             overlay: Overlay::new(),
+            leases: attachable,
+            lease_writes: LeaseWrites::new(),
         };
         let response = match op {
             WriteOp::Put(req) => WriteResponse::Put(txn.put(req)?),
             WriteOp::DeleteRange(req) => WriteResponse::DeleteRange(txn.delete_range(req)?),
             WriteOp::Txn(req) => WriteResponse::Txn(txn.txn(req)?),
+            WriteOp::RevokeLeaseKeys(req) if !is_meta => {
+                let deleted = revoke_lease_keys(&mut txn, &lease_view, shard, req.lease)?;
+                let revision =
+                    if txn.overlay.is_empty() { self.state.revision } else { new_revision };
+                let header = ResponseHeader { revision, ..Default::default() };
+                WriteResponse::RevokeLeaseKeys(RevokeLeaseKeysResponse { header, deleted })
+            }
             WriteOp::Close(req) => {
                 // Raising the revision without a write: apply gives every later write a
                 // revision above it (decision D3), which is what closing means (D13).
                 self.state.revision = self.state.revision.max(req.revision);
                 let header = ResponseHeader { revision: self.state.revision, ..Default::default() };
                 let response = WriteResponse::Close(atoll_proto::CloseResponse { header });
-                return Ok((response, Overlay::new()));
+                return Ok((response, Overlay::new(), LeaseWrites::new()));
             }
             WriteOp::Compact(req) => {
                 let response = compact(&self.state, req.revision)?;
                 self.state.compact_revision = req.revision;
-                return Ok((response, Overlay::new()));
+                return Ok((response, Overlay::new(), LeaseWrites::new()));
+            }
+            WriteOp::Lease(_) | WriteOp::Leased(_) | WriteOp::RevokeLeaseKeys(_) => {
+                let reason = format!("lease command not applicable on shard {shard}");
+                return Err(AtollError::Malformed { reason }.into());
             }
         };
-        Ok((response, txn.overlay))
+        Ok((response, txn.overlay, txn.lease_writes))
     }
 
     /// Commits every version, its change-log record and the final apply state in one fjall
@@ -144,6 +188,12 @@ impl<'s> ApplyBatch<'s> {
             &self.history,
             fresh_store,
         )?;
+        for (key, value) in &self.leases {
+            match value {
+                Some(value) => batch.insert(&storage.leases, key.as_slice(), value.as_slice()),
+                None => batch.remove(&storage.leases, key.as_slice()),
+            }
+        }
         batch.insert(&storage.raft_state, apply_state_key(self.store.shard), self.state.encode());
         batch.commit()?;
         Ok((self.state, self.history))

@@ -20,12 +20,13 @@
 //! - sort ties keep key order (etcd's unstable sort does for up to 12 keys);
 //! - a put outside the shard's range at apply answers `WrongShard` with epoch 0 (the replica,
 //!   which knows the epoch, may fill it in);
-//! - lease existence is not checked yet (no lease manager): leases are stored as given.
+//! - a put attaches a lease only inside a `WriteOp::Leased` naming the grant the meta shard's
+//!   leader vouched for (decision D16); any other lease is refused as not found.
 
 mod apply_batch;
 mod apply_state;
 mod change_read;
-mod codec;
+pub(crate) mod codec;
 mod compact;
 mod compare;
 mod dir_counts;
@@ -38,7 +39,7 @@ mod shard_range;
 mod store;
 mod validate;
 mod view;
-mod write_txn;
+pub(crate) mod write_txn;
 
 pub use apply_state::ApplyState;
 pub(crate) use change_read::{ChangeChunk, change_cursor, cursor_after};

@@ -40,6 +40,10 @@ pub enum WriteResponse {
     Compact(CompactionResponse),
     /// Answer to a Close.
     Close(atoll_proto::CloseResponse),
+    /// Answer to a lease change on the meta shard.
+    Lease(atoll_proto::LeaseOpResponse),
+    /// Answer to a data shard's deletion of a revoked lease's keys.
+    RevokeLeaseKeys(atoll_proto::RevokeLeaseKeysResponse),
 }
 
 /// One shard's MVCC store. Cheap to clone: a storage handle, the shard id, its range and its

@@ -41,7 +41,13 @@ pub(crate) fn check_shape(op: &WriteOp, max_txn_ops: Option<usize>) -> Result<()
         WriteOp::Close(c) if c.revision <= 0 => Err(AtollError::Malformed {
             reason: format!("close at revision {}; it must be positive", c.revision),
         }),
-        WriteOp::Close(_) => Ok(()),
+        WriteOp::Close(_) | WriteOp::Lease(_) | WriteOp::RevokeLeaseKeys(_) => Ok(()),
+        WriteOp::Leased(leased) => match leased.op.as_ref() {
+            inner @ (WriteOp::Put(_) | WriteOp::Txn(_)) => check_shape(inner, max_txn_ops),
+            _ => {
+                Err(AtollError::Malformed { reason: "only a put or a txn attaches leases".into() })
+            }
+        },
         WriteOp::Txn(txn) => {
             let counts = max_txn_ops.map(|max| OpBudget { configured: max, remaining: max });
             check_txn(txn, counts, 0)?;

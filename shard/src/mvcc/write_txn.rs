@@ -14,6 +14,7 @@
 //!   command has changed something, else the revision before it.
 
 use crate::error::ShardError;
+use crate::lease::{LeaseWrites, encode_grant, index_key};
 use crate::mvcc::codec::encode_key;
 use crate::mvcc::compare::compares_hold;
 use crate::mvcc::range::evaluate_range;
@@ -21,9 +22,9 @@ use crate::mvcc::shard_range::ShardRange;
 use crate::mvcc::view::{History, Overlay, View};
 use atoll_proto::limits::TXN_NESTING_DEPTH_MAX;
 use atoll_proto::{
-    AtollError, DeleteRangeRequest, DeleteRangeResponse, KeyValue, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, ShardId, TxnRequest,
-    TxnResponse,
+    AtollError, DeleteRangeRequest, DeleteRangeResponse, KeyValue, LeaseRef, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, ShardId,
+    TxnRequest, TxnResponse,
 };
 use fjall::{Keyspace, Snapshot};
 
@@ -53,6 +54,11 @@ pub(crate) struct WriteTxn<'a> {
     pub history: &'a History,
     /// Writes so far.
     pub overlay: Overlay,
+    /// The leases the command may attach, with the grants checked by the meta shard's
+    /// leader (decision D16); a put attaching any other lease is refused.
+    pub leases: &'a [LeaseRef],
+    /// Changes to the lease → keys index so far, committed with the overlay.
+    pub lease_writes: LeaseWrites,
 }
 
 /// Resolves the revision a read asks for (etcd `rangeKeys`): above the current revision is
@@ -111,11 +117,13 @@ impl<'a> WriteTxn<'a> {
             Some(p) if req.ignore_value => p.value.clone(),
             _ => req.value.clone(),
         };
-        // The lease is stored as given: lease existence is checked by the lease manager
-        // (etcd's lessor.Lookup), which does not exist yet.
+        let encoded = encode_key(&req.key);
         let lease = match &prev {
             Some(p) if req.ignore_lease => p.lease,
-            _ => req.lease,
+            _ => {
+                self.attach(&encoded, prev.as_ref().map_or(0, |p| p.lease), req.lease)?;
+                req.lease
+            }
         };
         let kv = KeyValue {
             key: req.key.clone(),
@@ -125,7 +133,7 @@ impl<'a> WriteTxn<'a> {
             value,
             lease,
         };
-        self.overlay.insert(encode_key(&req.key), Some(kv));
+        self.overlay.insert(encoded, Some(kv));
         Ok(PutResponse { header: header(self.new_revision), prev_kv: prev.filter(|_| req.prev_kv) })
     }
 
@@ -139,13 +147,37 @@ impl<'a> WriteTxn<'a> {
         let scan = view.scan(&req.key, &req.range_end, self.base_revision, true);
         let found = scan.collect_all(req.prev_kv)?;
         for kv in &found {
-            self.overlay.insert(encode_key(&kv.key), None);
+            let encoded = encode_key(&kv.key);
+            if kv.lease != 0 {
+                self.lease_writes.insert(index_key(kv.lease, &encoded), None);
+            }
+            self.overlay.insert(encoded, None);
         }
         Ok(DeleteRangeResponse {
             header: header(self.current_revision()),
             deleted: found.len() as i64,
             prev_kvs: if req.prev_kv { found } else { Vec::new() },
         })
+    }
+
+    /// Moves a key's entry in the lease → keys index from `old` to `new` (0: none). A lease
+    /// is attached only if the meta shard's leader vouched for it (etcd's `lessor.Lookup`
+    /// before proposing; here carried in the command so every replica decides the same).
+    fn attach(&mut self, encoded: &[u8], old: i64, new: i64) -> Result<(), ShardError> {
+        let grant = match new {
+            0 => None,
+            id => match self.leases.iter().find(|l| l.id == id) {
+                Some(l) => Some(l.grant_index),
+                None => return Err(AtollError::LeaseNotFound.into()),
+            },
+        };
+        if old != 0 {
+            self.lease_writes.insert(index_key(old, encoded), None);
+        }
+        if let Some(grant) = grant {
+            self.lease_writes.insert(index_key(new, encoded), Some(encode_grant(grant)));
+        }
+        Ok(())
     }
 
     /// A Range inside a Txn; its revision was checked by [`WriteTxn::txn`] beforehand.

@@ -8,7 +8,7 @@
 //! 512 bytes, then the 32-byte SHA-256 of the body. Format version 1, integers big-endian:
 //! ```text
 //! magic "ATOLLBK1"
-//! record*   := keyspace tag (u8: 1 raft_state, 2 mvcc, 3 changes)
+//! record*   := keyspace tag (u8: 1 raft_state, 2 mvcc, 3 changes, 4 leases)
 //!              key length (u32) ‖ key ‖ value length (u32) ‖ value
 //! end tag 0, then zero bytes up to a multiple of 512
 //! SHA-256 (32 bytes) of every byte before it
@@ -38,8 +38,8 @@ fn padded(unpadded: u64) -> u64 {
 }
 
 /// The keyspaces a backup holds, with their tags, in the order written.
-fn keyspaces(storage: &Storage) -> [(u8, &Keyspace); 3] {
-    [(1, &storage.raft_state), (2, &storage.mvcc), (3, &storage.changes)]
+fn keyspaces(storage: &Storage) -> [(u8, &Keyspace); 4] {
+    [(1, &storage.raft_state), (2, &storage.mvcc), (3, &storage.changes), (4, &storage.leases)]
 }
 
 /// Bytes one record takes: tag, key length, key, value length, value.
@@ -139,7 +139,7 @@ fn length<E>(len: usize) -> Result<[u8; 4], BackupError<E>> {
 /// One record of a backup.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackupRecord {
-    /// Keyspace tag (1 raft_state, 2 mvcc, 3 changes).
+    /// Keyspace tag (1 raft_state, 2 mvcc, 3 changes, 4 leases).
     pub keyspace: u8,
     /// The record's key.
     pub key: Vec<u8>,
@@ -185,7 +185,7 @@ pub fn read_backup(
             }
             return Ok(records);
         }
-        if !(1..=3).contains(&keyspace) {
+        if !(1..=4).contains(&keyspace) {
             return Err(corrupt("unknown keyspace tag"));
         }
         let key_len = u32::from_be_bytes(take(&mut rest, 4)?.try_into().unwrap_or([0; 4]));

@@ -12,10 +12,14 @@ pub const RAFT_STATE: &str = "raft_state";
 pub const MVCC: &str = "mvcc";
 /// Keyspace of the revision-ordered change log: `revision ‖ encoded user key` → change.
 pub const CHANGES: &str = "changes";
+/// Keyspace of leases (decision D16): the meta shard's lease records and every data shard's
+/// lease → keys index and revoked-lease markers, each kind under its own first byte
+/// (`crate::lease::lease_keys`), never a user key.
+pub const LEASES: &str = "leases";
 
 /// Journal bytes kept before fjall flushes memtables to free old journals.
 pub const JOURNAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
-/// Memtable size per keyspace; with four keyspaces the memtables fit in the journal cap.
+/// Memtable size per keyspace; with five keyspaces the memtables fit in the journal cap.
 pub const MEMTABLE_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
 /// The node's storage: one fjall database with the shared keyspaces. Cheap to clone; every
@@ -32,6 +36,8 @@ pub struct Storage {
     pub mvcc: Keyspace,
     /// Revision-ordered change log of every shard on this node.
     pub changes: Keyspace,
+    /// Lease records (meta shard), lease indexes and revoked markers (data shards).
+    pub leases: Keyspace,
     path: PathBuf,
 }
 
@@ -68,6 +74,7 @@ impl Storage {
             raft_state: open(RAFT_STATE)?,
             mvcc: open(MVCC)?,
             changes: open(CHANGES)?,
+            leases: open(LEASES)?,
             db,
             path: path.to_path_buf(),
         })

@@ -154,6 +154,14 @@ pub fn put_req(key: &[u8], value: &[u8]) -> PutRequest {
     PutRequest { key: key.to_vec(), value: value.to_vec(), ..Default::default() }
 }
 
+/// `op` attaching `leases`, as a node sends it once the meta shard's leader vouched for them
+/// (each at grant index 1; decision D16).
+pub fn leased(op: WriteOp, leases: &[i64]) -> WriteOp {
+    let leases =
+        leases.iter().map(|id| atoll_proto::LeaseRef { id: *id, grant_index: 1 }).collect();
+    WriteOp::Leased(atoll_proto::LeasedWrite { leases, op: Box::new(op) })
+}
+
 /// A put.
 pub fn put(key: &[u8], value: &[u8]) -> WriteOp {
     WriteOp::Put(put_req(key, value))

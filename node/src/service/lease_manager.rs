@@ -1,0 +1,138 @@
+//! The lease manager of a node: the meta shard's leader's lease state ([`LeaseCore`]) for
+//! the term it leads in, and the bounds of the work it drives (revocations in flight,
+//! checkpoint batches). Followers hold none (decision D16).
+//!
+//! It is not an actix actor: everything it does is routing through [`super::NodeService`]
+//! on the IO runtime (proposals to the meta shard, deletions on every data shard, forwarded
+//! to their leaders), so it is a struct the service's request tasks and one loop task share.
+//! The core sits under a std mutex held only for in-memory steps of the core, never across
+//! an await or IO, the exception to STYLE's "no shared mutex" that D12 also makes.
+
+use atoll_proto::LeaseRecord;
+use atoll_shard::lease::LeaseCore;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// How often the leader looks for expired leases (etcd's revoke loop: every 500 ms).
+pub const LEASE_EXPIRY_PASS: Duration = Duration::from_millis(500);
+/// Revocations (of expired leases, or finishing a former leader's) running at once.
+pub const LEASE_REVOCATIONS_IN_FLIGHT_MAX: usize = 256;
+/// Remaining TTLs one checkpoint entry carries (etcd's `leaseCheckpointRate` per entry).
+pub const LEASE_CHECKPOINT_ENTRY_LEASES_MAX: usize = 1_000;
+/// Remaining TTLs one checkpoint pass takes; the next pass continues after them.
+pub const LEASE_CHECKPOINTS_PER_PASS_MAX: usize = 10_000;
+/// Server-chosen IDs tried before a grant gives up (a collision of random 63-bit IDs).
+pub const LEASE_ID_ATTEMPTS_MAX: usize = 3;
+
+/// Lease settings of a node.
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    /// A grant with a smaller TTL gets this one (etcd's `minTTL`).
+    pub min_ttl_seconds: i64,
+    /// Expired leases revoked per second at most (etcd's `leaseRevokeRate`).
+    pub revoke_rate: u64,
+    /// Interval of checkpoints; zero: none.
+    pub checkpoint_interval: Duration,
+    /// A new leader extends every lease by this (etcd's `Promote(electionTimeout)`).
+    pub election_timeout: Duration,
+}
+
+/// The lease state a node holds while it leads the meta shard.
+pub(super) struct LeaseManager {
+    pub(super) config: LeaseConfig,
+    origin: Instant,
+    leading: Mutex<Leading>,
+    /// Held while a new leader loads the records, so it loads once per term.
+    pub(super) loading: tokio::sync::Mutex<()>,
+    /// Permits for revocations in flight ([`LEASE_REVOCATIONS_IN_FLIGHT_MAX`]).
+    pub(super) revocations: Arc<Semaphore>,
+    next_checkpoint_ms: AtomicU64,
+}
+
+/// The core and the term it belongs to; `core` is `None` while not leading or not loaded.
+#[derive(Default)]
+struct Leading {
+    term: u64,
+    core: Option<LeaseCore>,
+}
+
+impl LeaseManager {
+    pub(super) fn new(config: LeaseConfig) -> LeaseManager {
+        LeaseManager {
+            config,
+            origin: Instant::now(),
+            leading: Mutex::new(Leading::default()),
+            loading: tokio::sync::Mutex::new(()),
+            revocations: Arc::new(Semaphore::new(LEASE_REVOCATIONS_IN_FLIGHT_MAX)),
+            next_checkpoint_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Milliseconds on the manager's monotonic clock.
+    pub(super) fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Leading> {
+        // A panic under the lock cannot leave the core half-changed in a way later steps
+        // would misread more than losing it would; keep serving.
+        self.leading.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the state of `term` is loaded.
+    pub(super) fn holds(&self, term: u64) -> bool {
+        let leading = self.lock();
+        leading.term == term && leading.core.is_some()
+    }
+
+    /// Installs the state of a new leader of `term` from the records it applied.
+    pub(super) fn promote(&self, term: u64, records: Vec<LeaseRecord>) {
+        let extend_ms = u64::try_from(self.config.election_timeout.as_millis()).unwrap_or(0);
+        let core = LeaseCore::promote(records, self.now_ms(), extend_ms);
+        *self.lock() = Leading { term, core: Some(core) };
+        self.next_checkpoint_ms.store(self.now_ms() + self.checkpoint_ms(), Ordering::Relaxed);
+        tracing::info!(term, "meta shard leader holds the lease state");
+    }
+
+    /// This node no longer leads (or lost track of a grant's outcome): the state is dropped
+    /// and, when leading again, loaded anew from the records.
+    pub(super) fn step_down(&self) {
+        let mut leading = self.lock();
+        if leading.core.take().is_some() {
+            tracing::info!(term = leading.term, "lease state dropped");
+        }
+    }
+
+    /// Runs `f` on the core if it still belongs to `term`.
+    pub(super) fn with_core<R>(&self, term: u64, f: impl FnOnce(&mut LeaseCore) -> R) -> Option<R> {
+        let mut leading = self.lock();
+        if leading.term != term {
+            return None;
+        }
+        leading.core.as_mut().map(f)
+    }
+
+    fn checkpoint_ms(&self) -> u64 {
+        u64::try_from(self.config.checkpoint_interval.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The checkpoint interval in ms if a checkpoint pass is due now (and schedules the
+    /// next); `None` otherwise or with checkpoints off.
+    pub(super) fn checkpoint_due(&self, now_ms: u64) -> Option<u64> {
+        let interval = self.checkpoint_ms();
+        if interval == 0 || now_ms < self.next_checkpoint_ms.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.next_checkpoint_ms.store(now_ms.saturating_add(interval), Ordering::Relaxed);
+        Some(interval)
+    }
+
+    /// Leases one expiry pass may take: half the per-second rate (etcd takes
+    /// `leaseRevokeRate / 2` per 500 ms pass), within the revocations that may start.
+    pub(super) fn pass_budget(&self) -> usize {
+        let rate = usize::try_from(self.config.revoke_rate / 2).unwrap_or(usize::MAX);
+        rate.min(self.revocations.available_permits())
+    }
+}

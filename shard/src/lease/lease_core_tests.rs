@@ -1,0 +1,100 @@
+//! Unit tests of the lease manager's core: expiry, renewal, checkpoints, promotion.
+
+use super::lease_core::*;
+use atoll_proto::{LeaseRecord, LeaseRef};
+
+fn record(id: i64, ttl: i64) -> LeaseRecord {
+    LeaseRecord {
+        lease: LeaseRef { id, grant_index: id as u64 * 10 },
+        ttl,
+        remaining_ms: 0,
+        revoking: false,
+    }
+}
+
+#[test]
+fn a_lease_expires_after_its_ttl_once_and_in_expiry_order() {
+    let mut core = LeaseCore::default();
+    core.granted(record(1, 10), 0);
+    core.granted(record(2, 5), 0);
+    assert!(core.take_expired(4_999, 10).is_empty());
+    assert_eq!(core.take_expired(10_000, 10).iter().map(|l| l.id).collect::<Vec<_>>(), [2, 1]);
+    // Taken once: both are now revoking and gone for clients.
+    assert!(core.take_expired(20_000, 10).is_empty());
+    assert_eq!(core.lookup(1), None);
+    assert!(core.ids().is_empty());
+    assert!(core.contains(1), "held until the revocation finishes");
+    core.revoked(LeaseRef { id: 1, grant_index: 10 });
+    assert!(!core.contains(1));
+}
+
+#[test]
+fn expiry_takes_at_most_the_asked_number_per_pass() {
+    let mut core = LeaseCore::default();
+    for id in 1..=5 {
+        core.granted(record(id, 1), 0);
+    }
+    assert_eq!(core.take_expired(1_000, 2).len(), 2);
+    assert_eq!(core.take_expired(1_000, 2).len(), 2);
+    assert_eq!(core.take_expired(1_000, 2).len(), 1);
+}
+
+#[test]
+fn a_keepalive_extends_the_lease_and_asks_to_clear_a_checkpoint() {
+    let mut core = LeaseCore::default();
+    core.granted(record(1, 10), 0);
+    let renewed = core.renew(1, 8_000).expect("renewed");
+    assert_eq!(renewed, Renewed { ttl_seconds: 10, clear_checkpoint: false });
+    assert!(core.take_expired(10_000, 10).is_empty(), "the old expiry no longer counts");
+    assert_eq!(core.time_to_live(1, 10_000).map(|t| t.remaining_seconds), Some(8));
+    assert_eq!(core.checkpoints(10_000, 1_000, 10), vec![(1, 8_000)]);
+    assert!(core.renew(1, 10_000).expect("renewed").clear_checkpoint);
+    assert!(!core.renew(1, 10_000).expect("renewed").clear_checkpoint);
+    assert_eq!(core.renew(1, 20_000), None, "an expired lease is not renewed");
+    assert_eq!(core.take_expired(20_000, 10).len(), 1);
+    assert_eq!(core.renew(1, 20_000), None, "a revoking lease is not renewed");
+}
+
+#[test]
+fn a_new_leader_continues_from_the_checkpoint_plus_an_election_timeout() {
+    let mut checkpointed = record(1, 60);
+    checkpointed.remaining_ms = 20_000;
+    let mut revoking = record(2, 60);
+    revoking.revoking = true;
+    let mut core = LeaseCore::promote(vec![checkpointed, revoking, record(3, 60)], 100, 1_000);
+    let ttl = core.time_to_live(1, 100).expect("held");
+    assert_eq!((ttl.granted_seconds, ttl.remaining_seconds), (60, 21));
+    assert_eq!(core.time_to_live(3, 100).map(|t| t.remaining_seconds), Some(61));
+    assert_eq!(core.lookup(2), None, "a revoking lease is not live");
+    assert_eq!(core.take_unfinished(10), vec![revoking.lease]);
+    assert!(core.take_unfinished(10).is_empty());
+    assert_eq!(core.take_expired(21_100, 10).iter().map(|l| l.id).collect::<Vec<_>>(), [1]);
+}
+
+#[test]
+fn a_failed_revocation_is_retried_and_a_stale_one_never_removes_a_new_grant() {
+    let mut core = LeaseCore::default();
+    core.granted(record(1, 1), 0);
+    let taken = core.take_expired(1_000, 10);
+    core.revoke_failed(taken[0], 1_000);
+    assert_eq!(core.lookup(1), Some(taken[0]), "live again until the retry");
+    assert!(core.take_expired(1_000 + REVOKE_RETRY_MS - 1, 10).is_empty());
+    assert_eq!(core.take_expired(1_000 + REVOKE_RETRY_MS, 10), taken);
+    core.revoked(LeaseRef { id: 1, grant_index: 999 });
+    assert!(core.contains(1), "another grant's revocation leaves this one");
+}
+
+#[test]
+fn checkpoint_passes_skip_short_leases_and_resume_after_the_cap() {
+    let mut core = LeaseCore::default();
+    for id in 1..=4 {
+        core.granted(record(id, 100), 0);
+    }
+    core.granted(record(9, 1), 0);
+    let first: Vec<i64> = core.checkpoints(0, 5_000, 2).iter().map(|c| c.0).collect();
+    assert_eq!(first, [1, 2]);
+    let second: Vec<i64> = core.checkpoints(0, 5_000, 2).iter().map(|c| c.0).collect();
+    assert_eq!(second, [3, 4]);
+    let third: Vec<i64> = core.checkpoints(0, 5_000, 10).iter().map(|c| c.0).collect();
+    assert_eq!(third, [1, 2, 3, 4], "lease 9 expires before the next pass");
+}
