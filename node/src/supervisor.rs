@@ -109,6 +109,7 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             clock: Arc::new(SystemClock),
             published: published.clone(),
             peers: bridge.clone(),
+            compactor: cfg.compaction.compactor_config(),
         })?;
         replicas.push((replica, published.clone()));
         handles.insert(shard.id, (store, published));
