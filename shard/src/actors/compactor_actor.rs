@@ -131,9 +131,11 @@ impl CompactorActor {
     fn hash_step(&mut self, ctx: &mut Context<Self>) {
         self.stepping = true;
         let target = self.target;
-        let (_, mut hash) = match self.hashing.take() {
-            Some((revision, hash)) if revision == target => (revision, hash),
-            _ => (target, CompactionHash::default()),
+        // A hash begun for an older target is worthless: HashKV only uses the one at the
+        // compacted revision.
+        let mut hash = match self.hashing.take() {
+            Some((revision, hash)) if revision == target => hash,
+            _ => CompactionHash::default(),
         };
         let store = self.deps.store.clone();
         let step = tokio::task::spawn_blocking(move || {
