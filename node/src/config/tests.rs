@@ -267,10 +267,13 @@ fn compaction_flags_and_file_keys_map_onto_the_compactor() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("atoll.toml");
-    std::fs::write(&path, "auto-compaction-retention = \"10h\"\ncompaction-sleep-interval = \"1ms\"\n")
-        .expect("write");
-    let cfg = NodeConfig::load(&flags(&["--config-file", path.to_str().expect("utf8")]))
-        .expect("loads");
+    std::fs::write(
+        &path,
+        "auto-compaction-retention = \"10h\"\ncompaction-sleep-interval = \"1ms\"\n",
+    )
+    .expect("write");
+    let cfg =
+        NodeConfig::load(&flags(&["--config-file", path.to_str().expect("utf8")])).expect("loads");
     let compactor = cfg.compaction.compactor_config();
     assert_eq!(compactor.auto.retention, Some(Retention::Periodic(Duration::from_secs(36_000))));
     assert_eq!(compactor.sleep_interval, Duration::from_millis(1));
