@@ -82,6 +82,17 @@ impl Backend {
         }
     }
 
+    /// Compacts the history.
+    pub async fn compact(
+        &self,
+        req: CompactionRequest,
+    ) -> Result<CompactionResponse, BackendError> {
+        match self {
+            Backend::Native(c) => Ok(c.compact(req).await?),
+            Backend::Etcd(c) => Ok(c.compact(req).await?),
+        }
+    }
+
     /// Runs a transaction.
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, BackendError> {
         match self {

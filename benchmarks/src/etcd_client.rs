@@ -4,7 +4,9 @@
 //! request types converted to etcd's messages ([`atoll_proto::etcd_convert`]) and answers native
 //! types, so the workloads do not know which target they drive.
 
-use crate::limits::{ETCD_DIAL_TIMEOUT, ETCD_REQUEST_TIMEOUT, ETCD_RESPONSE_BYTES_MAX};
+use crate::limits::{
+    ETCD_COMPACTION_TIMEOUT, ETCD_DIAL_TIMEOUT, ETCD_REQUEST_TIMEOUT, ETCD_RESPONSE_BYTES_MAX,
+};
 use atoll_proto::etcd::etcdserverpb::kv_client::KvClient;
 use atoll_proto::etcd_convert::{request, response};
 use atoll_proto::kv::*;
@@ -115,6 +117,19 @@ impl EtcdClient {
         let mut kv = self.kv.clone();
         let answer = timed(kv.range(request::range_to_pb(req))).await?;
         Ok(response::range_from_pb(answer))
+    }
+
+    /// `KV.Compact`; a physical one may take longer than the request timeout of the other
+    /// calls, so it gets the compaction timeout.
+    pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse, EtcdError> {
+        let mut kv = self.kv.clone();
+        let call = kv.compact(request::compact_to_pb(req));
+        let answer = match tokio::time::timeout(ETCD_COMPACTION_TIMEOUT, call).await {
+            Ok(Ok(response)) => response.into_inner(),
+            Ok(Err(status)) => return Err(EtcdError::Status(status)),
+            Err(_) => return Err(EtcdError::Timeout { after: ETCD_COMPACTION_TIMEOUT }),
+        };
+        Ok(CompactionResponse { header: response::header_from_pb(answer.header) })
     }
 
     /// `KV.Txn`.

@@ -2,6 +2,10 @@
 //! is the same), an `ATOLL_*` environment variable, or the TOML file given by `--config-file`.
 //! Precedence: flag, then environment, then file, then the documented default.
 
+mod compaction;
+
+pub use compaction::{CompactionConfig, CompactionFlags};
+
 use crate::identity::{NodeIdentity, cluster_id, member_id};
 use crate::units::{parse_bytes, parse_duration};
 use atoll_proto::NodeId;
@@ -105,6 +109,9 @@ pub struct Flags {
     /// Log level: error, warn, info, debug or trace (default info).
     #[arg(long, env = "ATOLL_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Compaction and auto-compaction.
+    #[command(flatten)]
+    pub compaction: CompactionFlags,
 }
 
 /// Tools of the `atoll` binary.
@@ -167,6 +174,12 @@ struct FileConfig {
     key_file: Option<PathBuf>,
     trusted_ca_file: Option<PathBuf>,
     log_level: Option<String>,
+    auto_compaction_mode: Option<String>,
+    auto_compaction_retention: Option<String>,
+    auto_compaction_busy_requests_per_second: Option<u64>,
+    auto_compaction_max_deferral: Option<String>,
+    compaction_batch_limit: Option<usize>,
+    compaction_sleep_interval: Option<String>,
 }
 
 /// The resolved configuration of a node.
@@ -210,6 +223,8 @@ pub struct NodeConfig {
     pub tls_files: Option<(PathBuf, PathBuf, PathBuf)>,
     /// Log level (default info).
     pub log_level: String,
+    /// Compaction and auto-compaction (default: etcd's pacing, auto-compaction off).
+    pub compaction: CompactionConfig,
 }
 
 impl Default for NodeConfig {
@@ -233,6 +248,7 @@ impl Default for NodeConfig {
             cache_bytes: 64 << 20,
             tls_files: None,
             log_level: "info".into(),
+            compaction: CompactionConfig::default(),
         }
     }
 }
@@ -315,6 +331,18 @@ impl NodeConfig {
             text(&flags.initial_cluster_state, file.initial_cluster_state),
             flags.initial_split.as_deref().map(split_raw_list).or(file.initial_split),
         )?;
+        let compaction = CompactionConfig::resolve(
+            &flags.compaction,
+            compaction::CompactionFile {
+                auto_compaction_mode: file.auto_compaction_mode,
+                auto_compaction_retention: file.auto_compaction_retention,
+                auto_compaction_busy_requests_per_second: file
+                    .auto_compaction_busy_requests_per_second,
+                auto_compaction_max_deferral: file.auto_compaction_max_deferral,
+                compaction_batch_limit: file.compaction_batch_limit,
+                compaction_sleep_interval: file.compaction_sleep_interval,
+            },
+        )?;
         let max_request_bytes = bytes(
             "max-request-bytes",
             text(&flags.max_request_bytes, file.max_request_bytes),
@@ -371,6 +399,7 @@ impl NodeConfig {
             )?,
             tls_files,
             log_level: text(&flags.log_level, file.log_level).unwrap_or(d.log_level),
+            compaction,
         })
     }
 
@@ -413,6 +442,7 @@ impl NodeConfig {
             url_socket_addr(url)?;
         }
         self.cluster.validate(&self.name, &self.initial_cluster_token)?;
+        self.compaction.validate()?;
         if !matches!(self.log_level.as_str(), "error" | "warn" | "info" | "debug" | "trace") {
             return Err(err(format!(
                 "--log-level '{}': use error, warn, info, debug or trace",

@@ -19,8 +19,8 @@ use atoll_proto::{NodeId, ShardId};
 use atoll_shard::Storage;
 use atoll_shard::actors::{PublishedState, ReplicaActor, ReplicaDeps, TickedReplica, TickerActor};
 use atoll_shard::apply_worker::{ApplyWorker, HeaderIdentity};
-use atoll_shard::config::ReplicaConfig;
-use atoll_shard::core::SystemClock;
+use atoll_shard::config::{CompactorConfig, ReplicaConfig};
+use atoll_shard::core::{AutoCompactionConfig, SystemClock};
 use atoll_shard::mvcc::{MvccLimits, MvccStore, ShardRange};
 use atoll_shard::storage::LogWriter;
 use std::collections::BTreeMap;
@@ -82,6 +82,7 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let applier = ApplyWorker::spawn(Box::new(fatal("apply")))?;
     let limits =
         MvccLimits { max_txn_ops: cfg.max_txn_ops, max_request_bytes: cfg.max_request_bytes };
+    let compactor = cfg.compaction.compactor_config();
     let replica_deps = |shard: ShardId, range: ShardRange, voters: Vec<u64>| ReplicaDeps {
         shard,
         config: replica_config(&cfg, identity.member_id),
@@ -94,6 +95,12 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         clock: Arc::new(SystemClock),
         published: Arc::new(PublishedState::default()),
         peers: bridge.clone(),
+        compactor: if shard == ShardId::META {
+            // The meta shard keeps no MVCC history: nothing to compact on a schedule.
+            CompactorConfig { auto: AutoCompactionConfig::default(), ..compactor.clone() }
+        } else {
+            compactor.clone()
+        },
     };
     // The meta shard (decision D16): every member a voter, on every member; an existing data
     // directory without one bootstraps it here exactly as a new one does.

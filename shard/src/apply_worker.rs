@@ -5,20 +5,22 @@
 //! the log writer holds during every fsync: on an arbiter thread that wait would stall every
 //! replica of the arbiter. Here all committed entries of one Ready go into one batch, so the
 //! wait is paid once per Ready, not once per entry.
+//!
+//! A Compact costs apply one field of the apply state (logical compaction): removing the
+//! history is the shard compactor's background work (`actors/compactor_actor.rs`), and
+//! `Compact { physical: true }` waits for that on the node that took the request, so
+//! nothing here ever waits for or does compaction work.
 
 use crate::core::PendingProposal;
 use crate::error::StorageError;
 use crate::mvcc::{ApplyState, MvccLimits, MvccStore, WriteResponse};
-use atoll_proto::{AtollError, RaftCommand, ResponseHeader, ShardId, WriteOp, frame};
+use atoll_proto::{AtollError, RaftCommand, ResponseHeader, ShardId, frame};
 use raft::eraftpb::{Entry, EntryType};
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 /// Tasks the apply queue holds before `try_submit` refuses more.
 pub const APPLY_QUEUE_TASKS_MAX: usize = 16_384;
-/// How long the worker waits for a task before doing a step of pending physical compaction.
-const COMPACTION_IDLE_WAIT: Duration = Duration::from_millis(5);
 
 /// Where a write's result goes.
 pub type WriteReply = tokio::sync::oneshot::Sender<Result<WriteResponse, AtollError>>;
@@ -92,10 +94,6 @@ struct ShardApplier {
     limits: MvccLimits,
     identity: HeaderIdentity,
     on_applied: AppliedCallback,
-    /// Physical compaction is done up to this revision.
-    compacted_physically: i64,
-    /// `Compact { physical: true }` callers waiting for physical compaction.
-    physical_waiters: Vec<(i64, WriteReply, WriteResponse)>,
 }
 
 /// The apply worker thread.
@@ -117,52 +115,22 @@ impl ApplyWorker {
 
 fn run(rx: &Receiver<ApplyTask>) -> Result<(), StorageError> {
     let mut shards: HashMap<ShardId, ShardApplier> = HashMap::new();
-    loop {
-        let compaction_pending = shards.values().any(|s| s.needs_compaction());
-        let task = if compaction_pending {
-            match rx.recv_timeout(COMPACTION_IDLE_WAIT) {
-                Ok(t) => Some(t),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            }
-        } else {
-            match rx.recv() {
-                Ok(t) => Some(t),
-                Err(_) => return Ok(()),
-            }
-        };
+    while let Ok(task) = rx.recv() {
         match task {
-            Some(ApplyTask::Register { shard, store, state, limits, identity, on_applied }) => {
-                let compacted_physically = state.compact_revision;
-                let applier = ShardApplier {
-                    store,
-                    state,
-                    limits,
-                    identity,
-                    on_applied,
-                    compacted_physically,
-                    physical_waiters: Vec::new(),
-                };
+            ApplyTask::Register { shard, store, state, limits, identity, on_applied } => {
+                let applier = ShardApplier { store, state, limits, identity, on_applied };
                 shards.insert(shard, applier);
             }
-            Some(ApplyTask::Apply { shard, entries, proposals }) => match shards.get_mut(&shard) {
+            ApplyTask::Apply { shard, entries, proposals } => match shards.get_mut(&shard) {
                 Some(applier) => applier.apply(entries, proposals)?,
                 None => tracing::error!(shard_id = shard.0, "apply task for unregistered shard"),
             },
-            None => {
-                for applier in shards.values_mut().filter(|s| s.needs_compaction()) {
-                    applier.compact_step()?;
-                }
-            }
         }
     }
+    Ok(())
 }
 
 impl ShardApplier {
-    fn needs_compaction(&self) -> bool {
-        self.compacted_physically < self.state.compact_revision
-    }
-
     fn apply(
         &mut self,
         entries: Vec<Entry>,
@@ -171,18 +139,14 @@ impl ShardApplier {
         let decoded: Vec<(u64, Option<RaftCommand>)> =
             entries.iter().map(|e| (e.index, decode_command(e))).collect();
         let results = self.store.apply_entries(&mut self.state, &decoded, &self.limits)?;
-        // Per applied index: its term, its result and, for a physical compaction, the
-        // revision its proposer waits for.
-        let mut by_index: HashMap<u64, Outcome> = entries
-            .iter()
-            .zip(&decoded)
-            .zip(results)
-            .map(|((e, (_, cmd)), result)| (e.index, (e.term, result, physical_revision(cmd))))
-            .collect();
+        // Per applied index: its term and its result.
+        let mut by_index: HashMap<u64, (u64, Result<WriteResponse, AtollError>)> =
+            entries.iter().zip(results).map(|(e, result)| (e.index, (e.term, result))).collect();
         for p in proposals {
             match by_index.remove(&p.index) {
-                Some((term, result, physical)) if term == p.term => {
-                    self.answer(p.reply, result.map(|r| self.stamp(r, term)), physical)
+                Some((term, result)) if term == p.term => {
+                    // The proposer may have given up (timeout); nobody to tell then.
+                    let _ = p.reply.send(result.map(|r| self.stamp(r, term)));
                 }
                 // Another leader's entry took this index: the proposal was not applied.
                 _ => {
@@ -191,38 +155,6 @@ impl ShardApplier {
             }
         }
         (self.on_applied)(Applied { state: self.state });
-        Ok(())
-    }
-
-    /// Answers a proposer, except a physical compaction, which waits until it is done.
-    fn answer(
-        &mut self,
-        reply: WriteReply,
-        outcome: Result<WriteResponse, AtollError>,
-        physical: Option<i64>,
-    ) {
-        match (physical, outcome) {
-            (Some(rev), Ok(resp)) if self.compacted_physically < rev => {
-                self.physical_waiters.push((rev, reply, resp));
-            }
-            (_, outcome) => {
-                // The proposer may have given up (timeout); nobody to tell then.
-                let _ = reply.send(outcome);
-            }
-        }
-    }
-
-    fn compact_step(&mut self) -> Result<(), StorageError> {
-        let target = self.state.compact_revision;
-        if self.store.compact_step(target)? {
-            self.compacted_physically = target;
-            let (done, waiting): (Vec<_>, Vec<_>) =
-                self.physical_waiters.drain(..).partition(|(rev, _, _)| *rev <= target);
-            self.physical_waiters = waiting;
-            for (_, reply, resp) in done {
-                let _ = reply.send(Ok(resp));
-            }
-        }
         Ok(())
     }
 
@@ -242,17 +174,6 @@ impl ShardApplier {
             WriteResponse::RevokeLeaseKeys(r) => fill(&mut r.header),
         }
         resp
-    }
-}
-
-/// An applied entry as a proposer sees it: term, result, physical-compaction revision.
-type Outcome = (u64, Result<WriteResponse, AtollError>, Option<i64>);
-
-/// The revision a `Compact { physical: true }` command's proposer waits for.
-fn physical_revision(cmd: &Option<RaftCommand>) -> Option<i64> {
-    match cmd {
-        Some(RaftCommand { op: WriteOp::Compact(req), .. }) if req.physical => Some(req.revision),
-        _ => None,
     }
 }
 

@@ -82,6 +82,29 @@ impl ReplicaConfig {
     }
 }
 
+/// How a shard's compactor removes history and when it compacts by itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactorConfig {
+    /// Most versions one deletion batch removes (etcd's `--compaction-batch-limit`).
+    pub batch_versions_max: usize,
+    /// Pause between two batches, so compaction leaves the disk to writes (etcd's
+    /// `--compaction-sleep-interval`).
+    pub sleep_interval: Duration,
+    /// Auto-compaction (off by default).
+    pub auto: crate::core::AutoCompactionConfig,
+}
+
+impl Default for CompactorConfig {
+    /// etcd 3.6's defaults: batches of 1,000, 10 ms apart; auto-compaction off.
+    fn default() -> Self {
+        CompactorConfig {
+            batch_versions_max: 1_000,
+            sleep_interval: Duration::from_millis(10),
+            auto: crate::core::AutoCompactionConfig::default(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

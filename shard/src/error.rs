@@ -39,6 +39,14 @@ pub enum StorageError {
     /// Plain IO failed.
     #[error("storage io error: {0}")]
     Io(#[from] std::io::Error),
+    /// A storage task on the blocking pool panicked or was cancelled (the runtime stops).
+    #[error("storage task {what} did not finish: {detail}")]
+    TaskFailed {
+        /// Which task.
+        what: &'static str,
+        /// The runtime's report.
+        detail: String,
+    },
 }
 
 /// An error of a shard replica as seen by a request.

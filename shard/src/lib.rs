@@ -1,7 +1,8 @@
 //! One replica of one shard: the Raft driver (raft-rs `RawNode`), apply of committed entries
 //! into the MVCC store on fjall, the per-node log writer that group-commits the Raft appends of
-//! every replica, the reads served from fjall snapshots, and the watch hub that serves
-//! watches from the change log and from what apply publishes.
+//! every replica, the reads served from fjall snapshots, the watch hub that serves
+//! watches from the change log and from what apply publishes, and the compactor that removes
+//! history below the compacted revision in the background and runs auto-compaction.
 //!
 //! This crate must not know about the network, the router or the shard map beyond the range a
 //! replica owns: the node wires replicas to transports, and the router decides where keys go.

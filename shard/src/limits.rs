@@ -45,3 +45,11 @@ pub const WATCHERS_PER_SHARD_MAX: usize = 100_000;
 
 /// Longest wait before a read index request is asked again.
 pub const READ_INDEX_RETRY_TICKS_MAX: u64 = 24;
+
+/// Version records one step of the compaction hash reads (the hash at the compacted
+/// revision, taken after the deletion).
+pub const COMPACTION_HASH_STEP_VERSIONS_MAX: usize = 10_000;
+/// Change-log records one step of revision-mode auto-compaction's backward count reads.
+pub const RETENTION_STEP_RECORDS_MAX: usize = 10_000;
+/// `Compact { physical: true }` callers one compactor holds waiting; more answer `Busy`.
+pub const COMPACTION_WAITERS_MAX: usize = 1_024;

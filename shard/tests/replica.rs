@@ -42,6 +42,7 @@ fn must_start(storage: &Storage) -> (actix::Addr<ReplicaActor>, MvccStore, Arc<P
         clock: Arc::new(SystemClock),
         published: published.clone(),
         peers: Arc::new(atoll_shard::actors::NoPeers),
+        compactor: atoll_shard::config::CompactorConfig::default(),
     })
     .expect("replica");
     (replica.start(), store, published)

@@ -4,6 +4,7 @@
 //! [`node`]). `all` runs the whole catalogue; `--smoke` makes each finish in seconds.
 
 pub mod cluster;
+mod compaction_impact;
 pub mod context;
 mod count_only;
 pub mod emit;
@@ -67,6 +68,10 @@ pub const CATALOGUE: &[Entry] = &[
         about: "100,000 keys: put p50/p99 and ops/s at 16 clients alone, then while 4 loops read the whole prefix unlimited (etcd 3.4's non-blocking reads); Atoll, and etcd when installed",
     },
     Entry {
+        name: compaction_impact::NAME,
+        about: "a history of 50,000 keys x 4 versions: put p50/p99 at 16 clients alone, then while a physical compaction removes it; Atoll, and etcd when installed",
+    },
+    Entry {
         name: COMPARE_1,
         about: "Atoll (native and gRPC gateway) against etcd, one node each, started here: put and get at 16/64/256 clients, 3 alternating rounds, medians and ratios (as `atoll-bench compare`)",
     },
@@ -95,6 +100,7 @@ pub async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<()> 
         count_only::NAME => count_only::run_scenario(ctx).await,
         prefix_limit::NAME => prefix_limit::run_scenario(ctx).await,
         long_reads::NAME => long_reads::run_scenario(ctx).await,
+        compaction_impact::NAME => compaction_impact::run_scenario(ctx).await,
         COMPARE_1 => crate::compare::run_scenario(ctx, 1).await.map(drop),
         COMPARE_3 => crate::compare::run_scenario(ctx, 3).await.map(drop),
         other => {

@@ -244,3 +244,49 @@ fn bad_cluster_flags_are_one_line_errors() {
     let e = must_err(&["--initial-advertise-peer-urls", "https://127.0.0.1:0"]);
     assert!(e.contains("https://host:port"), "port 0: {e}");
 }
+
+#[test]
+fn compaction_flags_and_file_keys_map_onto_the_compactor() {
+    use atoll_shard::core::Retention;
+    let cfg = NodeConfig::load(&flags(&[
+        "--auto-compaction-mode",
+        "revision",
+        "--auto-compaction-retention",
+        "1000",
+        "--compaction-batch-limit",
+        "50",
+        "--auto-compaction-max-deferral",
+        "30s",
+    ]))
+    .expect("loads");
+    let compactor = cfg.compaction.compactor_config();
+    assert_eq!(compactor.auto.retention, Some(Retention::Revisions(1000)));
+    assert_eq!(compactor.batch_versions_max, 50);
+    assert_eq!(compactor.auto.max_deferral, Duration::from_secs(30));
+    assert_eq!(compactor.sleep_interval, Duration::from_millis(10), "etcd's default");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("atoll.toml");
+    std::fs::write(
+        &path,
+        "auto-compaction-retention = \"10h\"\ncompaction-sleep-interval = \"1ms\"\n",
+    )
+    .expect("write");
+    let cfg =
+        NodeConfig::load(&flags(&["--config-file", path.to_str().expect("utf8")])).expect("loads");
+    let compactor = cfg.compaction.compactor_config();
+    assert_eq!(compactor.auto.retention, Some(Retention::Periodic(Duration::from_secs(36_000))));
+    assert_eq!(compactor.sleep_interval, Duration::from_millis(1));
+
+    let bad = NodeConfig::load(&flags(&[
+        "--auto-compaction-mode",
+        "revision",
+        "--auto-compaction-retention",
+        "1h",
+    ]))
+    .expect_err("a duration in revision mode is refused");
+    assert!(!bad.to_string().contains('\n'), "{bad}");
+    assert!(bad.to_string().contains("revision mode takes a number of revisions"), "{bad}");
+    let zero = NodeConfig::load(&flags(&["--compaction-batch-limit", "0"])).expect_err("zero");
+    assert_eq!(zero.to_string(), "--compaction-batch-limit must be at least 1");
+}

@@ -26,7 +26,9 @@ use crate::identity::NodeIdentity;
 use crate::transport::{RequestHandler, WatchStreamIo};
 use atoll_proto::*;
 use atoll_shard::Storage;
-use atoll_shard::actors::{GetStatus, Propose, ReadIndex, ReplicaStatus, TransferLeader};
+use atoll_shard::actors::{
+    GetStatus, Propose, ReadIndex, ReplicaStatus, TransferLeader, WaitCompacted,
+};
 use atoll_shard::mvcc::{MvccLimits, WriteResponse, validate_write};
 use atoll_shard::storage::LogWriterHandle;
 use std::future::Future;
@@ -39,6 +41,9 @@ use tokio::time::Instant;
 
 /// How long a request waits between looks for a shard leader during an election.
 const LEADER_POLL: Duration = Duration::from_millis(20);
+/// The longest a `Compact { physical: true }` waits for this node's removal of the history
+/// (etcd waits as long as its client does; clients' own deadlines usually come first).
+const PHYSICAL_COMPACTION_WAIT_MAX: Duration = Duration::from_secs(10 * 60);
 
 /// Sends a request to the node that leads its shard and returns that node's answer.
 pub trait Forwarder: Send + Sync + 'static {
@@ -357,6 +362,30 @@ impl NodeService {
             hibernating.to_string(),
         ));
         samples.push((
+            "atoll_mvcc_compaction_versions_removed_total",
+            "Old versions physical compaction removed (decision D17).",
+            "counter",
+            inner
+                .shards
+                .handles()
+                .map(|(_, h)| h.published.versions_removed_total())
+                .sum::<u64>()
+                .to_string(),
+        ));
+        samples.push((
+            "atoll_mvcc_compaction_pending_shards",
+            "Local replicas whose history below the compacted revision is not removed yet.",
+            "gauge",
+            inner
+                .shards
+                .handles()
+                .filter(|(_, h)| {
+                    h.published.compacted_physically() < h.published.compact_revision()
+                })
+                .count()
+                .to_string(),
+        ));
+        samples.push((
             "atoll_server_forwarded_total",
             "Writes forwarded to the node leading their shard.",
             "counter",
@@ -444,6 +473,7 @@ impl NodeService {
         op: WriteOp,
         origin: Origin,
     ) -> Result<NativeResponse, AtollError> {
+        self.inner.shards.handle(shard)?.published.count_request();
         self.until_led(origin, |deadline| self.write_once(shard, op.clone(), origin, deadline))
             .await
     }
@@ -566,7 +596,9 @@ impl NodeService {
     /// A Compact applies to every shard at the same revision. A shard whose newest revision
     /// is below it has nothing newer to keep and compacts at its newest; a shard never written
     /// has nothing to compact; a shard already compacted past it is done. `Compacted` only
-    /// when every shard says so.
+    /// when every shard says so. `physical` answers once this node removed the history of
+    /// every shard compacted (etcd waits for its local backend); the shards' leaders do
+    /// not wait for theirs.
     async fn compact_every_shard(
         &self,
         req: CompactionRequest,
@@ -593,6 +625,9 @@ impl NodeService {
             let Some(result) = result else { continue };
             match result {
                 Ok(NativeResponse::Compact(r)) => {
+                    if req.physical {
+                        self.wait_compacted(shard, asked.revision).await?;
+                    }
                     newest = newest.max(r.header.revision);
                     answer.get_or_insert(r);
                 }
@@ -615,6 +650,18 @@ impl NodeService {
             }
             (None, Some(e)) => Err(e),
             (None, None) => Err(AtollError::FutureRevision { current_revision: newest }),
+        }
+    }
+
+    /// Waits until this node's replica of `shard` removed its history below `revision`.
+    async fn wait_compacted(&self, shard: ShardId, revision: i64) -> Result<(), AtollError> {
+        let handle = self.inner.shards.handle(shard)?;
+        let (tx, rx) = oneshot::channel();
+        handle.addr.try_send(WaitCompacted { revision, reply: tx }).map_err(mailbox_error)?;
+        match tokio::time::timeout(PHYSICAL_COMPACTION_WAIT_MAX, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(AtollError::Stopping),
+            Err(_) => Err(AtollError::Timeout),
         }
     }
 

@@ -104,6 +104,9 @@ impl NodeService {
         {
             parts.push((id, req.clone()));
         }
+        for (id, _) in &parts {
+            inner.shards.handle(*id)?.published.count_request();
+        }
         let mut term = 0;
         if req.serializable {
             for (id, _) in &parts {

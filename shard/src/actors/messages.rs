@@ -3,7 +3,7 @@
 use crate::apply_worker::{Applied, WriteReply};
 use actix::Message;
 use atoll_proto::{AtollError, WriteOp};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 pub use crate::core::{ReadReady, ReplicaRole, ReplicaStatus};
 
@@ -75,6 +75,18 @@ pub struct GetStatus;
 #[rtype(result = "Result<(), atoll_proto::AtollError>")]
 pub struct TransferLeader(pub atoll_proto::NodeId);
 
+/// Wait until this node's replica physically removed the history below `revision` (etcd's
+/// `Compact { physical: true }` waits for its local backend); answered at once if it has.
+/// The replica hands it to its compactor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WaitCompacted {
+    /// The compacted revision waited for.
+    pub revision: i64,
+    /// Told once the removal below `revision` finished.
+    pub reply: tokio::sync::oneshot::Sender<Result<(), AtollError>>,
+}
+
 /// Scalars a replica publishes for lock-free readers (the request service fills response
 /// headers of serializable reads from them without a mailbox round trip; the ticker of the
 /// replica's arbiter skips it while it hibernates).
@@ -83,6 +95,11 @@ pub struct PublishedState {
     term: AtomicU64,
     leader: AtomicU64,
     hibernating: AtomicBool,
+    revision: AtomicI64,
+    compact_revision: AtomicI64,
+    requests: AtomicU64,
+    compacted_physically: AtomicI64,
+    versions_removed: AtomicU64,
 }
 
 impl PublishedState {
@@ -99,6 +116,46 @@ impl PublishedState {
     /// Whether the replica hibernates: it needs no ticks until something wakes it.
     pub fn is_hibernating(&self) -> bool {
         self.hibernating.load(Ordering::Relaxed)
+    }
+
+    /// The shard's revision as applied here.
+    pub fn revision(&self) -> i64 {
+        self.revision.load(Ordering::Relaxed)
+    }
+
+    /// The shard's compacted revision as applied here (reads below it are refused).
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_revision.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request served for the shard (its rate defers auto-compaction).
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests counted since start.
+    pub fn requests_total(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The revision below which this replica removed the history (physical compaction).
+    pub fn compacted_physically(&self) -> i64 {
+        self.compacted_physically.load(Ordering::Relaxed)
+    }
+
+    /// Versions physical compaction removed since start.
+    pub fn versions_removed_total(&self) -> u64 {
+        self.versions_removed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn publish_applied(&self, revision: i64, compact_revision: i64) {
+        self.revision.store(revision, Ordering::Relaxed);
+        self.compact_revision.store(compact_revision, Ordering::Relaxed);
+    }
+
+    pub(crate) fn publish_compacted(&self, compacted_physically: i64, versions_removed: usize) {
+        self.compacted_physically.store(compacted_physically, Ordering::Relaxed);
+        self.versions_removed.fetch_add(versions_removed as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn publish(&self, term: u64, leader: u64) {

@@ -1,11 +1,13 @@
 //! Actors: each owns its state and moves messages and bytes; decisions live in `core`.
 
+pub mod compactor_actor;
 pub mod messages;
 pub mod peers;
 pub mod replica_actor;
 mod replica_ready;
 pub mod ticker_actor;
 
+pub use compactor_actor::{CompactorActor, CompactorDeps};
 pub use messages::*;
 pub use peers::{NoPeers, PeerSink};
 pub use replica_actor::{ReplicaActor, ReplicaDeps};

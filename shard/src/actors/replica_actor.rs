@@ -3,10 +3,11 @@
 //! messages to the peer sink, log writes to the log writer, committed entries to the apply
 //! worker, answers to callers. Effects and completions live in `replica_ready.rs`.
 
+use super::compactor_actor::{CompactRevisionApplied, CompactorActor, CompactorDeps};
 use super::messages::*;
 use super::peers::PeerSink;
 use crate::apply_worker::{ApplyHandle, ApplyTask, HeaderIdentity, WriteReply};
-use crate::config::ReplicaConfig;
+use crate::config::{CompactorConfig, ReplicaConfig};
 use crate::core::{Clock, ReplicaCore, ReplicaCoreDeps};
 use crate::error::StorageError;
 use crate::mvcc::{ApplyState, MvccLimits, MvccStore};
@@ -45,6 +46,8 @@ pub struct ReplicaDeps {
     pub published: Arc<PublishedState>,
     /// Where Raft messages for other nodes go.
     pub peers: Arc<dyn PeerSink>,
+    /// How the shard's compactor works.
+    pub compactor: CompactorConfig,
 }
 
 /// One replica of one shard.
@@ -62,6 +65,12 @@ pub struct ReplicaActor {
     pub(super) peers: Arc<dyn PeerSink>,
     /// What `started` registers with the apply worker.
     registration: Option<(MvccStore, MvccLimits, HeaderIdentity, ApplyState)>,
+    /// What `started` starts the compactor with: its config and the kept hash's revision.
+    compactor_start: Option<(CompactorConfig, i64)>,
+    /// The shard's compactor, once started.
+    pub(super) compactor: Option<Addr<CompactorActor>>,
+    /// The compacted revision last told to the compactor.
+    pub(super) compact_revision_told: i64,
 }
 
 /// Where a read's answer goes.
@@ -72,6 +81,7 @@ impl ReplicaActor {
     /// caller's thread (start-up, not an arbiter).
     pub fn new(deps: ReplicaDeps) -> Result<ReplicaActor, StorageError> {
         let ReplicaDeps { shard, config, initial_voters, store, limits, identity, .. } = deps;
+        let hashed_at = store.compaction_hash()?.map_or(0, |(revision, _)| revision);
         let (core, state) = ReplicaCore::new(ReplicaCoreDeps {
             shard,
             config: config.clone(),
@@ -87,10 +97,43 @@ impl ReplicaActor {
             unsent_log: VecDeque::new(),
             unsent_apply: VecDeque::new(),
             ready_scheduled: false,
+            compact_revision_told: state.compact_revision,
             registration: Some((store, limits, identity, state)),
+            compactor_start: Some((deps.compactor, hashed_at)),
+            compactor: None,
             published: deps.published,
             peers: deps.peers,
         })
+    }
+
+    /// Starts the shard's compactor on this arbiter; it needs the replica's address to
+    /// propose auto-compactions, so it starts in `started`.
+    fn start_compactor(&mut self, ctx: &mut Context<Self>) {
+        let Some((config, hashed_at)) = self.compactor_start.take() else { return };
+        let Some((store, _, _, state)) = &self.registration else { return };
+        self.published.publish_applied(state.revision, state.compact_revision);
+        let deps = CompactorDeps {
+            store: store.clone(),
+            config,
+            replica: ctx.address().recipient(),
+            published: self.published.clone(),
+            node_id: self.config.node_id,
+            compact_revision: state.compact_revision,
+            hashed_at,
+        };
+        self.compactor = Some(CompactorActor::new(deps).start());
+    }
+
+    /// Tells the compactor about a compacted revision apply recorded.
+    pub(super) fn tell_compactor(&mut self, compact_revision: i64) {
+        if compact_revision <= self.compact_revision_told {
+            return;
+        }
+        self.compact_revision_told = compact_revision;
+        if let Some(compactor) = &self.compactor {
+            // do_send: the compactor must learn every new compacted revision.
+            compactor.do_send(CompactRevisionApplied(compact_revision));
+        }
     }
 
     /// Registers the shard with the apply worker; needs the actor's address for the
@@ -136,6 +179,7 @@ impl Actor for ReplicaActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(REPLICA_MAILBOX_MAX);
+        self.start_compactor(ctx);
         self.register_with_applier(ctx);
         // Ticks come from the ticker of this arbiter (`TickerActor`), not a timer per replica.
         self.core.start();
@@ -227,6 +271,20 @@ impl Handler<TransferLeader> for ReplicaActor {
         let result = self.core.transfer_leader(to);
         self.perform(ctx);
         result
+    }
+}
+
+impl Handler<WaitCompacted> for ReplicaActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WaitCompacted, _: &mut Context<Self>) {
+        match &self.compactor {
+            // do_send: the compactor bounds its waiters itself (`COMPACTION_WAITERS_MAX`).
+            Some(compactor) => compactor.do_send(msg),
+            None => {
+                let _ = msg.reply.send(Err(AtollError::Stopping));
+            }
+        }
     }
 }
 

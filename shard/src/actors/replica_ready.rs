@@ -99,7 +99,10 @@ impl Handler<AppliedMsg> for ReplicaActor {
     type Result = ();
 
     fn handle(&mut self, AppliedMsg(applied): AppliedMsg, ctx: &mut Context<Self>) {
-        self.core.on_applied(applied.state);
+        let state = applied.state;
+        self.published.publish_applied(state.revision, state.compact_revision);
+        self.tell_compactor(state.compact_revision);
+        self.core.on_applied(state);
         self.perform(ctx);
     }
 }

@@ -1,6 +1,7 @@
 //! Sans-IO cores: decisions that take events and return what to do, unit-tested without
 //! actors, threads or disks.
 
+pub mod auto_compaction;
 pub mod clock;
 pub mod effects;
 pub mod proposals;
@@ -15,6 +16,9 @@ mod replica_core_tests;
 pub mod replica_status;
 pub mod revision;
 
+pub use auto_compaction::{
+    AutoAction, AutoCompactionConfig, AutoCompactor, AutoOutcome, AutoPlan, Retention, ShardSample,
+};
 pub use clock::{Clock, SystemClock};
 pub use effects::{Effect, LogWrite, LogWriteDone};
 pub use proposals::{PendingProposal, PendingProposals};

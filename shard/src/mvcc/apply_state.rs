@@ -15,6 +15,8 @@ const STATE_RECORD_V1: u8 = 1;
 const APPLY_STATE_BYTES: usize = 1 + 3 * 8;
 /// Encoded size of a compaction cursor record: version, revision.
 const CURSOR_BYTES: usize = 1 + 8;
+/// Encoded size of a compaction hash record: version, revision, crc32.
+const COMPACT_HASH_BYTES: usize = 1 + 8 + 4;
 
 /// What a replica has applied: the last applied Raft log index, the store's current revision
 /// and its compacted revision. Persisted atomically with the data it describes.
@@ -95,6 +97,33 @@ pub(crate) fn decode_cursor(bytes: &[u8]) -> Result<i64, StorageError> {
     Ok(i64::from_be_bytes(word(bytes, 1)))
 }
 
+/// Key of a shard's compaction hash in `raft_state`.
+pub(crate) fn compact_hash_key(shard: ShardId) -> [u8; 9] {
+    state_key(shard, StateTag::CompactHash)
+}
+
+/// Encodes the hash of the shard at compacted revision `revision`.
+pub(crate) fn encode_compact_hash(revision: i64, hash: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(COMPACT_HASH_BYTES);
+    out.push(STATE_RECORD_V1);
+    out.extend_from_slice(&revision.to_be_bytes());
+    out.extend_from_slice(&hash.to_be_bytes());
+    out
+}
+
+/// Decodes a compaction hash record: (compacted revision, hash).
+pub(crate) fn decode_compact_hash(bytes: &[u8]) -> Result<(i64, u32), StorageError> {
+    if bytes.len() != COMPACT_HASH_BYTES || bytes[0] != STATE_RECORD_V1 {
+        return Err(StorageError::BadRecord {
+            what: "compaction hash",
+            detail: format!("{} bytes with version {:?}", bytes.len(), bytes.first()),
+        });
+    }
+    let mut hash = [0u8; 4];
+    hash.copy_from_slice(&bytes[9..13]);
+    Ok((i64::from_be_bytes(word(bytes, 1)), u32::from_be_bytes(hash)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +136,7 @@ mod tests {
         assert!(ApplyState::decode(&[2; APPLY_STATE_BYTES]).is_err());
         assert_eq!(decode_cursor(&encode_cursor(42)).ok(), Some(42));
         assert!(decode_cursor(&[1, 2]).is_err());
+        assert_eq!(decode_compact_hash(&encode_compact_hash(42, 7)).ok(), Some((42, 7)));
+        assert!(decode_compact_hash(&encode_cursor(42)).is_err());
     }
 }

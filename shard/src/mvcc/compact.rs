@@ -35,12 +35,32 @@ enum KeyOutcome {
     OutOfBudget,
 }
 
+/// What one compaction step did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactProgress {
+    /// No history below the compacted revision is left.
+    pub finished: bool,
+    /// Versions this step removed.
+    pub versions_removed: usize,
+}
+
 impl MvccStore {
-    /// Removes history below `compact_revision` in one bounded batch; `Ok(true)` when no
-    /// history below it is left. Safe to call repeatedly and after a crash. The revision is
+    /// Removes history below `compact_revision` in one bounded batch of at most
+    /// [`COMPACTION_BATCH_VERSIONS_MAX`] versions; `Ok(true)` when no history below it is
+    /// left. See [`MvccStore::compact_step_with`].
+    pub fn compact_step(&self, compact_revision: i64) -> Result<bool, StorageError> {
+        Ok(self.compact_step_with(compact_revision, COMPACTION_BATCH_VERSIONS_MAX)?.finished)
+    }
+
+    /// Removes history below `compact_revision` in one batch (one fjall write) of at most
+    /// `versions_max` versions. Safe to call repeatedly and after a crash. The revision is
     /// capped at the persisted compacted revision, so history a read may still ask for is
     /// never removed. One compactor per shard: two concurrent callers would repeat work.
-    pub fn compact_step(&self, compact_revision: i64) -> Result<bool, StorageError> {
+    pub fn compact_step_with(
+        &self,
+        compact_revision: i64,
+        versions_max: usize,
+    ) -> Result<CompactProgress, StorageError> {
         let snap = self.storage.db.snapshot();
         let target = compact_revision.min(self.apply_state_at(&snap)?.compact_revision);
         let cursor = match snap.get(&self.storage.raft_state, compact_cursor_key(self.shard))? {
@@ -48,7 +68,7 @@ impl MvccStore {
             None => 0,
         };
         if target <= 0 || cursor > target {
-            return Ok(true);
+            return Ok(CompactProgress { finished: true, versions_removed: 0 });
         }
         let upper = match target.checked_add(1) {
             Some(next) => Bound::Excluded(change_prefix(next).to_vec()),
@@ -57,7 +77,8 @@ impl MvccStore {
         let records = snap
             .range(&self.storage.changes, (Bound::Included(change_prefix(cursor).to_vec()), upper));
         let mut batch = self.storage.db.batch();
-        let mut versions_left = COMPACTION_BATCH_VERSIONS_MAX;
+        let versions_max = versions_max.max(1);
+        let mut versions_left = versions_max;
         let mut compacted_keys = HashSet::new();
         let mut reached = cursor;
         let mut finished = true;
@@ -96,7 +117,7 @@ impl MvccStore {
             encode_cursor(next_cursor),
         );
         batch.commit()?;
-        Ok(finished)
+        Ok(CompactProgress { finished, versions_removed: versions_max - versions_left })
     }
 
     /// Puts into `batch` the removal of every version of the key `encoded` older than its

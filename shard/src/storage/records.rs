@@ -28,6 +28,8 @@ pub enum StateTag {
     Apply = b'a',
     /// The MVCC compaction cursor (physical compaction done below this revision).
     CompactCursor = b'k',
+    /// The hash the compactor took at the compacted revision (`mvcc::compact_hash`).
+    CompactHash = b'H',
     /// Directory counts: `shard_id ‖ b'n' ‖ prefix`, one record per counted prefix
     /// (`mvcc::dir_counts`).
     DirCount = b'n',
@@ -114,6 +116,7 @@ fn tag_name(tag: StateTag) -> &'static str {
         StateTag::Truncated => "raft truncated state",
         StateTag::Apply => "apply state",
         StateTag::CompactCursor => "compaction cursor",
+        StateTag::CompactHash => "compaction hash",
         StateTag::DirCount => "directory count",
         StateTag::DirCountsReady => "directory counts marker",
     }
