@@ -7,19 +7,19 @@
 
 use super::node::{NodeDir, NodeProcess, check_atoll_bin};
 use super::ports::free_port;
+use super::process::{ServeWait, Watched, wait_serving};
 use crate::etcd_client::{EtcdClient, EtcdConfig};
 use crate::workload::get_request;
 use anyhow::{Context as _, bail};
 use atoll_router::{Client, ClientConfig, Trust};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a fresh cluster may take to elect a leader and answer a linearizable read through
-/// both protocols after every member printed its ready line.
-const SERVE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Pause between two readiness probes.
-const SERVE_POLL: Duration = Duration::from_millis(50);
+/// both protocols after every member printed its ready line, and the pause between probes.
+const SERVE_WAIT: ServeWait =
+    ServeWait { timeout: Duration::from_secs(60), poll: Duration::from_millis(50) };
 /// Timeout of one readiness probe, so a probe sent before the election is retried soon.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -115,27 +115,25 @@ impl AtollCluster {
     }
 
     /// Probes until a linearizable read succeeds through both protocols: only then is there a
-    /// leader and does the gateway forward.
-    async fn wait_serving(&self) -> anyhow::Result<()> {
-        let started = Instant::now();
+    /// leader and does the gateway forward. A member that exits meanwhile fails it at once.
+    async fn wait_serving(&mut self) -> anyhow::Result<()> {
         let mut config = self.client_config()?;
         config.dial_timeout = PROBE_TIMEOUT;
         config.request_timeout = PROBE_TIMEOUT;
-        let mut last_error = String::from("no probe answered");
-        while started.elapsed() < SERVE_TIMEOUT {
-            match probe_both(&config, &self.etcd_config()).await {
-                Ok(()) => return Ok(()),
-                Err(e) => last_error = format!("{e:#}"),
-            }
-            tokio::time::sleep(SERVE_POLL).await;
-        }
-        let log = self.members.first().map(|m| super::node::log_tail(&m.dir.log_path()));
-        bail!(
-            "the {}-member cluster did not serve within {SERVE_TIMEOUT:?} (last probe: \
-             {last_error}); member n1: {}",
-            self.members.len(),
-            log.unwrap_or_default()
-        )
+        let etcd = self.etcd_config();
+        let what = format!("the {}-member cluster", self.members.len());
+        let mut watched: Vec<Watched<'_>> = self
+            .members
+            .iter_mut()
+            .enumerate()
+            .map(|(i, m)| Watched {
+                name: member_name(i),
+                log: m.dir.log_path(),
+                process: m.process.guard(),
+            })
+            .collect();
+        let (config, etcd) = (&config, &etcd);
+        wait_serving(&what, &mut watched, SERVE_WAIT, || probe_both(config, etcd)).await
     }
 }
 

@@ -14,6 +14,7 @@ mod long_reads;
 pub mod node;
 pub(crate) mod ports;
 mod prefix_limit;
+pub mod process;
 mod put_get_clients;
 mod queries;
 mod restart;
