@@ -122,15 +122,9 @@ impl AtollCluster {
         config.request_timeout = PROBE_TIMEOUT;
         let etcd = self.etcd_config();
         let what = format!("the {}-member cluster", self.members.len());
-        let mut watched: Vec<Watched<'_>> = self
-            .members
-            .iter_mut()
-            .enumerate()
-            .map(|(i, m)| Watched {
-                name: member_name(i),
-                log: m.dir.log_path(),
-                process: m.process.guard(),
-            })
+        let members = self.members.iter_mut().enumerate();
+        let mut watched: Vec<Watched<'_>> = members
+            .map(|(i, m)| Watched::new(member_name(i), m.process.guard(), m.dir.log_path()))
             .collect();
         let (config, etcd) = (&config, &etcd);
         wait_serving(&what, &mut watched, SERVE_WAIT, || probe_both(config, etcd)).await

@@ -132,15 +132,9 @@ impl EtcdNode {
     /// member that exits meanwhile fails it at once.
     async fn wait_serving(&mut self) -> anyhow::Result<()> {
         let config = self.config();
-        let mut watched: Vec<Watched<'_>> = self
-            .members
-            .iter_mut()
-            .enumerate()
-            .map(|(i, m)| Watched {
-                name: member_name(i),
-                log: m.dir.log_path(),
-                process: &mut m.process,
-            })
+        let members = self.members.iter_mut().enumerate();
+        let mut watched: Vec<Watched<'_>> = members
+            .map(|(i, m)| Watched::new(member_name(i), &mut m.process, m.dir.log_path()))
             .collect();
         wait_serving("etcd", &mut watched, SERVE_WAIT, || probe(&config)).await
     }

@@ -22,6 +22,7 @@ mod restart;
 use crate::cli::ScenarioArgs;
 use anyhow::bail;
 use context::ScenarioContext;
+use emit::Summary;
 
 /// A scenario of the catalogue.
 #[derive(Clone, Copy, Debug)]
@@ -86,9 +87,10 @@ pub fn list_text() -> String {
     text
 }
 
-/// Runs one scenario by name.
-pub async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<()> {
-    match name {
+/// Runs one scenario by name; returns the summary it writes into `suite`'s section, if it
+/// writes one (the comparisons' tables), besides the lines it emitted.
+pub async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<Option<Summary>> {
+    let lines_only = match name {
         put_get_clients::NAME => put_get_clients::run_scenario(ctx).await,
         etcd_put_get::NAME => etcd_put_get::run_scenario(ctx).await,
         etcd_put_get::GATEWAY_NAME => etcd_put_get::run_gateway_scenario(ctx).await,
@@ -96,13 +98,14 @@ pub async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<()> 
         count_only::NAME => count_only::run_scenario(ctx).await,
         prefix_limit::NAME => prefix_limit::run_scenario(ctx).await,
         long_reads::NAME => long_reads::run_scenario(ctx).await,
-        COMPARE_1 => crate::compare::run_scenario(ctx, 1).await.map(drop),
-        COMPARE_3 => crate::compare::run_scenario(ctx, 3).await.map(drop),
+        COMPARE_1 => return crate::compare::run_scenario(ctx, 1).await.map(Some),
+        COMPARE_3 => return crate::compare::run_scenario(ctx, 3).await.map(Some),
         other => {
             let names: Vec<&str> = CATALOGUE.iter().map(|e| e.name).collect();
             bail!("unknown scenario {other:?}; choose one of {} or all", names.join(", "))
         }
-    }
+    };
+    lines_only.map(|()| None)
 }
 
 /// `atoll-bench scenario`.
@@ -114,7 +117,7 @@ pub async fn scenario_command(args: ScenarioArgs, smoke: bool) -> anyhow::Result
     let Some(name) = args.name.as_deref() else { bail!("name a scenario, or pass --list") };
     let ctx = ScenarioContext::from_args(&args.flags, smoke)?;
     if name != "all" {
-        return run_named(name, &ctx).await;
+        return run_named(name, &ctx).await.map(drop);
     }
     // Every scenario runs even if one fails, so one failure does not hide the others' figures.
     let mut failed = Vec::new();

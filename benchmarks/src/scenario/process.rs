@@ -83,6 +83,13 @@ pub struct Watched<'a> {
     pub log: PathBuf,
 }
 
+impl<'a> Watched<'a> {
+    /// Member `name`'s `process`, whose stderr goes to `log`.
+    pub fn new(name: String, process: &'a mut ChildGuard, log: PathBuf) -> Watched<'a> {
+        Watched { name, process, log }
+    }
+}
+
 /// How long and how often [`wait_serving`] probes.
 #[derive(Clone, Copy, Debug)]
 pub struct ServeWait {
