@@ -77,6 +77,7 @@ impl ComparePlan {
             clients: args.clients.clone(),
             value_size: args.value_size,
             plot_dir: args.plot_dir.clone(),
+            ..ScenarioFlags::default()
         };
         let mut ctx = ScenarioContext::from_args(&flags, smoke)?;
         // A smoke run stays seconds-long whatever --duration and --key-space say.

@@ -77,6 +77,16 @@ impl AtollCluster {
     /// Starts `members` fresh members from `bin` and waits until the cluster answers a
     /// linearizable read over QUIC and over gRPC.
     pub async fn start(bin: &Path, tag: &str, members: usize) -> anyhow::Result<AtollCluster> {
+        AtollCluster::start_with(bin, tag, members, &[]).await
+    }
+
+    /// [`AtollCluster::start`] with `extra` flags for every member (`--initial-split`...).
+    pub async fn start_with(
+        bin: &Path,
+        tag: &str,
+        members: usize,
+        extra: &[String],
+    ) -> anyhow::Result<AtollCluster> {
         check_atoll_bin(bin)?;
         let certs = NodeDir::create(&format!("{tag}-certs"))?;
         make_certs(bin, certs.root(), members).await?;
@@ -85,7 +95,8 @@ impl AtollCluster {
         for index in 0..members {
             let dir = NodeDir::create(&format!("{tag}-{}", member_name(index)))?;
             let client_port = free_port()?;
-            let flags = member_flags(index, &peer_ports, cluster.certs.root());
+            let mut flags = member_flags(index, &peer_ports, cluster.certs.root());
+            flags.extend_from_slice(extra);
             let process = NodeProcess::spawn(bin, &dir, client_port, peer_ports[index], &flags)?;
             cluster.members.push(Member { process, dir, client_port });
         }
@@ -95,6 +106,26 @@ impl AtollCluster {
         }
         cluster.wait_serving().await?;
         Ok(cluster)
+    }
+
+    /// The members' names (`n1`...) and process IDs, first member first.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        let pids = self.members.iter().map(|m| m.process.pid());
+        pids.enumerate().map(|(i, pid)| (member_name(i), pid)).collect()
+    }
+
+    /// Shards in the cluster's map, read from member n1's stored copy (`shard-map.json`).
+    pub fn shard_count(&self) -> anyhow::Result<usize> {
+        let Some(first) = self.members.first() else { bail!("the cluster has no members") };
+        let path = first.dir.data_dir().join("shard-map.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let map: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        match map.get("shards").and_then(serde_json::Value::as_array) {
+            Some(shards) => Ok(shards.len()),
+            None => bail!("{} has no \"shards\" list", path.display()),
+        }
     }
 
     /// The members' client endpoints, first member first.

@@ -2,7 +2,7 @@
 //! each throughput point lasts, all shortened by `--smoke`.
 
 use super::emit::{Sink, emit_to, merged};
-use crate::cli::ScenarioFlags;
+use crate::cli::{ScenarioFlags, SplitSpec, WatchFlags};
 use crate::limits::{SMOKE_DURATION, SMOKE_KEYS};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
@@ -43,6 +43,10 @@ pub struct ScenarioContext {
     pub clients_flag: Option<Vec<u64>>,
     /// Where scenarios that draw plots write them (`--plot-dir`); none: no plots.
     pub plot_dir: Option<PathBuf>,
+    /// The watch scenarios' flags (each scenario picks its own defaults).
+    pub watch: WatchFlags,
+    /// `--initial-split` of idle-shards, if given.
+    pub initial_split: Option<SplitSpec>,
     /// Where `suite` collects the measurements.
     pub sink: Option<Sink>,
 }
@@ -75,6 +79,8 @@ impl ScenarioContext {
             value_size: args.value_size as usize,
             clients_flag: args.clients.as_ref().map(|list| list.0.clone()),
             plot_dir: args.plot_dir.clone(),
+            watch: args.watch.clone(),
+            initial_split: args.initial_split.clone(),
             sink: None,
         })
     }

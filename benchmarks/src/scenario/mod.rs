@@ -10,14 +10,17 @@ pub mod emit;
 pub mod etcd_node;
 mod etcd_put_get;
 pub mod fixture;
+mod idle_shards;
 mod long_reads;
 pub mod node;
 pub(crate) mod ports;
 mod prefix_limit;
+pub mod proc_stat;
 pub mod process;
 mod put_get_clients;
 mod queries;
 mod restart;
+pub mod watch;
 
 use crate::cli::ScenarioArgs;
 use anyhow::bail;
@@ -69,6 +72,18 @@ pub const CATALOGUE: &[Entry] = &[
         about: "100,000 keys: put p50/p99 and ops/s at 16 clients alone, then while 4 loops read the whole prefix unlimited (etcd 3.4's non-blocking reads); Atoll, and etcd when installed",
     },
     Entry {
+        name: watch::fan_out::NAME,
+        about: "10,000 watchers of one prefix over 100 streams, a writer at 1,000 events/s: delivery p50/p99/max from write start, events lost (must be 0); Atoll native, gRPC gateway, and etcd",
+    },
+    Entry {
+        name: watch::starvation::NAME,
+        about: "a fast watcher's delivery p99 alone and with 1,000 slow prev_kv watchers sharing its stream plus 1,000 on a stream never read (etcd #16839, #17529); Atoll native, gRPC gateway, and etcd",
+    },
+    Entry {
+        name: idle_shards::NAME,
+        about: "3-node Atoll cluster pre-split into 1,001 idle shards (--initial-split), no traffic: CPU % of one core (from /proc/<pid>/stat over 30 s after 20 s settling) and RSS per node, and per shard against a one-shard cluster; Atoll alone (etcd has no shards)",
+    },
+    Entry {
         name: COMPARE_1,
         about: "Atoll (native and gRPC gateway) against etcd, one node each, started here: put and get at 16/64/256 clients, 3 alternating rounds, medians and ratios (as `atoll-bench compare`)",
     },
@@ -98,6 +113,9 @@ pub async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<Opti
         count_only::NAME => count_only::run_scenario(ctx).await,
         prefix_limit::NAME => prefix_limit::run_scenario(ctx).await,
         long_reads::NAME => long_reads::run_scenario(ctx).await,
+        watch::fan_out::NAME => return watch::fan_out::run_scenario(ctx).await.map(Some),
+        watch::starvation::NAME => return watch::starvation::run_scenario(ctx).await.map(Some),
+        idle_shards::NAME => return idle_shards::run_scenario(ctx).await.map(Some),
         COMPARE_1 => return crate::compare::run_scenario(ctx, 1).await.map(Some),
         COMPARE_3 => return crate::compare::run_scenario(ctx, 3).await.map(Some),
         other => {

@@ -141,7 +141,6 @@ impl NodeProcess {
     }
 
     /// Its process ID.
-    #[cfg(test)]
     pub fn pid(&self) -> u32 {
         self.process.pid()
     }

@@ -27,7 +27,6 @@ impl ChildGuard {
     }
 
     /// Its process ID.
-    #[cfg(test)]
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
