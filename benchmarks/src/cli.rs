@@ -208,6 +208,81 @@ pub struct ScenarioFlags {
     /// Directory where scenarios that draw (compare) write their SVG plots.
     #[arg(long)]
     pub plot_dir: Option<PathBuf>,
+    /// The settings of the watch scenarios.
+    #[command(flatten)]
+    pub watch: WatchFlags,
+    /// Pre-split of idle-shards: a number N (N prefixes /p000/, /p001/...: 2N+1 shards) or a
+    /// comma list of prefixes, as atoll's --initial-split (default 500: 1,001 shards).
+    #[arg(long, value_parser = parse_split)]
+    pub initial_split: Option<SplitSpec>,
+}
+
+/// The settings of `watch-fan-out` and `watch-starvation`.
+#[derive(Clone, Debug, Default, Args)]
+pub struct WatchFlags {
+    /// Watchers of watch-fan-out, all on one prefix (default 10000; 200 with --smoke).
+    #[arg(long, value_parser = parse_positive_count)]
+    pub watchers: Option<u64>,
+    /// Watch streams the watchers are spread over (default 100; 10 with --smoke).
+    #[arg(long, value_parser = parse_positive_count)]
+    pub watch_streams: Option<u64>,
+    /// Connections the watch streams are spread over (default 10; 2 with --smoke).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=CONNECTIONS_MAX as u64))]
+    pub watch_connections: Option<u64>,
+    /// Events written per second (default 1000 for watch-fan-out, 200 for watch-starvation;
+    /// 100 with --smoke).
+    #[arg(long, value_parser = parse_rate)]
+    pub event_rate: Option<f64>,
+    /// Slow prev_kv watchers on each of watch-starvation's two slow streams (default 1000;
+    /// 100 with --smoke).
+    #[arg(long, value_parser = parse_positive_count)]
+    pub slow_watchers: Option<u64>,
+}
+
+/// `--initial-split`: how many generated prefixes, or which prefixes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SplitSpec {
+    /// N prefixes `/p000/`, `/p001/`... (zero-padded to the width of N - 1).
+    Count(u64),
+    /// These prefixes.
+    Prefixes(Vec<String>),
+}
+
+impl SplitSpec {
+    /// The prefixes, as atoll's `--initial-split` takes them.
+    pub fn prefixes(&self) -> Vec<String> {
+        match self {
+            SplitSpec::Count(n) => {
+                let width = crate::keys::index_digits(*n);
+                (0..*n).map(|i| format!("/p{i:0width$}/")).collect()
+            }
+            SplitSpec::Prefixes(list) => list.clone(),
+        }
+    }
+}
+
+/// A count of prefixes, or a comma list of prefixes with none empty or repeated.
+pub fn parse_split(text: &str) -> Result<SplitSpec, String> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return match text.parse::<u64>() {
+            Ok(n) if n <= SPLIT_PREFIXES_MAX => Ok(SplitSpec::Count(n)),
+            _ => Err(format!("{text:?} prefixes is too many; give at most {SPLIT_PREFIXES_MAX}")),
+        };
+    }
+    let prefixes: Vec<String> = text.split(',').map(|p| p.trim().to_string()).collect();
+    if let Some(at) = prefixes.iter().position(String::is_empty) {
+        return Err(format!(
+            "prefix {} of {text:?} is empty; give a count (e.g. 500) or prefixes like /a/,/b/",
+            at + 1
+        ));
+    }
+    for (i, p) in prefixes.iter().enumerate() {
+        if prefixes[..i].contains(p) {
+            return Err(format!("prefix {p:?} is given twice; give each prefix once"));
+        }
+    }
+    Ok(SplitSpec::Prefixes(prefixes))
 }
 
 /// `atoll-bench compare`.

@@ -182,3 +182,40 @@ fn suite_rewrites_results_md_by_default() {
     assert_eq!(s.only, vec!["compare".to_string(), "count-only-1m".to_string()]);
     assert_eq!(s.flags.keys, Some(5000));
 }
+
+#[test]
+fn watch_and_split_flags_parse_and_bad_values_are_refused_in_one_line() {
+    let cli = must_parse(&[
+        "scenario",
+        "watch-fan-out",
+        "--watchers=10k",
+        "--watch-streams=50",
+        "--watch-connections=5",
+        "--event-rate=2000",
+        "--slow-watchers=300",
+        "--initial-split=3",
+    ]);
+    let Command::Scenario(s) = cli.command else { panic!("expected scenario") };
+    let w = &s.flags.watch;
+    assert_eq!(
+        (w.watchers, w.watch_streams, w.watch_connections),
+        (Some(10_000), Some(50), Some(5))
+    );
+    assert_eq!((w.event_rate, w.slow_watchers), (Some(2000.0), Some(300)));
+    let split = s.flags.initial_split.expect("split");
+    assert_eq!(split.prefixes(), ["/p0/", "/p1/", "/p2/"]);
+    assert_eq!(SplitSpec::Count(500).prefixes()[499], "/p499/");
+    assert_eq!(
+        parse_split("/a/, /b/").expect("list"),
+        SplitSpec::Prefixes(vec!["/a/".into(), "/b/".into()])
+    );
+    for (bad, needle) in
+        [("/a/,,/b/", "prefix 2 of"), ("/a/,/a/", "given twice"), ("99999999999", "too many")]
+    {
+        let err = parse_split(bad).expect_err(bad);
+        assert!(err.contains(needle) && !err.contains('\n'), "{err}");
+    }
+    assert!(must_fail(&["scenario", "x", "--watchers=0"]).contains("at least 1"));
+    assert!(must_fail(&["scenario", "x", "--event-rate=-5"]).contains("rate"));
+    assert!(must_fail(&["scenario", "x", "--watch-connections=0"]).contains("--watch-connections"));
+}

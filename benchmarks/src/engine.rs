@@ -6,12 +6,13 @@
 
 use crate::backend::Backend;
 use crate::connect::ClientPool;
-use crate::limits::{ERROR_PAUSE, TIMER_SLACK};
-use crate::progress::Progress;
+use crate::keys::KeySpace;
+use crate::limits::{ERROR_PAUSE, RANGE_LIMIT_DEFAULT, SEED_DEFAULT, TIMER_SLACK};
+use crate::progress::{Progress, progress_wanted};
 use crate::recorder::{Interval, Recorded, Recorder};
 use crate::report::{LatencySummary, RunReport, per_second, round3};
 use crate::schedule::{Pacing, StopAt, intended_offset, latency, micros, sleep_before, within};
-use crate::workload::{OpGen, WorkloadSpec};
+use crate::workload::{OpGen, WorkloadKind, WorkloadSpec};
 use anyhow::anyhow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +35,44 @@ pub struct RunSpec {
     pub progress: bool,
     /// Keep one histogram per second (for `--csv`).
     pub keep_intervals: bool,
+}
+
+/// Read share of the `mixed` workload in the scenarios' closed-loop points (`run`'s default).
+const CLOSED_LOOP_READ_RATIO: f64 = 0.9;
+
+impl RunSpec {
+    /// The closed-loop point every scenario and `compare` measure: `clients` loops of `kind`
+    /// on random keys of `keys` (linearizable reads), each put writing `value`, `warmup`
+    /// unrecorded then `duration` measured. One definition, so the scenarios and the
+    /// comparison send the same requests at the same point.
+    pub fn closed_loop(
+        kind: WorkloadKind,
+        keys: &KeySpace,
+        value: &Arc<Vec<u8>>,
+        clients: u64,
+        duration: Duration,
+        warmup: Duration,
+    ) -> RunSpec {
+        let workload = WorkloadSpec {
+            kind,
+            keys: keys.clone(),
+            sequential: false,
+            value: Arc::clone(value),
+            serializable: false,
+            range_limit: RANGE_LIMIT_DEFAULT,
+            read_ratio: CLOSED_LOOP_READ_RATIO,
+            seed: SEED_DEFAULT,
+        };
+        RunSpec {
+            workload: Arc::new(workload),
+            clients: clients as usize,
+            stop: StopAt::Elapsed(duration),
+            warmup,
+            pacing: Pacing::Closed,
+            progress: progress_wanted(),
+            keep_intervals: false,
+        }
+    }
 }
 
 /// The result of a run.

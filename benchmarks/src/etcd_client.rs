@@ -8,6 +8,7 @@ use crate::limits::{
     ETCD_COMPACTION_TIMEOUT, ETCD_DIAL_TIMEOUT, ETCD_REQUEST_TIMEOUT, ETCD_RESPONSE_BYTES_MAX,
 };
 use atoll_proto::etcd::etcdserverpb::kv_client::KvClient;
+use atoll_proto::etcd::etcdserverpb::watch_client::WatchClient;
 use atoll_proto::etcd_convert::{request, response};
 use atoll_proto::kv::*;
 use std::fmt;
@@ -75,7 +76,7 @@ impl std::error::Error for EtcdError {}
 /// One connection to one etcd endpoint.
 #[derive(Clone, Debug)]
 pub struct EtcdClient {
-    kv: KvClient<Channel>,
+    channel: Channel,
 }
 
 impl EtcdClient {
@@ -97,24 +98,33 @@ impl EtcdClient {
             endpoint = endpoint.tls_config(tls).map_err(|e| failed(e.to_string()))?;
         }
         let channel = endpoint.connect().await.map_err(|e| failed(error_chain(&e)))?;
+        Ok(EtcdClient { channel })
+    }
+
+    /// A `KV` client on the connection (a handle: cheap to make per call).
+    fn kv(&self) -> KvClient<Channel> {
         // etcd's own client accepts answers up to 2 GiB (MaxCallRecvMsgSize); tonic's default
         // of 4 MiB would fail an unlimited range over a large key space.
-        let kv = KvClient::new(channel)
+        KvClient::new(self.channel.clone())
             .max_decoding_message_size(ETCD_RESPONSE_BYTES_MAX)
-            .max_encoding_message_size(ETCD_RESPONSE_BYTES_MAX);
-        Ok(EtcdClient { kv })
+            .max_encoding_message_size(ETCD_RESPONSE_BYTES_MAX)
+    }
+
+    /// A `Watch` client on the same connection (each `watch` call opens one more stream).
+    pub fn watch_client(&self) -> WatchClient<Channel> {
+        WatchClient::new(self.channel.clone()).max_decoding_message_size(ETCD_RESPONSE_BYTES_MAX)
     }
 
     /// `KV.Put`.
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse, EtcdError> {
-        let mut kv = self.kv.clone();
+        let mut kv = self.kv();
         let answer = timed(kv.put(request::put_to_pb(req))).await?;
         Ok(response::put_from_pb(answer))
     }
 
     /// `KV.Range`.
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, EtcdError> {
-        let mut kv = self.kv.clone();
+        let mut kv = self.kv();
         let answer = timed(kv.range(request::range_to_pb(req))).await?;
         Ok(response::range_from_pb(answer))
     }
@@ -122,7 +132,7 @@ impl EtcdClient {
     /// `KV.Compact`; a physical one may take longer than the request timeout of the other
     /// calls, so it gets the compaction timeout.
     pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse, EtcdError> {
-        let mut kv = self.kv.clone();
+        let mut kv = self.kv();
         let call = kv.compact(request::compact_to_pb(req));
         let answer = match tokio::time::timeout(ETCD_COMPACTION_TIMEOUT, call).await {
             Ok(Ok(response)) => response.into_inner(),
@@ -134,7 +144,7 @@ impl EtcdClient {
 
     /// `KV.Txn`.
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
-        let mut kv = self.kv.clone();
+        let mut kv = self.kv();
         let answer = timed(kv.txn(request::txn_to_pb(req))).await?;
         Ok(response::txn_from_pb(answer))
     }

@@ -73,6 +73,14 @@ pub const LOAD_ATTEMPTS_MAX: u32 = 5;
 /// Pause before re-sending a failed load batch.
 pub const LOAD_RETRY_PAUSE: Duration = Duration::from_millis(200);
 
+/// Watch requests (creates) queued for one gRPC watch stream before the sender waits: the
+/// node's own bound on a stream's queued requests.
+pub const WATCH_REQUESTS_QUEUED_MAX: usize = 64;
+
+/// Most prefixes `--initial-split` generates: 2N+1 shards each on three nodes; this bounds
+/// a typo, not the nodes.
+pub const SPLIT_PREFIXES_MAX: u64 = 100_000;
+
 /// Keys loaded by a scenario (or by `load`) under `--smoke`.
 pub const SMOKE_KEYS: u64 = 2_000;
 /// Length of a measured phase under `--smoke`.

@@ -33,6 +33,7 @@ mod scenario;
 mod schedule;
 mod suite;
 mod units;
+mod watch_stream;
 mod workload;
 
 use clap::Parser as _;

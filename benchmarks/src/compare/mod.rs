@@ -10,25 +10,22 @@
 
 pub mod summary;
 
-use crate::cli::CompareArgs;
+use crate::cli::{CompareArgs, ScenarioFlags};
 use crate::connect::ClientPool;
 use crate::engine::{RunSpec, run};
 use crate::keys::{KeySpace, make_value};
 use crate::limits::{SEED_DEFAULT, SMOKE_DURATION, SMOKE_KEYS};
-use crate::progress::progress_wanted;
 use crate::report::RunReport;
 use crate::scenario::cluster::AtollCluster;
-use crate::scenario::context::{POINT_DURATION_DEFAULT, POINT_WARMUP, ScenarioContext};
-use crate::scenario::emit::{Sink, emit_to};
+use crate::scenario::context::ScenarioContext;
+use crate::scenario::emit::Summary;
 use crate::scenario::etcd_node::{EtcdNode, etcd_version};
-use crate::scenario::fixture::SCENARIO_PREFIX;
-use crate::schedule::{Pacing, StopAt};
-use crate::workload::{WorkloadKind, WorkloadSpec};
+use crate::scenario::fixture::{SCENARIO_PREFIX, load_and_emit};
+use crate::workload::WorkloadKind;
 use anyhow::{Context as _, bail};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use summary::{Row, Sample, System, summarise, table_markdown, workload_panels};
 
 /// Rounds when neither `--rounds` nor `--repeat` is given: the median of three damps one
@@ -42,9 +39,13 @@ pub const CLIENT_POINTS_SMOKE: [u64; 1] = [16];
 /// Keys loaded into each system, read and written at random.
 pub const KEY_SPACE_DEFAULT: u64 = 10_000;
 
-/// Everything that decides a comparison.
+/// Everything that decides a comparison. What it shares with every scenario (binaries,
+/// phases, value size, plots, smoke, where lines go) is its [`ScenarioContext`], derived once
+/// by [`ScenarioContext::from_args`]; the rest is its own.
 #[derive(Clone, Debug)]
 pub struct ComparePlan {
+    /// The settings shared with the scenarios; `duration` and `warmup` are each point's.
+    pub ctx: ScenarioContext,
     /// The scenario name on its JSON lines (`compare`, `compare-3-nodes`).
     pub name: String,
     /// Members of each system.
@@ -55,86 +56,60 @@ pub struct ComparePlan {
     pub workloads: Vec<WorkloadKind>,
     /// Client counts of the points.
     pub clients: Vec<u64>,
-    /// Measured phase of a point.
-    pub duration: Duration,
-    /// Unrecorded phase before it.
-    pub warmup: Duration,
     /// Connections per system.
     pub connections: usize,
     /// Keys loaded and used.
     pub key_space: u64,
-    /// Value length.
-    pub value_size: usize,
-    /// The atoll binary.
-    pub atoll_bin: PathBuf,
-    /// The etcd binary.
-    pub etcd_bin: PathBuf,
-    /// Where to draw one SVG per workload.
-    pub plot_dir: Option<PathBuf>,
-    /// Seconds-long, for CI: a missing etcd is skipped instead of failing.
-    pub smoke: bool,
 }
 
 impl ComparePlan {
-    /// The plan of `compare`'s flags.
+    /// The plan of `compare`'s flags: the scenario settings they map onto, then compare's own.
     pub fn from_args(args: &CompareArgs, smoke: bool) -> anyhow::Result<ComparePlan> {
-        let atoll_bin = match &args.atoll_bin {
-            Some(path) => path.clone(),
-            None => crate::scenario::context::default_atoll_bin()?,
-        };
         if args.workloads.is_empty() {
             bail!("--workloads is empty; give one or more of put, get, range, txn-update, mixed");
         }
+        let flags = ScenarioFlags {
+            atoll_bin: args.atoll_bin.clone(),
+            etcd_bin: args.etcd_bin.clone(),
+            keys: Some(args.key_space),
+            repeat: args.rounds,
+            duration: args.duration,
+            clients: args.clients.clone(),
+            value_size: args.value_size,
+            plot_dir: args.plot_dir.clone(),
+            ..ScenarioFlags::default()
+        };
+        let mut ctx = ScenarioContext::from_args(&flags, smoke)?;
+        // A smoke run stays seconds-long whatever --duration and --key-space say.
+        if smoke {
+            ctx.duration = ctx.duration.min(SMOKE_DURATION);
+        } else if let Some(warmup) = args.warmup {
+            ctx.warmup = warmup;
+        }
+        let mut plan = ComparePlan::from_context(&ctx, args.nodes as usize);
         // Each workload once, in the order first given (`Vec::dedup` drops only neighbours).
-        let mut workloads = Vec::new();
+        plan.workloads.clear();
         for w in &args.workloads {
-            if !workloads.contains(w) {
-                workloads.push(*w);
+            if !plan.workloads.contains(w) {
+                plan.workloads.push(*w);
             }
         }
-        Ok(ComparePlan {
-            name: scenario_name(args.nodes as usize),
-            nodes: args.nodes as usize,
-            rounds: args.rounds.unwrap_or(if smoke { 1 } else { ROUNDS_DEFAULT }),
-            workloads,
-            clients: default_clients(args.clients.as_ref().map(|c| c.0.clone()), smoke),
-            duration: match (args.duration, smoke) {
-                (Some(d), false) => d,
-                (Some(d), true) => d.min(SMOKE_DURATION),
-                (None, true) => SMOKE_DURATION,
-                (None, false) => POINT_DURATION_DEFAULT,
-            },
-            warmup: if smoke { Duration::ZERO } else { args.warmup.unwrap_or(POINT_WARMUP) },
-            connections: args.connections as usize,
-            key_space: if smoke { args.key_space.min(SMOKE_KEYS) } else { args.key_space },
-            value_size: args.value_size as usize,
-            atoll_bin,
-            etcd_bin: args
-                .etcd_bin
-                .clone()
-                .unwrap_or_else(crate::scenario::etcd_node::default_etcd_bin),
-            plot_dir: args.plot_dir.clone(),
-            smoke,
-        })
+        plan.connections = args.connections as usize;
+        plan.key_space = if smoke { args.key_space.min(SMOKE_KEYS) } else { args.key_space };
+        Ok(plan)
     }
 
     /// The plan of the catalogue's compare scenario with `nodes` members.
     pub fn from_context(ctx: &ScenarioContext, nodes: usize) -> ComparePlan {
         ComparePlan {
+            ctx: ctx.clone(),
             name: scenario_name(nodes),
             nodes,
             rounds: ctx.runs(ROUNDS_DEFAULT, 1),
             workloads: vec![WorkloadKind::Put, WorkloadKind::Get],
             clients: default_clients(ctx.clients_flag.clone(), ctx.smoke),
-            duration: ctx.duration,
-            warmup: ctx.warmup,
             connections: 1,
             key_space: KEY_SPACE_DEFAULT.min(ctx.store_keys),
-            value_size: ctx.value_size,
-            atoll_bin: ctx.atoll_bin.clone(),
-            etcd_bin: ctx.etcd_bin.clone(),
-            plot_dir: ctx.plot_dir.clone(),
-            smoke: ctx.smoke,
         }
     }
 }
@@ -169,6 +144,7 @@ impl CompareOutcome {
     /// The heading and table `compare` prints.
     pub fn text(&self) -> String {
         let p = &self.plan;
+        let (duration, warmup) = (p.ctx.duration, p.ctx.warmup);
         let etcd = match &self.etcd_version {
             Some(version) => format!("etcd {version}"),
             None => "no etcd (not installed; smoke run)".into(),
@@ -179,30 +155,37 @@ impl CompareOutcome {
             p.nodes,
             p.rounds,
             p.key_space,
-            p.value_size,
+            p.ctx.value_size,
             p.connections,
-            p.duration,
-            p.warmup,
+            duration,
+            warmup,
             table_markdown(&self.rows)
         )
+    }
+}
+
+impl CompareOutcome {
+    /// Its part of `suite`'s section of RESULTS.md.
+    pub fn summary(&self) -> Summary {
+        Summary { scenario: self.plan.name.clone(), text: self.text(), plots: self.plots.clone() }
     }
 }
 
 /// `atoll-bench compare`.
 pub async fn compare_command(args: CompareArgs, smoke: bool) -> anyhow::Result<()> {
     let plan = ComparePlan::from_args(&args, smoke)?;
-    let outcome = run_compare(&plan, None).await?;
+    let outcome = run_compare(&plan).await?;
     eprintln!("\n{}", outcome.text());
     Ok(())
 }
 
-/// The catalogue's compare scenario with `nodes` members; returns what it found (for
-/// `suite`) after printing the table on stderr.
-pub async fn run_scenario(ctx: &ScenarioContext, nodes: usize) -> anyhow::Result<CompareOutcome> {
+/// The catalogue's compare scenario with `nodes` members; returns its table (for `suite`)
+/// after printing it on stderr.
+pub async fn run_scenario(ctx: &ScenarioContext, nodes: usize) -> anyhow::Result<Summary> {
     let plan = ComparePlan::from_context(ctx, nodes);
-    let outcome = run_compare(&plan, ctx.sink.as_ref()).await?;
+    let outcome = run_compare(&plan).await?;
     eprintln!("{}", outcome.text());
-    Ok(outcome)
+    Ok(outcome.summary())
 }
 
 /// One system under test and the pool its points use.
@@ -211,31 +194,29 @@ struct Contender<'a> {
     pool: &'a ClientPool,
 }
 
-/// Runs the comparison `plan` describes, emitting its JSON lines (also into `sink`).
-pub async fn run_compare(
-    plan: &ComparePlan,
-    sink: Option<&Sink>,
-) -> anyhow::Result<CompareOutcome> {
-    if let Some(dir) = &plan.plot_dir {
+/// Runs the comparison `plan` describes, emitting its JSON lines (also into its sink).
+pub async fn run_compare(plan: &ComparePlan) -> anyhow::Result<CompareOutcome> {
+    let ctx = &plan.ctx;
+    if let Some(dir) = &ctx.plot_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the plot directory {}", dir.display()))?;
     }
-    let with_etcd = etcd_wanted(plan)?;
+    let with_etcd = ctx.etcd_wanted(&plan.name, "measuring Atoll alone")?;
     let keys = KeySpace::new(SCENARIO_PREFIX, plan.key_space, None)?;
-    let value = Arc::new(make_value(plan.value_size, SEED_DEFAULT));
+    let value = Arc::new(make_value(ctx.value_size, SEED_DEFAULT));
     // Locals drop in reverse order: every pool closes before the processes it talks to are
     // killed and their directories removed.
-    let atoll = AtollCluster::start(&plan.atoll_bin, &plan.name, plan.nodes).await?;
+    let atoll = AtollCluster::start(&ctx.atoll_bin, &plan.name, plan.nodes).await?;
     let native = ClientPool::connect(&atoll.client_config()?, plan.connections).await?;
     let gateway = ClientPool::connect_etcd(&atoll.etcd_config(), plan.connections).await?;
-    load_into(plan, sink, "atoll", &native, &keys, &value).await?;
+    load_into(plan, "atoll", &native, &keys, &value).await?;
     let (etcd, etcd_pool, etcd_version) = if with_etcd {
         let etcd =
-            EtcdNode::start_members(&plan.etcd_bin, &format!("{}-etcd", plan.name), plan.nodes)
+            EtcdNode::start_members(&ctx.etcd_bin, &format!("{}-etcd", plan.name), plan.nodes)
                 .await?;
         let pool = ClientPool::connect_etcd(&etcd.config(), plan.connections).await?;
-        load_into(plan, sink, "etcd", &pool, &keys, &value).await?;
-        (Some(etcd), Some(pool), etcd_version(&plan.etcd_bin))
+        load_into(plan, "etcd", &pool, &keys, &value).await?;
+        (Some(etcd), Some(pool), etcd_version(&ctx.etcd_bin))
     } else {
         (None, None, None)
     };
@@ -246,61 +227,31 @@ pub async fn run_compare(
     if let Some(pool) = &etcd_pool {
         contenders.push(Contender { system: System::Etcd, pool });
     }
-    let samples = run_rounds(plan, sink, &contenders, &keys, &value).await?;
+    let samples = run_rounds(plan, &contenders, &keys, &value).await?;
     let rows = summarise(&samples);
-    emit_rows(plan, sink, &rows)?;
+    emit_rows(plan, &rows)?;
     let plots = draw(plan, &rows)?;
     drop(contenders);
     drop((etcd_pool, etcd, gateway, native, atoll));
     Ok(CompareOutcome { plan: plan.clone(), rows, etcd_version, plots })
 }
 
-/// Whether etcd runs: yes if installed; if not, a smoke run goes on without it and a full
-/// run fails saying how to install it.
-fn etcd_wanted(plan: &ComparePlan) -> anyhow::Result<bool> {
-    if plan.etcd_bin.is_file() {
-        return Ok(true);
-    }
-    let how = "install it with `apt-get install -y etcd-server` or pass --etcd-bin";
-    if plan.smoke {
-        eprintln!(
-            "atoll-bench: {}: no etcd at {} ({how}); measuring Atoll alone",
-            plan.name,
-            plan.etcd_bin.display()
-        );
-        return Ok(false);
-    }
-    bail!("no etcd at {}; {how}", plan.etcd_bin.display())
-}
-
+/// Loads the key space into one system, emitting its `load_keys_per_s` as every scenario does.
 async fn load_into(
     plan: &ComparePlan,
-    sink: Option<&Sink>,
     system: &str,
     pool: &ClientPool,
     keys: &KeySpace,
     value: &Arc<Vec<u8>>,
 ) -> anyhow::Result<()> {
-    let spec = crate::load::LoadSpec {
-        keys: keys.clone(),
-        value: Arc::clone(value),
-        batch: crate::limits::LOAD_BATCH_MAX,
-        clients: crate::limits::LOAD_CLIENTS_DEFAULT,
-        progress: progress_wanted(),
-    };
-    let report = crate::load::load(pool, spec).await?;
-    let params = json!({
-        "smoke": plan.smoke, "system": system, "nodes": plan.nodes, "keys": report.keys,
-        "duration_s": report.duration_s, "retries": report.retries,
-    });
-    emit_to(sink, &plan.name, "load_keys_per_s", report.keys_per_s, "keys/s", params)
+    let extra = json!({ "system": system, "nodes": plan.nodes });
+    load_and_emit(&plan.ctx, &plan.name, pool, keys, value, extra).await
 }
 
 /// Every round runs every point on every system; the order of the systems rotates by one per
 /// round, so none always runs first (on a warm cache) or last.
 async fn run_rounds(
     plan: &ComparePlan,
-    sink: Option<&Sink>,
     contenders: &[Contender<'_>],
     keys: &KeySpace,
     value: &Arc<Vec<u8>>,
@@ -312,7 +263,14 @@ async fn run_rounds(
             for &kind in &plan.workloads {
                 for turn in 0..contenders.len() {
                     let contender = &contenders[(turn + round as usize) % contenders.len()];
-                    let spec = point_spec(plan, kind, keys, value, clients);
+                    let spec = RunSpec::closed_loop(
+                        kind,
+                        keys,
+                        value,
+                        clients,
+                        plan.ctx.duration,
+                        plan.ctx.warmup,
+                    );
                     let report = run(contender.pool, &spec).await?.report;
                     if report.ops == 0 {
                         bail!(
@@ -322,7 +280,7 @@ async fn run_rounds(
                             report.errors
                         );
                     }
-                    emit_run(plan, sink, contender.system, round, &report)?;
+                    emit_run(plan, contender.system, round, &report)?;
                     samples.push(Sample::from_report(contender.system, &report));
                 }
             }
@@ -331,62 +289,34 @@ async fn run_rounds(
     Ok(samples)
 }
 
-fn point_spec(
-    plan: &ComparePlan,
-    kind: WorkloadKind,
-    keys: &KeySpace,
-    value: &Arc<Vec<u8>>,
-    clients: u64,
-) -> RunSpec {
-    let workload = WorkloadSpec {
-        kind,
-        keys: keys.clone(),
-        sequential: false,
-        value: Arc::clone(value),
-        serializable: false,
-        range_limit: crate::limits::RANGE_LIMIT_DEFAULT,
-        read_ratio: 0.9,
-        seed: SEED_DEFAULT,
-    };
-    RunSpec {
-        workload: Arc::new(workload),
-        clients: clients as usize,
-        stop: StopAt::Elapsed(plan.duration),
-        warmup: plan.warmup,
-        pacing: Pacing::Closed,
-        progress: progress_wanted(),
-        keep_intervals: false,
-    }
-}
-
 fn emit_run(
     plan: &ComparePlan,
-    sink: Option<&Sink>,
     system: System,
     round: u64,
     report: &RunReport,
 ) -> anyhow::Result<()> {
-    let params = json!({
-        "smoke": plan.smoke, "system": system, "nodes": plan.nodes, "round": round + 1,
-        "clients": report.clients, "key_space": plan.key_space, "value_size": plan.value_size,
+    let ctx = &plan.ctx;
+    let params = ctx.params(json!({
+        "system": system, "nodes": plan.nodes, "round": round + 1,
+        "clients": report.clients, "key_space": plan.key_space, "value_size": ctx.value_size,
         "linearizable": true, "report": report,
-    });
+    }));
     let metric = format!("{}_ops_per_s", report.workload);
-    emit_to(sink, &plan.name, &metric, report.ops_per_s, "ops/s", params)
+    ctx.emit(&plan.name, &metric, report.ops_per_s, "ops/s", params)
 }
 
-fn emit_rows(plan: &ComparePlan, sink: Option<&Sink>, rows: &[Row]) -> anyhow::Result<()> {
+fn emit_rows(plan: &ComparePlan, rows: &[Row]) -> anyhow::Result<()> {
     for row in rows {
-        let params = json!({ "smoke": plan.smoke, "nodes": plan.nodes, "row": row });
+        let params = plan.ctx.params(json!({ "nodes": plan.nodes, "row": row }));
         let metric = format!("{}_ops_per_s_median", row.workload);
-        emit_to(sink, &plan.name, &metric, row.ops_per_s, "ops/s", params)?;
+        plan.ctx.emit(&plan.name, &metric, row.ops_per_s, "ops/s", params)?;
     }
     Ok(())
 }
 
 /// Draws one SVG per workload into the plot directory, if there is one.
 fn draw(plan: &ComparePlan, rows: &[Row]) -> anyhow::Result<Vec<PathBuf>> {
-    let Some(dir) = &plan.plot_dir else { return Ok(Vec::new()) };
+    let Some(dir) = &plan.ctx.plot_dir else { return Ok(Vec::new()) };
     let mut plots = Vec::new();
     for kind in &plan.workloads {
         let path = dir.join(format!("{}-{}.svg", plan.name, kind.name()));
@@ -407,7 +337,9 @@ fn draw(plan: &ComparePlan, rows: &[Row]) -> anyhow::Result<Vec<PathBuf>> {
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
+    use crate::scenario::context::{POINT_DURATION_DEFAULT, POINT_WARMUP};
     use clap::Parser as _;
+    use std::time::Duration;
 
     fn must_plan(args: &[&str]) -> ComparePlan {
         let argv = ["atoll-bench", "compare", "--atoll-bin=/x/atoll"]
@@ -423,14 +355,14 @@ mod tests {
         let plan = must_plan(&[]);
         assert_eq!((plan.name.as_str(), plan.nodes, plan.rounds), ("compare", 1, 3));
         assert_eq!(plan.clients, vec![16, 64, 256]);
-        assert_eq!((plan.duration, plan.warmup), (POINT_DURATION_DEFAULT, POINT_WARMUP));
+        assert_eq!((plan.ctx.duration, plan.ctx.warmup), (POINT_DURATION_DEFAULT, POINT_WARMUP));
         let plan = must_plan(&["--smoke", "--nodes=3", "--duration=1m", "--key-space=1M"]);
         assert_eq!(
             (plan.name.as_str(), plan.rounds, plan.clients.clone()),
             ("compare-3-nodes", 1, vec![16])
         );
         assert_eq!(
-            (plan.duration, plan.warmup, plan.key_space),
+            (plan.ctx.duration, plan.ctx.warmup, plan.key_space),
             (SMOKE_DURATION, Duration::ZERO, SMOKE_KEYS)
         );
     }
@@ -444,11 +376,11 @@ mod tests {
     #[tokio::test]
     async fn a_full_run_without_etcd_says_how_to_install_it_and_smoke_goes_on() {
         let mut plan = must_plan(&["--etcd-bin=/nonexistent/etcd"]);
-        let err = etcd_wanted(&plan).expect_err("no etcd");
+        let err = plan.ctx.etcd_wanted("compare", "alone").expect_err("no etcd");
         assert!(err.to_string().contains("apt-get install -y etcd-server"), "{err}");
-        plan.smoke = true;
-        assert!(!etcd_wanted(&plan).expect("skipped"));
-        let err = run_compare(&plan, None).await.expect_err("no atoll either");
+        plan.ctx.smoke = true;
+        assert!(!plan.ctx.etcd_wanted("compare", "alone").expect("skipped"));
+        let err = run_compare(&plan).await.expect_err("no atoll either");
         assert!(err.to_string().contains("--atoll-bin"), "{err}");
     }
 }

@@ -7,19 +7,19 @@
 
 use super::node::{NodeDir, NodeProcess, check_atoll_bin};
 use super::ports::free_port;
+use super::process::{ServeWait, Watched, wait_serving};
 use crate::etcd_client::{EtcdClient, EtcdConfig};
 use crate::workload::get_request;
 use anyhow::{Context as _, bail};
 use atoll_router::{Client, ClientConfig, Trust};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a fresh cluster may take to elect a leader and answer a linearizable read through
-/// both protocols after every member printed its ready line.
-const SERVE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Pause between two readiness probes.
-const SERVE_POLL: Duration = Duration::from_millis(50);
+/// both protocols after every member printed its ready line, and the pause between probes.
+const SERVE_WAIT: ServeWait =
+    ServeWait { timeout: Duration::from_secs(60), poll: Duration::from_millis(50) };
 /// Timeout of one readiness probe, so a probe sent before the election is retried soon.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -77,6 +77,16 @@ impl AtollCluster {
     /// Starts `members` fresh members from `bin` and waits until the cluster answers a
     /// linearizable read over QUIC and over gRPC.
     pub async fn start(bin: &Path, tag: &str, members: usize) -> anyhow::Result<AtollCluster> {
+        AtollCluster::start_with(bin, tag, members, &[]).await
+    }
+
+    /// [`AtollCluster::start`] with `extra` flags for every member (`--initial-split`...).
+    pub async fn start_with(
+        bin: &Path,
+        tag: &str,
+        members: usize,
+        extra: &[String],
+    ) -> anyhow::Result<AtollCluster> {
         check_atoll_bin(bin)?;
         let certs = NodeDir::create(&format!("{tag}-certs"))?;
         make_certs(bin, certs.root(), members).await?;
@@ -85,7 +95,8 @@ impl AtollCluster {
         for index in 0..members {
             let dir = NodeDir::create(&format!("{tag}-{}", member_name(index)))?;
             let client_port = free_port()?;
-            let flags = member_flags(index, &peer_ports, cluster.certs.root());
+            let mut flags = member_flags(index, &peer_ports, cluster.certs.root());
+            flags.extend_from_slice(extra);
             let process = NodeProcess::spawn(bin, &dir, client_port, peer_ports[index], &flags)?;
             cluster.members.push(Member { process, dir, client_port });
         }
@@ -95,6 +106,26 @@ impl AtollCluster {
         }
         cluster.wait_serving().await?;
         Ok(cluster)
+    }
+
+    /// The members' names (`n1`...) and process IDs, first member first.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        let pids = self.members.iter().map(|m| m.process.pid());
+        pids.enumerate().map(|(i, pid)| (member_name(i), pid)).collect()
+    }
+
+    /// Shards in the cluster's map, read from member n1's stored copy (`shard-map.json`).
+    pub fn shard_count(&self) -> anyhow::Result<usize> {
+        let Some(first) = self.members.first() else { bail!("the cluster has no members") };
+        let path = first.dir.data_dir().join("shard-map.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let map: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        match map.get("shards").and_then(serde_json::Value::as_array) {
+            Some(shards) => Ok(shards.len()),
+            None => bail!("{} has no \"shards\" list", path.display()),
+        }
     }
 
     /// The members' client endpoints, first member first.
@@ -115,27 +146,19 @@ impl AtollCluster {
     }
 
     /// Probes until a linearizable read succeeds through both protocols: only then is there a
-    /// leader and does the gateway forward.
-    async fn wait_serving(&self) -> anyhow::Result<()> {
-        let started = Instant::now();
+    /// leader and does the gateway forward. A member that exits meanwhile fails it at once.
+    async fn wait_serving(&mut self) -> anyhow::Result<()> {
         let mut config = self.client_config()?;
         config.dial_timeout = PROBE_TIMEOUT;
         config.request_timeout = PROBE_TIMEOUT;
-        let mut last_error = String::from("no probe answered");
-        while started.elapsed() < SERVE_TIMEOUT {
-            match probe_both(&config, &self.etcd_config()).await {
-                Ok(()) => return Ok(()),
-                Err(e) => last_error = format!("{e:#}"),
-            }
-            tokio::time::sleep(SERVE_POLL).await;
-        }
-        let log = self.members.first().map(|m| super::node::log_tail(&m.dir.log_path()));
-        bail!(
-            "the {}-member cluster did not serve within {SERVE_TIMEOUT:?} (last probe: \
-             {last_error}); member n1: {}",
-            self.members.len(),
-            log.unwrap_or_default()
-        )
+        let etcd = self.etcd_config();
+        let what = format!("the {}-member cluster", self.members.len());
+        let members = self.members.iter_mut().enumerate();
+        let mut watched: Vec<Watched<'_>> = members
+            .map(|(i, m)| Watched::new(member_name(i), m.process.guard(), m.dir.log_path()))
+            .collect();
+        let (config, etcd) = (&config, &etcd);
+        wait_serving(&what, &mut watched, SERVE_WAIT, || probe_both(config, etcd)).await
     }
 }
 

@@ -1,10 +1,10 @@
 //! What every scenario is given: the atoll binary, the store size, how many runs and how long
 //! each throughput point lasts, all shortened by `--smoke`.
 
-use super::emit::{Sink, emit_to};
-use crate::cli::ScenarioFlags;
+use super::emit::{Sink, emit_to, merged};
+use crate::cli::{ScenarioFlags, SplitSpec, WatchFlags};
 use crate::limits::{SMOKE_DURATION, SMOKE_KEYS};
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,6 +43,10 @@ pub struct ScenarioContext {
     pub clients_flag: Option<Vec<u64>>,
     /// Where scenarios that draw plots write them (`--plot-dir`); none: no plots.
     pub plot_dir: Option<PathBuf>,
+    /// The watch scenarios' flags (each scenario picks its own defaults).
+    pub watch: WatchFlags,
+    /// `--initial-split` of idle-shards, if given.
+    pub initial_split: Option<SplitSpec>,
     /// Where `suite` collects the measurements.
     pub sink: Option<Sink>,
 }
@@ -75,6 +79,8 @@ impl ScenarioContext {
             value_size: args.value_size as usize,
             clients_flag: args.clients.as_ref().map(|list| list.0.clone()),
             plot_dir: args.plot_dir.clone(),
+            watch: args.watch.clone(),
+            initial_split: args.initial_split.clone(),
             sink: None,
         })
     }
@@ -98,11 +104,25 @@ impl ScenarioContext {
 
     /// Parameters every measurement carries, plus `extra`.
     pub fn params(&self, extra: Value) -> Value {
-        let mut params = json!({ "smoke": self.smoke });
-        if let (Some(all), Value::Object(extra)) = (params.as_object_mut(), extra) {
-            all.extend(extra);
+        merged(json!({ "smoke": self.smoke }), extra)
+    }
+
+    /// Whether `who` (a scenario, a comparison) runs etcd: yes if it is installed. If not, a
+    /// smoke run goes on without it, saying so on stderr (`without` says how it goes on), and
+    /// a full run fails and says how to install it: CI needs no etcd, a measurement does.
+    pub fn etcd_wanted(&self, who: &str, without: &str) -> anyhow::Result<bool> {
+        if self.etcd_bin.is_file() {
+            return Ok(true);
         }
-        params
+        let how = "install it with `apt-get install -y etcd-server` or pass --etcd-bin";
+        if self.smoke {
+            eprintln!(
+                "atoll-bench: {who}: no etcd at {} ({how}); {without}",
+                self.etcd_bin.display()
+            );
+            return Ok(false);
+        }
+        bail!("no etcd at {}; {how}", self.etcd_bin.display())
     }
 }
 

@@ -4,6 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +24,19 @@ pub struct Measurement {
     pub unit: String,
     /// How it was measured: key counts, runs, client counts, raw samples.
     pub params: Value,
+}
+
+/// What a scenario adds to `suite`'s section of RESULTS.md besides its lines: a heading of its
+/// name, a text (a Markdown table of medians and ratios) and links to the plots it drew. The
+/// lines of a scenario that writes one are not repeated in the section's table of figures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Markdown, without a heading.
+    pub text: String,
+    /// SVGs drawn.
+    pub plots: Vec<PathBuf>,
 }
 
 /// Prints one measurement line on stdout (flushed, so a pipe sees it at once) and, with a
@@ -52,6 +66,16 @@ pub fn emit_to(
         sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(m);
     }
     Ok(())
+}
+
+/// `base` with every field of `extra` added, a field of `extra` replacing one of the same
+/// name: how a measurement's parameters gain the ones its caller adds (the target, the
+/// system). A non-object on either side adds nothing.
+pub fn merged(mut base: Value, extra: Value) -> Value {
+    if let (Some(all), Value::Object(extra)) = (base.as_object_mut(), extra) {
+        all.extend(extra);
+    }
+    base
 }
 
 /// Rounds to three decimals so lines stay readable (µs precision for values in ms).
@@ -103,6 +127,17 @@ mod tests {
         assert_eq!(quantile(&hundred, 0.0), 1.0);
         assert_eq!(quantile(&[7.0], 0.99), 7.0);
         assert_eq!(quantile(&[], 0.99), 0.0);
+    }
+
+    #[test]
+    fn merged_params_gain_and_override_fields() {
+        let base = serde_json::json!({"smoke": true, "keys": 1});
+        let extra = serde_json::json!({"keys": 2, "target": "etcd"});
+        assert_eq!(
+            merged(base.clone(), extra),
+            serde_json::json!({"smoke": true, "keys": 2, "target": "etcd"})
+        );
+        assert_eq!(merged(base.clone(), Value::Null), base);
     }
 
     #[test]

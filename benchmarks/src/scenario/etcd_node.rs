@@ -4,22 +4,23 @@
 //! removes the directory. etcd keeps its defaults, its durability included (an fsync of the
 //! WAL per commit); only the names, ports and data directory are given.
 
-use super::node::{NodeDir, log_tail};
+use super::node::NodeDir;
 use super::ports::free_port;
+use super::process::{ChildGuard, ServeWait, Watched, wait_serving};
 use crate::etcd_client::{EtcdClient, EtcdConfig};
 use crate::workload::get_request;
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Where Debian's `etcd-server` package installs etcd.
 pub const ETCD_BIN_DEFAULT: &str = "/usr/bin/etcd";
-/// How long etcd may take to serve a linearizable read after spawning: a fresh single member
-/// elects itself after about one election timeout (1 s by default).
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Pause between two readiness probes.
-const READY_POLL: Duration = Duration::from_millis(50);
+/// How long etcd may take to serve a linearizable read after spawning (a fresh single member
+/// elects itself after about one election timeout, 1 s by default), and the pause between
+/// probes.
+const SERVE_WAIT: ServeWait =
+    ServeWait { timeout: Duration::from_secs(60), poll: Duration::from_millis(50) };
 /// Most members a comparison starts.
 pub const MEMBERS_MAX: usize = 7;
 
@@ -27,18 +28,9 @@ pub const MEMBERS_MAX: usize = 7;
 /// removed (fields drop in order).
 #[derive(Debug)]
 struct EtcdMember {
-    child: Child,
+    process: ChildGuard,
     dir: NodeDir,
     client_port: u16,
-}
-
-impl Drop for EtcdMember {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// A running etcd cluster of one or more members; every member is killed and its directory
@@ -122,7 +114,8 @@ impl EtcdNode {
                 .stderr(log)
                 .spawn()
                 .with_context(|| format!("cannot start {}", bin.display()))?;
-            node.members.push(EtcdMember { child, dir, client_port: ports[index].0 });
+            let process = ChildGuard::new(child);
+            node.members.push(EtcdMember { process, dir, client_port: ports[index].0 });
         }
         node.wait_serving().await?;
         Ok(node)
@@ -135,31 +128,22 @@ impl EtcdNode {
         EtcdConfig { endpoints, ca_pem: None }
     }
 
-    /// Probes until a linearizable read succeeds: only then has a leader been elected.
+    /// Probes until a linearizable read succeeds: only then has a leader been elected. A
+    /// member that exits meanwhile fails it at once.
     async fn wait_serving(&mut self) -> anyhow::Result<()> {
-        let started = Instant::now();
-        let mut last_error = String::from("no probe answered");
-        while started.elapsed() < READY_TIMEOUT {
-            for member in &mut self.members {
-                if let Some(status) = member.child.try_wait()? {
-                    bail!(
-                        "etcd exited ({status}) before serving; {}",
-                        log_tail(&member.dir.log_path())
-                    );
-                }
-            }
-            match EtcdClient::connect(&self.config(), 0).await {
-                Ok(client) => match client.range(get_request(b"/".to_vec(), false)).await {
-                    Ok(_) => return Ok(()),
-                    Err(e) => last_error = e.to_string(),
-                },
-                Err(e) => last_error = e.to_string(),
-            }
-            tokio::time::sleep(READY_POLL).await;
-        }
-        let log = self.members.first().map(|m| log_tail(&m.dir.log_path())).unwrap_or_default();
-        bail!("etcd did not serve within {READY_TIMEOUT:?} (last probe: {last_error}); {log}")
+        let config = self.config();
+        let members = self.members.iter_mut().enumerate();
+        let mut watched: Vec<Watched<'_>> = members
+            .map(|(i, m)| Watched::new(member_name(i), &mut m.process, m.dir.log_path()))
+            .collect();
+        wait_serving("etcd", &mut watched, SERVE_WAIT, || probe(&config)).await
     }
+}
+
+async fn probe(config: &EtcdConfig) -> anyhow::Result<()> {
+    let client = EtcdClient::connect(config, 0).await?;
+    client.range(get_request(b"/".to_vec(), false)).await?;
+    Ok(())
 }
 
 /// The version `bin --version` reports (`etcd Version: 3.4.23` → `3.4.23`), if any.

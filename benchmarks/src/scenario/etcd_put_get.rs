@@ -15,7 +15,6 @@ use crate::connect::ClientPool;
 use crate::etcd_client::EtcdConfig;
 use crate::keys::{KeySpace, make_value};
 use crate::limits::SEED_DEFAULT;
-use anyhow::bail;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -26,16 +25,8 @@ pub const GATEWAY_NAME: &str = "grpc-put-get";
 
 /// Runs the scenario.
 pub async fn run_scenario(ctx: &ScenarioContext) -> anyhow::Result<()> {
-    if !ctx.etcd_bin.is_file() {
-        let how = "install it with `apt-get install -y etcd-server` or pass --etcd-bin";
-        if ctx.smoke {
-            eprintln!(
-                "atoll-bench: scenario {NAME} skipped: no etcd at {} ({how})",
-                ctx.etcd_bin.display()
-            );
-            return Ok(());
-        }
-        bail!("no etcd at {}; {how}", ctx.etcd_bin.display());
+    if !ctx.etcd_wanted(NAME, "skipped")? {
+        return Ok(());
     }
     let version = etcd_version(&ctx.etcd_bin).unwrap_or_else(|| "unknown".into());
     let node = EtcdNode::start(&ctx.etcd_bin, NAME).await?;

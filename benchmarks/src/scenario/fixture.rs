@@ -2,6 +2,7 @@
 //! a client of it, and a measurement of how fast the load went.
 
 use super::context::ScenarioContext;
+use super::emit::merged;
 use super::node::Node;
 use crate::connect::ClientPool;
 use crate::keys::{KeySpace, make_value};
@@ -59,7 +60,7 @@ pub async fn load_and_emit(
         progress: progress_wanted(),
     };
     let report = load(pool, spec).await?;
-    let mut params = json!({
+    let params = json!({
         "keys": report.keys,
         "batch": report.batch,
         "clients": report.clients,
@@ -67,8 +68,6 @@ pub async fn load_and_emit(
         "duration_s": report.duration_s,
         "retries": report.retries,
     });
-    if let (Some(all), serde_json::Value::Object(extra)) = (params.as_object_mut(), extra) {
-        all.extend(extra);
-    }
-    ctx.emit(scenario, "load_keys_per_s", report.keys_per_s, "keys/s", ctx.params(params))
+    let params = ctx.params(merged(params, extra));
+    ctx.emit(scenario, "load_keys_per_s", report.keys_per_s, "keys/s", params)
 }

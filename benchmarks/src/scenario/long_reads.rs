@@ -5,11 +5,12 @@
 //! default; fewer under `--smoke`), then alternates, round by round, a closed-loop put phase
 //! alone and the same phase while 4 loops read the whole prefix, unlimited and linearizable,
 //! over a connection of their own. It reports the put p50/p99 and ops/s of both phases (the
-//! median over rounds) and the reads' own time, for Atoll and, when installed, for etcd
-//! through its gRPC API.
+//! median over rounds) and the reads' own time, for Atoll and for etcd through its gRPC API
+//! (a missing etcd fails a full run and is skipped under `--smoke`, as in the other etcd
+//! scenarios: a silent Atoll-only run would leave the comparison out unnoticed).
 
 use super::context::ScenarioContext;
-use super::emit::{median, millis};
+use super::emit::{median, merged, millis};
 use super::etcd_node::{EtcdNode, etcd_version};
 use super::fixture::{SCENARIO_PREFIX, load_and_emit, start_loaded};
 use crate::backend::Backend;
@@ -17,10 +18,8 @@ use crate::connect::ClientPool;
 use crate::engine::{RunSpec, run};
 use crate::keys::{KeySpace, make_value};
 use crate::limits::SEED_DEFAULT;
-use crate::progress::progress_wanted;
 use crate::report::RunReport;
-use crate::schedule::{Pacing, StopAt};
-use crate::workload::{WorkloadKind, WorkloadSpec, range_request};
+use crate::workload::{WorkloadKind, range_request};
 use anyhow::{anyhow, bail};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -64,12 +63,7 @@ pub async fn run_scenario(ctx: &ScenarioContext) -> anyhow::Result<()> {
         let rounds = measure(ctx, &loaded.pool, &readers, &loaded.keys, &loaded.value).await?;
         emit_rounds(ctx, &rounds, keys, json!({ "target": "atoll" }))?;
     }
-    if !ctx.etcd_bin.is_file() {
-        eprintln!(
-            "atoll-bench: scenario {NAME}: no etcd at {}, measured Atoll only (install it with \
-             `apt-get install -y etcd-server` or pass --etcd-bin)",
-            ctx.etcd_bin.display()
-        );
+    if !ctx.etcd_wanted(NAME, "measured Atoll only")? {
         return Ok(());
     }
     let etcd = EtcdNode::start(&ctx.etcd_bin, NAME).await?;
@@ -94,7 +88,8 @@ async fn measure(
     keys: &KeySpace,
     value: &Arc<Vec<u8>>,
 ) -> anyhow::Result<Vec<Round>> {
-    let spec = put_spec(ctx, keys, value);
+    let spec =
+        RunSpec::closed_loop(WorkloadKind::Put, keys, value, WRITERS, ctx.duration, ctx.warmup);
     let mut rounds = Vec::new();
     for _ in 0..ctx.runs(ROUNDS_DEFAULT, 1) {
         let alone = checked(run(writers, &spec).await?.report)?;
@@ -123,28 +118,6 @@ fn checked(report: RunReport) -> anyhow::Result<RunReport> {
         bail!("a put phase completed no operation; errors: {:?}", report.errors);
     }
     Ok(report)
-}
-
-fn put_spec(ctx: &ScenarioContext, keys: &KeySpace, value: &Arc<Vec<u8>>) -> RunSpec {
-    let workload = WorkloadSpec {
-        kind: WorkloadKind::Put,
-        keys: keys.clone(),
-        sequential: false,
-        value: Arc::clone(value),
-        serializable: false,
-        range_limit: 0,
-        read_ratio: 0.0,
-        seed: SEED_DEFAULT,
-    };
-    RunSpec {
-        workload: Arc::new(workload),
-        clients: WRITERS as usize,
-        stop: StopAt::Elapsed(ctx.duration),
-        warmup: ctx.warmup,
-        pacing: Pacing::Closed,
-        progress: progress_wanted(),
-        keep_intervals: false,
-    }
 }
 
 /// Reads the whole prefix, unlimited and linearizable, until told to stop; every answer must
@@ -182,7 +155,7 @@ fn emit_rounds(
     let p99_during = series(&|r| r.during.latency_us.p99 as f64);
     let reads_ms: Vec<f64> = rounds.iter().flat_map(|r| r.reads.ms.iter().copied()).collect();
     let read_errors: Vec<&String> = rounds.iter().flat_map(|r| r.reads.errors.iter()).collect();
-    let mut params = ctx.params(json!({
+    let params = ctx.params(json!({
         "keys": keys,
         "writers": WRITERS,
         "readers": READERS,
@@ -193,9 +166,7 @@ fn emit_rounds(
         "reads_completed": reads_ms.len(),
         "read_errors": read_errors,
     }));
-    if let (Some(all), Value::Object(target)) = (params.as_object_mut(), target) {
-        all.extend(target);
-    }
+    let params = merged(params, target);
     let lines = [
         ("put_p50_us_alone", median(&series(&|r| r.alone.latency_us.p50 as f64)), "us"),
         ("put_p99_us_alone", median(&p99_alone), "us"),

@@ -11,17 +11,22 @@ pub mod emit;
 pub mod etcd_node;
 mod etcd_put_get;
 pub mod fixture;
+mod idle_shards;
 mod long_reads;
 pub mod node;
 pub(crate) mod ports;
 mod prefix_limit;
+pub mod proc_stat;
+pub mod process;
 mod put_get_clients;
 mod queries;
 mod restart;
+pub mod watch;
 
 use crate::cli::ScenarioArgs;
 use anyhow::bail;
 use context::ScenarioContext;
+use emit::Summary;
 
 /// A scenario of the catalogue.
 #[derive(Clone, Copy, Debug)]
@@ -72,6 +77,18 @@ pub const CATALOGUE: &[Entry] = &[
         about: "a history of 50,000 keys x 4 versions: put p50/p99 at 16 clients alone, then while a physical compaction removes it; Atoll, and etcd when installed",
     },
     Entry {
+        name: watch::fan_out::NAME,
+        about: "10,000 watchers of one prefix over 100 streams, a writer at 1,000 events/s: delivery p50/p99/max from write start, events lost (must be 0); Atoll native, gRPC gateway, and etcd",
+    },
+    Entry {
+        name: watch::starvation::NAME,
+        about: "a fast watcher's delivery p99 alone and with 1,000 slow prev_kv watchers sharing its stream plus 1,000 on a stream never read (etcd #16839, #17529); Atoll native, gRPC gateway, and etcd",
+    },
+    Entry {
+        name: idle_shards::NAME,
+        about: "3-node Atoll cluster pre-split into 1,001 idle shards (--initial-split), no traffic: CPU % of one core (from /proc/<pid>/stat over 30 s after 20 s settling) and RSS per node, and per shard against a one-shard cluster; Atoll alone (etcd has no shards)",
+    },
+    Entry {
         name: COMPARE_1,
         about: "Atoll (native and gRPC gateway) against etcd, one node each, started here: put and get at 16/64/256 clients, 3 alternating rounds, medians and ratios (as `atoll-bench compare`)",
     },
@@ -90,9 +107,10 @@ pub fn list_text() -> String {
     text
 }
 
-/// Runs one scenario by name.
-pub async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<()> {
-    match name {
+/// Runs one scenario by name; returns the summary it writes into `suite`'s section, if it
+/// writes one (the comparisons' tables), besides the lines it emitted.
+pub async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<Option<Summary>> {
+    let lines_only = match name {
         put_get_clients::NAME => put_get_clients::run_scenario(ctx).await,
         etcd_put_get::NAME => etcd_put_get::run_scenario(ctx).await,
         etcd_put_get::GATEWAY_NAME => etcd_put_get::run_gateway_scenario(ctx).await,
@@ -101,13 +119,17 @@ pub async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<()> 
         prefix_limit::NAME => prefix_limit::run_scenario(ctx).await,
         long_reads::NAME => long_reads::run_scenario(ctx).await,
         compaction_impact::NAME => compaction_impact::run_scenario(ctx).await,
-        COMPARE_1 => crate::compare::run_scenario(ctx, 1).await.map(drop),
-        COMPARE_3 => crate::compare::run_scenario(ctx, 3).await.map(drop),
+        watch::fan_out::NAME => return watch::fan_out::run_scenario(ctx).await.map(Some),
+        watch::starvation::NAME => return watch::starvation::run_scenario(ctx).await.map(Some),
+        idle_shards::NAME => return idle_shards::run_scenario(ctx).await.map(Some),
+        COMPARE_1 => return crate::compare::run_scenario(ctx, 1).await.map(Some),
+        COMPARE_3 => return crate::compare::run_scenario(ctx, 3).await.map(Some),
         other => {
             let names: Vec<&str> = CATALOGUE.iter().map(|e| e.name).collect();
             bail!("unknown scenario {other:?}; choose one of {} or all", names.join(", "))
         }
-    }
+    };
+    lines_only.map(|()| None)
 }
 
 /// `atoll-bench scenario`.
@@ -119,7 +141,7 @@ pub async fn scenario_command(args: ScenarioArgs, smoke: bool) -> anyhow::Result
     let Some(name) = args.name.as_deref() else { bail!("name a scenario, or pass --list") };
     let ctx = ScenarioContext::from_args(&args.flags, smoke)?;
     if name != "all" {
-        return run_named(name, &ctx).await;
+        return run_named(name, &ctx).await.map(drop);
     }
     // Every scenario runs even if one fails, so one failure does not hide the others' figures.
     let mut failed = Vec::new();

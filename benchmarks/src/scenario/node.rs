@@ -3,11 +3,12 @@
 //! ctrl-c drops the scenario) kills the process, waits for it, then removes the directory.
 
 use super::ports::free_port;
+use super::process::ChildGuard;
 use anyhow::{Context as _, anyhow, bail};
 use atoll_router::{ClientConfig, Trust};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
@@ -19,8 +20,6 @@ const READY_LINE: &str = "atoll: ready to serve clients on";
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a node may take to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often an exit is polled for.
-const EXIT_POLL: Duration = Duration::from_millis(2);
 /// Lines of the node's log quoted when it fails to start.
 const LOG_TAIL_LINES: usize = 5;
 
@@ -90,7 +89,7 @@ pub enum StopHow {
 /// A running `atoll` process; killed and reaped on drop.
 #[derive(Debug)]
 pub struct NodeProcess {
-    child: Child,
+    process: ChildGuard,
     spawned_at: Instant,
     stdout_lines: UnboundedReceiver<String>,
 }
@@ -138,7 +137,17 @@ impl NodeProcess {
                 }
             }
         })?;
-        Ok(NodeProcess { child, spawned_at, stdout_lines })
+        Ok(NodeProcess { process: ChildGuard::new(child), spawned_at, stdout_lines })
+    }
+
+    /// Its process ID.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// The guard of the process, for [`super::process::wait_serving`].
+    pub fn guard(&mut self) -> &mut ChildGuard {
+        &mut self.process
     }
 
     /// When the process was started.
@@ -161,7 +170,7 @@ impl NodeProcess {
                 }
                 Ok(Some(_)) | Err(_) => {}
                 Ok(None) => {
-                    let status = self.wait_exit(STOP_TIMEOUT).await?;
+                    let status = self.process.wait_exit(STOP_TIMEOUT).await?;
                     bail!("the node exited ({status}) before serving; {}", log_tail(log));
                 }
             }
@@ -172,38 +181,11 @@ impl NodeProcess {
     pub async fn stop(&mut self, how: StopHow) -> anyhow::Result<Duration> {
         let asked = Instant::now();
         match how {
-            StopHow::Kill => self.child.kill().context("cannot kill the node")?,
-            StopHow::Term => {
-                let pid = rustix::process::Pid::from_child(&self.child);
-                rustix::process::kill_process(pid, rustix::process::Signal::TERM)
-                    .context("cannot send SIGTERM to the node")?;
-            }
+            StopHow::Kill => self.process.kill()?,
+            StopHow::Term => self.process.terminate()?,
         }
-        self.wait_exit(STOP_TIMEOUT).await?;
+        self.process.wait_exit(STOP_TIMEOUT).await?;
         Ok(asked.elapsed())
-    }
-
-    /// Polls for the exit (with a deadline; never a blocking wait on the runtime).
-    async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                bail!("the node did not exit within {timeout:?}");
-            }
-            tokio::time::sleep(EXIT_POLL).await;
-        }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -220,7 +202,7 @@ pub fn check_atoll_bin(bin: &Path) -> anyhow::Result<()> {
 }
 
 /// The last lines of a node's log, on one line, for an error message.
-pub(super) fn log_tail(log: &Path) -> String {
+pub(crate) fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];

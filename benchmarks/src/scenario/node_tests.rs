@@ -52,7 +52,7 @@ async fn restart_kill_and_drop(bin: &Path) {
     node.stop(StopHow::Kill).await.expect("stops on kill -9");
     node.spawn().expect("spawns again");
     node.wait_ready().await.expect("ready again");
-    let pid = node.process.as_ref().map(|p| p.child.id()).expect("running");
+    let pid = node.process.as_ref().map(NodeProcess::pid).expect("running");
     assert!(pid_alive(pid));
     drop(node);
     assert!(!pid_alive(pid), "the process is killed on drop");

@@ -4,15 +4,13 @@
 //! get finds its key.
 
 use super::context::ScenarioContext;
+use super::emit::merged;
 use super::fixture::start_loaded;
 use crate::connect::ClientPool;
 use crate::engine::{RunSpec, run};
 use crate::keys::KeySpace;
-use crate::limits::SEED_DEFAULT;
-use crate::progress::progress_wanted;
 use crate::report::RunReport;
-use crate::schedule::{Pacing, StopAt};
-use crate::workload::{WorkloadKind, WorkloadSpec};
+use crate::workload::WorkloadKind;
 use anyhow::bail;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -43,7 +41,7 @@ pub async fn measure_points(
 ) -> anyhow::Result<()> {
     for &clients in &ctx.clients {
         for kind in [WorkloadKind::Put, WorkloadKind::Get] {
-            let spec = point_spec(ctx, kind, keys.clone(), Arc::clone(value), clients);
+            let spec = RunSpec::closed_loop(kind, keys, value, clients, ctx.duration, ctx.warmup);
             let report = run(pool, &spec).await?.report;
             if report.ops == 0 {
                 bail!(
@@ -58,34 +56,6 @@ pub async fn measure_points(
     Ok(())
 }
 
-fn point_spec(
-    ctx: &ScenarioContext,
-    kind: WorkloadKind,
-    keys: KeySpace,
-    value: Arc<Vec<u8>>,
-    clients: u64,
-) -> RunSpec {
-    let workload = WorkloadSpec {
-        kind,
-        keys,
-        sequential: false,
-        value,
-        serializable: false,
-        range_limit: 0,
-        read_ratio: 0.0,
-        seed: SEED_DEFAULT,
-    };
-    RunSpec {
-        workload: Arc::new(workload),
-        clients: clients as usize,
-        stop: StopAt::Elapsed(ctx.duration),
-        warmup: ctx.warmup,
-        pacing: Pacing::Closed,
-        progress: progress_wanted(),
-        keep_intervals: false,
-    }
-}
-
 fn emit_point(
     ctx: &ScenarioContext,
     scenario: &str,
@@ -93,7 +63,7 @@ fn emit_point(
     key_space: u64,
     extra: &Value,
 ) -> anyhow::Result<()> {
-    let mut params = ctx.params(json!({
+    let params = ctx.params(json!({
         "clients": report.clients,
         "connections": report.connections,
         "duration_s": report.duration_s,
@@ -103,9 +73,7 @@ fn emit_point(
         "linearizable": true,
         "errors": report.errors,
     }));
-    if let (Some(all), Value::Object(extra)) = (params.as_object_mut(), extra) {
-        all.extend(extra.clone());
-    }
+    let params = merged(params, extra.clone());
     let name = report.workload.as_str();
     ctx.emit(scenario, &format!("{name}_ops_per_s"), report.ops_per_s, "ops/s", params.clone())?;
     ctx.emit(

@@ -8,8 +8,8 @@ pub mod machine;
 pub mod section;
 
 use crate::cli::SuiteArgs;
-use crate::compare::{self, CompareOutcome};
-use crate::scenario::{self, CATALOGUE, COMPARE_1, COMPARE_3, context::ScenarioContext};
+use crate::scenario::emit::Summary;
+use crate::scenario::{self, CATALOGUE, context::ScenarioContext};
 use anyhow::{Context as _, bail};
 use machine::Machine;
 use section::{SuiteRun, render_section, replace_generated};
@@ -41,7 +41,7 @@ pub async fn suite_command(args: SuiteArgs, smoke: bool) -> anyhow::Result<()> {
     let machine = Machine::read();
     let date = machine::utc_now();
     let started = Instant::now();
-    let (comparisons, failed) = run_all(&ctx, &names).await;
+    let (summaries, failed) = run_all(&ctx, &names).await;
     let measurements = std::mem::take(&mut *sink.lock().unwrap_or_else(|p| p.into_inner()));
     let run = SuiteRun {
         date,
@@ -51,7 +51,7 @@ pub async fn suite_command(args: SuiteArgs, smoke: bool) -> anyhow::Result<()> {
         load_after: Machine::read().load_average,
         command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         smoke,
-        comparisons,
+        summaries,
         measurements,
         failed: failed.clone(),
     };
@@ -87,23 +87,21 @@ fn selected(only: &[String]) -> anyhow::Result<Vec<&'static str>> {
 }
 
 /// Runs every scenario named, even after one fails, so one failure does not hide the other
-/// figures; returns the comparisons and the names of the failed scenarios.
-async fn run_all(ctx: &ScenarioContext, names: &[&str]) -> (Vec<CompareOutcome>, Vec<String>) {
-    let mut comparisons = Vec::new();
+/// figures; returns the summaries they wrote and the names of the failed scenarios.
+async fn run_all(ctx: &ScenarioContext, names: &[&str]) -> (Vec<Summary>, Vec<String>) {
+    let mut summaries = Vec::new();
     let mut failed = Vec::new();
     for &name in names {
         eprintln!("atoll-bench: suite: scenario {name}");
-        let result = match name {
-            COMPARE_1 => compare::run_scenario(ctx, 1).await.map(|c| comparisons.push(c)),
-            COMPARE_3 => compare::run_scenario(ctx, 3).await.map(|c| comparisons.push(c)),
-            other => scenario::run_named(other, ctx).await,
-        };
-        if let Err(e) = result {
-            eprintln!("atoll-bench: suite: scenario {name} failed: {e:#}");
-            failed.push(name.to_string());
+        match scenario::run_named(name, ctx).await {
+            Ok(summary) => summaries.extend(summary),
+            Err(e) => {
+                eprintln!("atoll-bench: suite: scenario {name} failed: {e:#}");
+                failed.push(name.to_string());
+            }
         }
     }
-    (comparisons, failed)
+    (summaries, failed)
 }
 
 #[cfg(test)]

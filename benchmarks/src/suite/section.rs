@@ -2,8 +2,7 @@
 //! between the marker lines without touching the rest of the file.
 
 use super::machine::Machine;
-use crate::compare::CompareOutcome;
-use crate::scenario::emit::Measurement;
+use crate::scenario::emit::{Measurement, Summary};
 use anyhow::bail;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -31,8 +30,8 @@ pub struct SuiteRun {
     pub command: String,
     /// A smoke run: its figures prove the scenarios run, they are no measurements.
     pub smoke: bool,
-    /// The comparisons with etcd.
-    pub comparisons: Vec<CompareOutcome>,
+    /// The summaries scenarios wrote (the comparisons' tables...).
+    pub summaries: Vec<Summary>,
     /// Every JSON line the scenarios emitted.
     pub measurements: Vec<Measurement>,
     /// Scenarios that failed.
@@ -77,25 +76,25 @@ pub fn render_section(run: &SuiteRun, results_dir: &Path) -> String {
          etcd gRPC gateway driven by the same gRPC client as `etcd`, so that pair compares \
          the servers alone. The machine is shared and noisy: compare figures within one run.\n",
     );
-    for comparison in &run.comparisons {
-        let _ = write!(out, "\n### `{}`\n\n{}\n", comparison.plan.name, comparison.text());
-        for plot in &comparison.plots {
+    for summary in &run.summaries {
+        let _ = write!(out, "\n### `{}`\n\n{}\n", summary.scenario, summary.text);
+        for plot in &summary.plots {
             let name =
                 plot.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
             let _ = writeln!(out, "![{name}]({})", link(plot, results_dir));
         }
     }
-    out.push_str(&measurement_table(&run.measurements));
+    out.push_str(&measurement_table(&run.measurements, &run.summaries));
     out.push_str(END_MARKER);
     out.push('\n');
     out
 }
 
-/// Every measurement of the scenarios other than the comparisons (whose tables are above),
+/// Every measurement of the scenarios that wrote no summary (those have their tables above),
 /// with the parameters that tell two lines of one metric apart.
-fn measurement_table(measurements: &[Measurement]) -> String {
-    let others: Vec<&Measurement> =
-        measurements.iter().filter(|m| !m.scenario.starts_with("compare")).collect();
+fn measurement_table(measurements: &[Measurement], summaries: &[Summary]) -> String {
+    let summarised = |m: &&Measurement| summaries.iter().any(|s| s.scenario == m.scenario);
+    let others: Vec<&Measurement> = measurements.iter().filter(|m| !summarised(m)).collect();
     if others.is_empty() {
         return String::new();
     }
@@ -194,7 +193,11 @@ mod tests {
             load_after: None,
             command: "suite --smoke".into(),
             smoke: true,
-            comparisons: vec![],
+            summaries: vec![Summary {
+                scenario: "compare".into(),
+                text: "| system | ops/s |".into(),
+                plots: vec!["benchmarks/plots/compare-put.svg".into()],
+            }],
             measurements: vec![
                 measurement("count-only-1m", "count_only_median_ms", json!({"keys": 5})),
                 measurement(
@@ -221,6 +224,9 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
         assert!(!text.contains("| compare |"), "comparisons have their own tables");
+        assert!(text.contains(
+            "### `compare`\n\n| system | ops/s |\n![compare-put](plots/compare-put.svg)"
+        ));
         assert_eq!(
             link(Path::new("benchmarks/plots/a.svg"), Path::new("benchmarks")),
             "plots/a.svg"
