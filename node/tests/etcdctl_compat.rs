@@ -203,6 +203,10 @@ fn etcdctl_works_against_a_sharded_three_node_cluster() {
     let put: serde_json::Value =
         serde_json::from_str(&must_ok(first, &["put", "/c/1", "x", "-w", "json"])).expect("json");
     let revision = put["header"]["revision"].as_i64().expect("revision");
+    // Above every shard: refused, and nothing compacted (no shard at its own head either).
+    let stderr = must_fail(first, &["compaction", &(revision * 2).to_string()]);
+    assert!(stderr.contains("required revision is a future revision"), "{stderr}");
+    must_ok(second, &["get", "/c/1", "--rev", &(revision - 1).to_string()]);
     assert_eq!(
         must_ok(first, &["compaction", &revision.to_string()]),
         format!("compacted revision {revision}\n")

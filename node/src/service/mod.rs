@@ -608,25 +608,39 @@ impl NodeService {
         let mut answer: Option<CompactionResponse> = None;
         let mut first_error = None;
         let mut newest = 0;
+        // Every shard is asked at the client's revision first: if all of them are below it,
+        // it is in the future for the whole store and nothing is compacted, as in etcd. Only
+        // then are the shards below it compacted at their own newest revision.
+        let mut asked = Vec::with_capacity(shards.len());
         for shard in shards {
-            let mut asked = req.clone();
-            let result = loop {
-                match self.write_on(shard, WriteOp::Compact(asked.clone()), origin).await {
-                    Err(AtollError::FutureRevision { current_revision: 0 }) => break None,
-                    Err(AtollError::FutureRevision { current_revision })
-                        if current_revision < asked.revision =>
-                    {
-                        newest = newest.max(current_revision);
-                        asked.revision = current_revision;
-                    }
-                    other => break Some(other),
+            let result = self.write_on(shard, WriteOp::Compact(req.clone()), origin).await;
+            asked.push((shard, result));
+        }
+        let future = |r: &Result<NativeResponse, AtollError>| match r {
+            Err(AtollError::FutureRevision { current_revision }) => Some(*current_revision),
+            _ => None,
+        };
+        if asked.iter().all(|(_, r)| future(r).is_some()) {
+            let current_revision = asked.iter().filter_map(|(_, r)| future(r)).max().unwrap_or(0);
+            return Err(AtollError::FutureRevision { current_revision });
+        }
+        for (shard, result) in asked {
+            let mut compacted_at = req.revision;
+            let result = match future(&result) {
+                // Never written: nothing to compact.
+                Some(0) => continue,
+                Some(head) => {
+                    newest = newest.max(head);
+                    compacted_at = head;
+                    let at_head = CompactionRequest { revision: head, ..req.clone() };
+                    self.write_on(shard, WriteOp::Compact(at_head), origin).await
                 }
+                None => result,
             };
-            let Some(result) = result else { continue };
             match result {
                 Ok(NativeResponse::Compact(r)) => {
                     if req.physical {
-                        self.wait_compacted(shard, asked.revision).await?;
+                        self.wait_compacted(shard, compacted_at).await?;
                     }
                     newest = newest.max(r.header.revision);
                     answer.get_or_insert(r);
@@ -638,10 +652,6 @@ impl NodeService {
                 Err(AtollError::Compacted { .. }) => {}
                 Err(e) => return Err(e),
             }
-        }
-        if req.revision > newest && answer.is_some() {
-            // No shard holds the asked revision: it is in the future for the whole store.
-            return Err(AtollError::FutureRevision { current_revision: newest });
         }
         match (answer, first_error) {
             (Some(mut r), _) => {
