@@ -352,6 +352,8 @@ async fn must_serve_leases(a: &mut Client, b: &mut Client, c: &mut Client) {
     let granted = a.lease_grant(600, None).await.expect("grant");
     let id = granted.id();
     assert!(id > 0 && granted.ttl() == 600, "{granted:?}");
+    let header = granted.header().expect("header");
+    assert!(header.revision() > 0, "the store's revision, as etcd's lease answers: {header:?}");
     for (i, key) in ["/a/leased", "/b/leased", "/m/leased"].iter().enumerate() {
         let client = [&mut *a, &mut *b, &mut *c].into_iter().nth(i).expect("client");
         client.put(*key, "v", Some(PutOptions::new().with_lease(id))).await.expect("attach");

@@ -130,8 +130,11 @@ impl NodeService {
         }
     }
 
-    fn lease_header(&self, term: u64) -> ResponseHeader {
-        let mut header = ResponseHeader::default();
+    async fn lease_header(&self, term: u64) -> ResponseHeader {
+        // The meta shard has no revisions: the store's is the newest among the data shards,
+        // as etcd's lease answers carry the store's current revision.
+        let revision = self.newest_local_revision().await;
+        let mut header = ResponseHeader { revision, ..Default::default() };
         self.fill(&mut header, term);
         header
     }
@@ -145,7 +148,7 @@ impl NodeService {
         let this = self.clone();
         let record = self.detached(async move { this.grant_in(term, req.id, ttl).await }).await?;
         let (id, ttl) = (record.lease.id, record.ttl);
-        Ok(LeaseGrantResponse { header: self.lease_header(term), id, ttl })
+        Ok(LeaseGrantResponse { header: self.lease_header(term).await, id, ttl })
     }
 
     async fn grant_in(&self, term: u64, asked: i64, ttl: i64) -> Result<LeaseRecord, AtollError> {
@@ -193,7 +196,7 @@ impl NodeService {
             this.finish_revocation(term, record.lease).await
         })
         .await?;
-        Ok(LeaseRevokeResponse { header: self.lease_header(term) })
+        Ok(LeaseRevokeResponse { header: self.lease_header(term).await })
     }
 
     async fn lease_keep_alive(
@@ -206,7 +209,7 @@ impl NodeService {
         let renewed = manager
             .with_core(term, |core| core.renew(req.id, now))
             .ok_or(AtollError::LeaderChanged)?;
-        let header = self.lease_header(term);
+        let header = self.lease_header(term).await;
         let Some(renewed) = renewed else {
             // etcd answers a keepalive of an unknown lease with TTL 0 on its stream.
             return Ok(LeaseKeepAliveResponse { header, id: req.id, ttl: 0 });
@@ -231,7 +234,7 @@ impl NodeService {
         let found = manager
             .with_core(term, |core| core.time_to_live(req.id, now))
             .ok_or(AtollError::LeaderChanged)?;
-        let header = self.lease_header(term);
+        let header = self.lease_header(term).await;
         let Some(ttl) = found else {
             // etcd: an expired or unknown lease answers TTL -1, not an error.
             return Ok(LeaseTimeToLiveResponse {
@@ -282,7 +285,7 @@ impl NodeService {
             .lease_manager()?
             .with_core(term, |core| core.ids())
             .ok_or(AtollError::LeaderChanged)?;
-        Ok(LeaseLeasesResponse { header: self.lease_header(term), ids })
+        Ok(LeaseLeasesResponse { header: self.lease_header(term).await, ids })
     }
 
     /// The grants of live leases, on the meta shard's leader (etcd's `lessor.Lookup`).
