@@ -434,6 +434,56 @@ pub mod watch {
         }
     }
 
+    /// A native create as etcd's request (a client's side: atoll-bench's etcd target).
+    pub fn create_to_pb(c: WatchCreateRequest) -> pb::WatchRequest {
+        let filters = c
+            .filters
+            .iter()
+            .map(|f| match f {
+                WatchFilter::NoPut => FilterType::Noput as i32,
+                WatchFilter::NoDelete => FilterType::Nodelete as i32,
+            })
+            .collect();
+        let create = pb::WatchCreateRequest {
+            key: c.key,
+            range_end: c.range_end,
+            start_revision: c.start_revision,
+            progress_notify: c.progress_notify,
+            filters,
+            prev_kv: c.prev_kv,
+            watch_id: c.watch_id,
+            fragment: c.fragment,
+        };
+        pb::WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }
+    }
+
+    /// An etcd watch response as the native one (a client's side).
+    pub fn response_from_pb(r: pb::WatchResponse) -> WatchResponse {
+        WatchResponse {
+            header: response::header_from_pb(r.header),
+            watch_id: r.watch_id,
+            created: r.created,
+            canceled: r.canceled,
+            compact_revision: r.compact_revision,
+            cancel_reason: r.cancel_reason,
+            fragment: r.fragment,
+            events: r.events.into_iter().map(event_from_pb).collect(),
+        }
+    }
+
+    fn event_from_pb(e: mvccpb::Event) -> Event {
+        let kind = if e.r#type == mvccpb::event::EventType::Delete as i32 {
+            EventType::Delete
+        } else {
+            EventType::Put
+        };
+        Event {
+            kind,
+            kv: e.kv.map(response::kv_from_pb).unwrap_or_default(),
+            prev_kv: e.prev_kv.map(response::kv_from_pb),
+        }
+    }
+
     fn event_to_pb(e: Event) -> mvccpb::Event {
         let kind = match e.kind {
             EventType::Put => mvccpb::event::EventType::Put,
@@ -450,6 +500,39 @@ pub mod watch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_responses_come_back_as_the_gateway_sent_them() {
+        use crate::watch::{Event, EventType, WatchResponse};
+        let at = |key: &[u8], rev| KeyValue { mod_revision: rev, ..kv(key) };
+        let native = WatchResponse {
+            watch_id: 7,
+            events: vec![
+                Event { kind: EventType::Put, kv: at(b"/a", 5), prev_kv: Some(at(b"/a", 4)) },
+                Event { kind: EventType::Delete, kv: at(b"/b", 6), prev_kv: None },
+            ],
+            ..WatchResponse::default()
+        };
+        let back = watch::response_from_pb(watch::response_to_pb(native.clone()));
+        assert_eq!(back, native);
+    }
+
+    #[test]
+    fn watch_creates_come_back_whole_filters_included() {
+        use crate::watch::{WatchCreateRequest, WatchFilter, WatchRequest};
+        let create = WatchCreateRequest {
+            key: b"/w/".to_vec(),
+            range_end: b"/w0".to_vec(),
+            start_revision: 3,
+            progress_notify: true,
+            filters: vec![WatchFilter::NoPut, WatchFilter::NoDelete],
+            prev_kv: true,
+            watch_id: 9,
+            fragment: true,
+        };
+        let back = watch::request_from_pb(watch::create_to_pb(create.clone()));
+        assert_eq!(back, Some(WatchRequest::Create(create)));
+    }
 
     fn kv(key: &[u8]) -> KeyValue {
         KeyValue {
