@@ -63,6 +63,22 @@ async fn must_put(client: &Client, key: &[u8], value: &[u8]) -> i64 {
     client.put(req).await.expect("put").header.revision
 }
 
+/// Puts keys `key(0..100)` with `value` in one Txn; returns its revision.
+async fn must_put_100(client: &Client, key: impl Fn(usize) -> String, value: &[u8]) -> i64 {
+    let success = (0..100)
+        .map(|i| {
+            let put = PutRequest {
+                key: key(i).into_bytes(),
+                value: value.to_vec(),
+                ..Default::default()
+            };
+            RequestOp::Put(put)
+        })
+        .collect();
+    let txn = TxnRequest { success, ..Default::default() };
+    client.txn(txn).await.expect("txn").header.revision
+}
+
 fn assert_strictly_increasing(events: &[Event]) {
     for pair in events.windows(2) {
         assert!(pair[0].kv.mod_revision < pair[1].kv.mod_revision, "order: {pair:?}");
@@ -143,17 +159,7 @@ async fn a_client_that_never_reads_delays_no_other_watch() {
     let value = vec![b'x'; 10 * 1024];
     let mut last = 0;
     for batch in 0..40 {
-        let success = (0..100)
-            .map(|i| {
-                RequestOp::Put(PutRequest {
-                    key: format!("s/{batch}/{i}").into_bytes(),
-                    value: value.clone(),
-                    ..Default::default()
-                })
-            })
-            .collect();
-        let txn = TxnRequest { success, ..Default::default() };
-        last = writer.txn(txn).await.expect("txn").header.revision;
+        last = must_put_100(&writer, |i| format!("s/{batch}/{i}"), &value).await;
         // The fast watch keeps up while the stalled one holds its stream full.
         let events = must_events_until(&mut fast, 0, last).await;
         assert_eq!(events.len(), 100);
@@ -186,21 +192,7 @@ async fn a_long_history_does_not_starve_a_live_watch_on_the_same_stream() {
     let value = vec![b'h'; 10 * 1024];
     let mut first = 0;
     for batch in 0..30 {
-        let success = (0..100)
-            .map(|i| {
-                RequestOp::Put(PutRequest {
-                    key: format!("h/{batch:02}/{i:03}").into_bytes(),
-                    value: value.clone(),
-                    ..Default::default()
-                })
-            })
-            .collect();
-        let revision = client
-            .txn(TxnRequest { success, ..Default::default() })
-            .await
-            .expect("txn")
-            .header
-            .revision;
+        let revision = must_put_100(&client, |i| format!("h/{batch:02}/{i:03}"), &value).await;
         if first == 0 {
             first = revision;
         }
