@@ -45,21 +45,14 @@ pub(super) enum Cut {
 enum Planned {
     /// Every part, read at the planned revision.
     Read(Vec<RangeResponse>),
-    /// These parts (by position) must be closed up to `revision` first.
-    Behind {
-        /// The parts behind.
-        behind: Vec<usize>,
-        /// The revision to close them to.
-        revision: i64,
-        /// The floor the plan fixed.
-        floor: Option<i64>,
-    },
+    /// These parts (by position) must be closed up to the revision first.
+    Behind(Vec<usize>, i64),
 }
 
 /// Plans a read of `heads` for `req`. `floor` is the lowest revision a linearizable read
-/// may return, fixed from the first snapshot after the ReadIndexes; `None` on that first
-/// look, when this sets it.
-pub(super) fn plan_cut(req: &RangeRequest, heads: &[ShardHead], floor: &mut Option<i64>) -> Cut {
+/// may return: `None` on the first look after the ReadIndexes, which takes the highest
+/// shard revision; after closing shards up to a revision, that revision.
+pub(super) fn plan_cut(req: &RangeRequest, heads: &[ShardHead], floor: Option<i64>) -> Cut {
     let newest = heads.iter().map(|h| h.revision).max().unwrap_or(0);
     let oldest = heads.iter().map(|h| h.revision).min().unwrap_or(0);
     let target = if req.revision > 0 {
@@ -75,7 +68,7 @@ pub(super) fn plan_cut(req: &RangeRequest, heads: &[ShardHead], floor: &mut Opti
         let cut = oldest > 0 && oldest < newest && oldest >= compacted;
         return if cut { Cut::ReadAt(oldest) } else { Cut::EachCurrent };
     } else {
-        *floor.get_or_insert(newest)
+        floor.unwrap_or(newest)
     };
     let behind: Vec<usize> = (0..heads.len()).filter(|i| heads[*i].revision < target).collect();
     if !behind.is_empty() {
@@ -139,36 +132,24 @@ impl NodeService {
         req: &RangeRequest,
         stores: Vec<(ShardId, MvccStore, RangeRequest)>,
     ) -> Result<Vec<RangeResponse>, AtollError> {
+        // Closing raises a shard to the revision for good, so a plan after the closes finds
+        // nothing behind; one that does means a shard went backwards.
         let mut floor = None;
-        let mut closed = false;
         loop {
             let reads: Vec<_> = stores.iter().map(|(_, s, r)| (s.clone(), r.clone())).collect();
             let req = req.clone();
-            let planned = floor;
-            let outcome = self
-                .read_planned(reads, move |heads| {
-                    let mut floor = planned;
-                    let cut = plan_cut(&req, heads, &mut floor);
-                    (cut, floor)
-                })
-                .await?;
-            match outcome {
+            match self.read_planned(reads, move |heads| plan_cut(&req, heads, floor)).await? {
                 Planned::Read(answers) => return Ok(answers),
-                Planned::Behind { behind, revision, floor: planned } => {
-                    // Closing raises a shard to the revision for good, so a second plan
-                    // finds nothing behind; one that does means a shard went backwards.
-                    if closed {
-                        return Err(AtollError::StorageFailed {
-                            reason: format!(
-                                "a shard closed up to revision {revision} reads below it"
-                            ),
-                        });
-                    }
-                    floor = planned;
+                Planned::Behind(_, revision) if floor.is_some() => {
+                    return Err(AtollError::StorageFailed {
+                        reason: format!("a shard closed up to revision {revision} reads below it"),
+                    });
+                }
+                Planned::Behind(behind, revision) => {
                     let closes =
                         behind.into_iter().map(|i| self.close_up_to(stores[i].0, revision));
                     futures::future::try_join_all(closes).await?;
-                    closed = true;
+                    floor = Some(revision);
                 }
             }
         }
@@ -180,7 +161,7 @@ impl NodeService {
     async fn read_planned(
         &self,
         parts: Vec<(MvccStore, RangeRequest)>,
-        plan: impl FnOnce(&[ShardHead]) -> (Cut, Option<i64>) + Send + 'static,
+        plan: impl FnOnce(&[ShardHead]) -> Cut + Send + 'static,
     ) -> Result<Planned, AtollError> {
         let db = self.inner.storage.db.clone();
         tokio::task::spawn_blocking(move || {
@@ -198,11 +179,9 @@ impl NodeService {
                 })
                 .collect::<Result<Vec<_>, AtollError>>()?;
             let revision = match plan(&heads) {
-                (Cut::ReadAt(revision), _) => Some(revision),
-                (Cut::EachCurrent, _) => None,
-                (Cut::Close(behind, revision), floor) => {
-                    return Ok(Planned::Behind { behind, revision, floor });
-                }
+                Cut::ReadAt(revision) => Some(revision),
+                Cut::EachCurrent => None,
+                Cut::Close(behind, revision) => return Ok(Planned::Behind(behind, revision)),
             };
             let answers = parts
                 .iter()
@@ -240,52 +219,41 @@ mod tests {
     #[test]
     fn linearizable_closes_shards_below_the_newest_then_reads_at_the_oldest() {
         let req = RangeRequest::default();
-        let mut floor = None;
         assert_eq!(
-            plan_cut(&req, &heads(&[(30, 0), (10, 0), (20, 0)]), &mut floor),
+            plan_cut(&req, &heads(&[(30, 0), (10, 0), (20, 0)]), None),
             Cut::Close(vec![1, 2], 30)
         );
-        assert_eq!(floor, Some(30));
         // After the closes, a write raised the first shard further: the cut is the oldest
         // shard, still at or above the floor.
-        assert_eq!(
-            plan_cut(&req, &heads(&[(45, 0), (30, 0), (31, 0)]), &mut floor),
-            Cut::ReadAt(30)
-        );
+        assert_eq!(plan_cut(&req, &heads(&[(45, 0), (30, 0), (31, 0)]), Some(30)), Cut::ReadAt(30));
     }
 
     #[test]
     fn shards_already_level_need_no_close() {
-        let mut floor = None;
-        let cut = plan_cut(&RangeRequest::default(), &heads(&[(7, 0), (7, 3)]), &mut floor);
+        let cut = plan_cut(&RangeRequest::default(), &heads(&[(7, 0), (7, 3)]), None);
         assert_eq!(cut, Cut::EachCurrent);
     }
 
     #[test]
     fn serializable_reads_at_the_oldest_local_revision_without_closing() {
         let req = RangeRequest { serializable: true, ..Default::default() };
-        let mut floor = None;
-        assert_eq!(plan_cut(&req, &heads(&[(30, 0), (10, 0)]), &mut floor), Cut::ReadAt(10));
+        assert_eq!(plan_cut(&req, &heads(&[(30, 0), (10, 0)]), None), Cut::ReadAt(10));
         // A shard compacted above the oldest: each shard at its own revision.
-        assert_eq!(plan_cut(&req, &heads(&[(30, 20), (10, 0)]), &mut floor), Cut::EachCurrent);
+        assert_eq!(plan_cut(&req, &heads(&[(30, 20), (10, 0)]), None), Cut::EachCurrent);
         // A shard that has applied nothing here (most often one nobody writes to).
-        assert_eq!(plan_cut(&req, &heads(&[(30, 0), (0, 0)]), &mut floor), Cut::EachCurrent);
+        assert_eq!(plan_cut(&req, &heads(&[(30, 0), (0, 0)]), None), Cut::EachCurrent);
     }
 
     #[test]
     fn an_explicit_revision_closes_shards_below_it_unless_it_is_in_the_future() {
         let req = RangeRequest { revision: 20, ..Default::default() };
-        let mut floor = None;
-        assert_eq!(
-            plan_cut(&req, &heads(&[(30, 0), (10, 0)]), &mut floor),
-            Cut::Close(vec![1], 20)
-        );
-        assert_eq!(plan_cut(&req, &heads(&[(30, 0), (20, 0)]), &mut floor), Cut::ReadAt(20));
+        assert_eq!(plan_cut(&req, &heads(&[(30, 0), (10, 0)]), None), Cut::Close(vec![1], 20));
+        assert_eq!(plan_cut(&req, &heads(&[(30, 0), (20, 0)]), None), Cut::ReadAt(20));
         let future = RangeRequest { revision: 40, ..Default::default() };
-        assert_eq!(plan_cut(&future, &heads(&[(30, 0), (10, 0)]), &mut floor), Cut::ReadAt(40));
+        assert_eq!(plan_cut(&future, &heads(&[(30, 0), (10, 0)]), None), Cut::ReadAt(40));
         let serializable = RangeRequest { serializable: true, ..req };
         assert_eq!(
-            plan_cut(&serializable, &heads(&[(30, 0), (10, 0)]), &mut floor),
+            plan_cut(&serializable, &heads(&[(30, 0), (10, 0)]), None),
             Cut::Close(vec![1], 20)
         );
     }
