@@ -50,14 +50,14 @@ impl pb::auth_server::Auth for AuthService {
         _: Request<pb::AuthDisableRequest>,
     ) -> Result<Response<pb::AuthDisableResponse>, Status> {
         // Disabling disabled auth succeeds in etcd.
-        Ok(Response::new(pb::AuthDisableResponse { header: self.0.header().await }))
+        Ok(Response::new(pb::AuthDisableResponse { header: self.0.header() }))
     }
 
     async fn auth_status(
         &self,
         _: Request<pb::AuthStatusRequest>,
     ) -> Result<Response<pb::AuthStatusResponse>, Status> {
-        let header = self.0.header().await;
+        let header = self.0.header();
         Ok(Response::new(pb::AuthStatusResponse { header, enabled: false, auth_revision: 0 }))
     }
 
@@ -89,7 +89,7 @@ impl pb::auth_server::Auth for AuthService {
         &self,
         _: Request<pb::AuthUserListRequest>,
     ) -> Result<Response<pb::AuthUserListResponse>, Status> {
-        let header = self.0.header().await;
+        let header = self.0.header();
         Ok(Response::new(pb::AuthUserListResponse { header, users: vec![] }))
     }
 
@@ -142,7 +142,7 @@ impl pb::auth_server::Auth for AuthService {
         &self,
         _: Request<pb::AuthRoleListRequest>,
     ) -> Result<Response<pb::AuthRoleListResponse>, Status> {
-        let header = self.0.header().await;
+        let header = self.0.header();
         Ok(Response::new(pb::AuthRoleListResponse { header, roles: vec![] }))
     }
 

@@ -53,7 +53,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         _: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
-        let header = self.0.header().await;
+        let header = self.0.header();
         Ok(Response::new(pb::MemberListResponse { header, members: self.members() }))
     }
 

@@ -50,7 +50,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             // No alarm is ever raised yet, so there is none to list or to disarm.
             Ok(AlarmAction::Get | AlarmAction::Deactivate) => {
                 Ok(Response::new(pb::AlarmResponse {
-                    header: self.0.header().await,
+                    header: self.0.header(),
                     alarms: vec![],
                 }))
             }
@@ -89,7 +89,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         _: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
-        Ok(Response::new(pb::DefragmentResponse { header: self.0.header().await }))
+        Ok(Response::new(pb::DefragmentResponse { header: self.0.header() }))
     }
 
     async fn hash(
@@ -128,7 +128,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             .clone()
             .try_acquire_owned()
             .map_err(|_| Status::resource_exhausted("etcdserver: too many requests"))?;
-        let header = self.0.header().await;
+        let header = self.0.header();
         let storage = self.0.service.storage().clone();
         let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_CHUNKS_BUFFERED);
         tokio::task::spawn_blocking(move || {
@@ -168,7 +168,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
         let target = atoll_proto::NodeId(req.into_inner().target_id);
         self.0.service.move_leader(target).await.map_err(super::status_of)?;
-        Ok(Response::new(pb::MoveLeaderResponse { header: self.0.header().await }))
+        Ok(Response::new(pb::MoveLeaderResponse { header: self.0.header() }))
     }
 
     async fn downgrade(

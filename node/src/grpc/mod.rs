@@ -74,8 +74,8 @@ impl Gateway {
     }
 
     /// A header for answers that are not about one key ([`NodeService::header`]).
-    async fn header(&self) -> Option<pb::ResponseHeader> {
-        header_to_pb(self.service.header().await)
+    fn header(&self) -> Option<pb::ResponseHeader> {
+        header_to_pb(self.service.header())
     }
 }
 

@@ -130,15 +130,6 @@ impl NodeService {
         }
     }
 
-    async fn lease_header(&self, term: u64) -> ResponseHeader {
-        // The meta shard has no revisions: the store's is the newest among the data shards,
-        // as etcd's lease answers carry the store's current revision.
-        let revision = self.newest_local_revision().await;
-        let mut header = ResponseHeader { revision, ..Default::default() };
-        self.fill(&mut header, term);
-        header
-    }
-
     async fn lease_grant(&self, req: LeaseGrantRequest) -> Result<LeaseGrantResponse, AtollError> {
         if req.ttl > LEASE_TTL_MAX_SECONDS {
             return Err(AtollError::LeaseTtlTooLarge);
@@ -148,7 +139,7 @@ impl NodeService {
         let this = self.clone();
         let record = self.detached(async move { this.grant_in(term, req.id, ttl).await }).await?;
         let (id, ttl) = (record.lease.id, record.ttl);
-        Ok(LeaseGrantResponse { header: self.lease_header(term).await, id, ttl })
+        Ok(LeaseGrantResponse { header: self.header_at(term), id, ttl })
     }
 
     async fn grant_in(&self, term: u64, asked: i64, ttl: i64) -> Result<LeaseRecord, AtollError> {
@@ -196,7 +187,7 @@ impl NodeService {
             this.finish_revocation(term, record.lease).await
         })
         .await?;
-        Ok(LeaseRevokeResponse { header: self.lease_header(term).await })
+        Ok(LeaseRevokeResponse { header: self.header_at(term) })
     }
 
     async fn lease_keep_alive(
@@ -209,7 +200,7 @@ impl NodeService {
         let renewed = manager
             .with_core(term, |core| core.renew(req.id, now))
             .ok_or(AtollError::LeaderChanged)?;
-        let header = self.lease_header(term).await;
+        let header = self.header_at(term);
         let Some(renewed) = renewed else {
             // etcd answers a keepalive of an unknown lease with TTL 0 on its stream.
             return Ok(LeaseKeepAliveResponse { header, id: req.id, ttl: 0 });
@@ -234,7 +225,7 @@ impl NodeService {
         let found = manager
             .with_core(term, |core| core.time_to_live(req.id, now))
             .ok_or(AtollError::LeaderChanged)?;
-        let header = self.lease_header(term).await;
+        let header = self.header_at(term);
         let Some(ttl) = found else {
             // etcd: an expired or unknown lease answers TTL -1, not an error.
             return Ok(LeaseTimeToLiveResponse {
@@ -285,7 +276,7 @@ impl NodeService {
             .lease_manager()?
             .with_core(term, |core| core.ids())
             .ok_or(AtollError::LeaderChanged)?;
-        Ok(LeaseLeasesResponse { header: self.lease_header(term).await, ids })
+        Ok(LeaseLeasesResponse { header: self.header_at(term), ids })
     }
 
     /// The grants of live leases, on the meta shard's leader (etcd's `lessor.Lookup`).

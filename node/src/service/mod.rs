@@ -745,9 +745,15 @@ impl NodeService {
     /// The header of an answer about no key (maintenance, cluster, auth): this member, the
     /// newest revision among its shards (etcd's header carries the store's current
     /// revision) and the first shard's term. Read from memory, not through a replica.
-    pub async fn header(&self) -> ResponseHeader {
-        let revision = self.newest_local_revision().await;
+    pub fn header(&self) -> ResponseHeader {
         let term = self.inner.shards.first().map_or(0, |(_, h)| h.published.term());
+        self.header_at(term)
+    }
+
+    /// [`NodeService::header`] with `term` (a lease answer carries the meta shard's).
+    fn header_at(&self, term: u64) -> ResponseHeader {
+        let shards = self.inner.shards.handles();
+        let revision = shards.map(|(_, h)| h.published.revision()).max().unwrap_or(0);
         let mut header = ResponseHeader { revision, ..Default::default() };
         self.fill(&mut header, term);
         header

@@ -192,8 +192,8 @@ impl NodeService {
     }
 
     /// The newest revision among the local shards (the answer to a progress request on a
-    /// stream without watches, and the revision of headers about no key).
-    pub(super) async fn newest_local_revision(&self) -> i64 {
+    /// stream without watches).
+    async fn newest_local_revision(&self) -> i64 {
         let stores: Vec<_> = self.inner.shards.handles().map(|(_, h)| h.store.clone()).collect();
         let read = tokio::task::spawn_blocking(move || {
             stores
