@@ -49,10 +49,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         match AlarmAction::try_from(req.action) {
             // No alarm is ever raised yet, so there is none to list or to disarm.
             Ok(AlarmAction::Get | AlarmAction::Deactivate) => {
-                Ok(Response::new(pb::AlarmResponse {
-                    header: self.0.header(),
-                    alarms: vec![],
-                }))
+                Ok(Response::new(pb::AlarmResponse { header: self.0.header(), alarms: vec![] }))
             }
             Ok(AlarmAction::Activate) => Err(not_supported("raising an alarm")),
             Err(_) => Err(Status::invalid_argument(format!(

@@ -18,6 +18,7 @@ use super::NodeService;
 use atoll_proto::{AtollError, CloseRequest, RangeRequest, RangeResponse, ShardId, WriteOp};
 use atoll_router::merge::{merge_ranges, shard_request};
 use atoll_shard::mvcc::{MvccStore, validate_range};
+use std::sync::Arc;
 
 /// Where one shard stands in the snapshot a cross-shard read plans from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,12 +113,13 @@ impl NodeService {
             }
         }
         let _permit = inner.reads.acquire().await.map_err(|_| AtollError::Stopping)?;
+        let shards: Vec<ShardId> = parts.iter().map(|(id, _)| *id).collect();
         let stores = parts
             .into_iter()
-            .map(|(id, r)| Ok((id, inner.shards.handle(id)?.store.clone(), r)))
+            .map(|(id, r)| Ok((inner.shards.handle(id)?.store.clone(), r)))
             .collect::<Result<Vec<_>, AtollError>>()?;
         // One shard plans a read at its own revision and never closes anything.
-        let answers = self.read_at_one_revision(&req, stores).await?;
+        let answers = self.read_at_one_revision(&req, &shards, Arc::new(stores)).await?;
         let mut resp = match <[RangeResponse; 1]>::try_from(answers) {
             Ok([one]) => one,
             Err(answers) => merge_ranges(&req, answers),
@@ -130,15 +132,18 @@ impl NodeService {
     async fn read_at_one_revision(
         &self,
         req: &RangeRequest,
-        stores: Vec<(ShardId, MvccStore, RangeRequest)>,
+        shards: &[ShardId],
+        parts: Arc<Vec<(MvccStore, RangeRequest)>>,
     ) -> Result<Vec<RangeResponse>, AtollError> {
         // Closing raises a shard to the revision for good, so a plan after the closes finds
         // nothing behind; one that does means a shard went backwards.
         let mut floor = None;
         loop {
-            let reads: Vec<_> = stores.iter().map(|(_, s, r)| (s.clone(), r.clone())).collect();
             let req = req.clone();
-            match self.read_planned(reads, move |heads| plan_cut(&req, heads, floor)).await? {
+            match self
+                .read_planned(Arc::clone(&parts), move |heads| plan_cut(&req, heads, floor))
+                .await?
+            {
                 Planned::Read(answers) => return Ok(answers),
                 Planned::Behind(_, revision) if floor.is_some() => {
                     return Err(AtollError::StorageFailed {
@@ -146,8 +151,7 @@ impl NodeService {
                     });
                 }
                 Planned::Behind(behind, revision) => {
-                    let closes =
-                        behind.into_iter().map(|i| self.close_up_to(stores[i].0, revision));
+                    let closes = behind.into_iter().map(|i| self.close_up_to(shards[i], revision));
                     futures::future::try_join_all(closes).await?;
                     floor = Some(revision);
                 }
@@ -160,34 +164,33 @@ impl NodeService {
     /// parts to close first.
     async fn read_planned(
         &self,
-        parts: Vec<(MvccStore, RangeRequest)>,
+        parts: Arc<Vec<(MvccStore, RangeRequest)>>,
         plan: impl FnOnce(&[ShardHead]) -> Cut + Send + 'static,
     ) -> Result<Planned, AtollError> {
         let db = self.inner.storage.db.clone();
         tokio::task::spawn_blocking(move || {
             let snap = db.snapshot();
-            let heads = parts
+            let states = parts
                 .iter()
-                .map(|(store, _)| {
-                    let state = store
-                        .apply_state_at(&snap)
-                        .map_err(|e| AtollError::StorageFailed { reason: e.to_string() })?;
-                    Ok(ShardHead {
-                        revision: state.revision,
-                        compact_revision: state.compact_revision,
-                    })
-                })
-                .collect::<Result<Vec<_>, AtollError>>()?;
+                .map(|(store, _)| store.apply_state_at(&snap))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| AtollError::StorageFailed { reason: e.to_string() })?;
+            let heads: Vec<ShardHead> = states
+                .iter()
+                .map(|s| ShardHead { revision: s.revision, compact_revision: s.compact_revision })
+                .collect();
             let revision = match plan(&heads) {
                 Cut::ReadAt(revision) => Some(revision),
                 Cut::EachCurrent => None,
                 Cut::Close(behind, revision) => return Ok(Planned::Behind(behind, revision)),
             };
+            // Each part is read with the apply state its head came from: one read of it.
             let answers = parts
                 .iter()
-                .map(|(store, r)| {
+                .zip(&states)
+                .map(|((store, r), state)| {
                     let at = RangeRequest { revision: revision.unwrap_or(r.revision), ..r.clone() };
-                    store.range(&snap, &at).map_err(|e| e.to_wire())
+                    store.range_in_state(&snap, state, &at).map_err(|e| e.to_wire())
                 })
                 .collect::<Result<Vec<_>, AtollError>>()?;
             Ok(Planned::Read(answers))

@@ -173,8 +173,18 @@ impl MvccStore {
     /// snapshot. The header carries the store's current revision, not the revision read
     /// (as etcd).
     pub fn range(&self, snap: &Snapshot, req: &RangeRequest) -> Result<RangeResponse, ShardError> {
-        validate_range(req)?;
         let state = self.apply_state_at(snap)?;
+        self.range_in_state(snap, &state, req)
+    }
+
+    /// [`MvccStore::range`] for a caller that read the apply state from `snap` already.
+    pub fn range_in_state(
+        &self,
+        snap: &Snapshot,
+        state: &ApplyState,
+        req: &RangeRequest,
+    ) -> Result<RangeResponse, ShardError> {
+        validate_range(req)?;
         let revision = read_revision(req.revision, state.revision, state.compact_revision)?;
         let view = View {
             snap,
