@@ -624,6 +624,7 @@ impl NodeService {
             let current_revision = asked.iter().filter_map(|(_, r)| future(r)).max().unwrap_or(0);
             return Err(AtollError::FutureRevision { current_revision });
         }
+        let mut compacted = Vec::new();
         for (shard, result) in asked {
             let mut compacted_at = req.revision;
             let result = match future(&result) {
@@ -639,9 +640,7 @@ impl NodeService {
             };
             match result {
                 Ok(NativeResponse::Compact(r)) => {
-                    if req.physical {
-                        self.wait_compacted(shard, compacted_at).await?;
-                    }
+                    compacted.push((shard, compacted_at));
                     newest = newest.max(r.header.revision);
                     answer.get_or_insert(r);
                 }
@@ -652,6 +651,11 @@ impl NodeService {
                 Err(AtollError::Compacted { .. }) => {}
                 Err(e) => return Err(e),
             }
+        }
+        if req.physical {
+            // Every shard is compacted logically first; their compactors delete in parallel.
+            let waits = compacted.into_iter().map(|(shard, at)| self.wait_compacted(shard, at));
+            futures::future::try_join_all(waits).await?;
         }
         match (answer, first_error) {
             (Some(mut r), _) => {

@@ -1,4 +1,4 @@
-//! Revision-mode auto-compaction's target (decision D15): the revision below which the
+//! Revision-mode auto-compaction's target (decision D17): the revision below which the
 //! newest `N` revisions of a shard lie. Revisions are sparse (clock microseconds, DESIGN §4),
 //! so `head - N` would keep almost nothing; instead the change log is read backwards from
 //! the head and the shard's distinct revisions counted. Compacting at the (N+1)-th newest
