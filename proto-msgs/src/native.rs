@@ -88,6 +88,34 @@ impl NativeRequest {
     }
 }
 
+impl NativeRequest {
+    /// Whether only nodes may send the request: a node's part of a request it is serving
+    /// (closing revisions, compacting one shard, a write whose leases it checked, a lease
+    /// lookup or key revocation). A client sending one could skip those checks.
+    pub fn is_peer_only(&self) -> bool {
+        match self {
+            NativeRequest::Close(_)
+            | NativeRequest::CompactShard(_)
+            | NativeRequest::LeaseLookup(_)
+            | NativeRequest::LeasedWrite(_)
+            | NativeRequest::RevokeLeaseKeys(_) => true,
+            NativeRequest::Range(_)
+            | NativeRequest::Put(_)
+            | NativeRequest::DeleteRange(_)
+            | NativeRequest::Txn(_)
+            | NativeRequest::Compact(_)
+            | NativeRequest::Status(_)
+            | NativeRequest::HashKv(_)
+            | NativeRequest::Watch(_)
+            | NativeRequest::LeaseGrant(_)
+            | NativeRequest::LeaseRevoke(_)
+            | NativeRequest::LeaseKeepAlive(_)
+            | NativeRequest::LeaseTimeToLive(_)
+            | NativeRequest::LeaseLeases(_) => false,
+        }
+    }
+}
+
 fn txn_is_read_only(txn: &TxnRequest) -> bool {
     txn.success.iter().chain(txn.failure.iter()).all(|op| match op {
         RequestOp::Range(_) => true,

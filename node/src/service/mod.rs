@@ -210,34 +210,41 @@ impl NodeService {
         );
         let counter = if reads { &counters.reads } else { &counters.writes };
         counter.fetch_add(1, Ordering::Relaxed);
-        let result = match req {
+        let result = self.dispatch(req, origin).await;
+        result.unwrap_or_else(|e| {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            NativeResponse::Error(e)
+        })
+    }
+
+    async fn dispatch(
+        &self,
+        req: NativeRequest,
+        origin: Origin,
+    ) -> Result<NativeResponse, AtollError> {
+        // A node's part of a request it serves: from a client it could skip the node's checks
+        // (e.g. vouch for a lease grant nobody checked).
+        if origin == Origin::Client && req.is_peer_only() {
+            return Err(AtollError::Malformed {
+                reason: "this request is for nodes only; clients cannot send it".into(),
+            });
+        }
+        match req {
             NativeRequest::Range(r) => self.range(r).await.map(NativeResponse::Range),
             NativeRequest::Put(r) => self.write(WriteOp::Put(r), origin).await,
             NativeRequest::DeleteRange(r) => self.write(WriteOp::DeleteRange(r), origin).await,
             NativeRequest::Txn(r) => self.write(WriteOp::Txn(r), origin).await,
             NativeRequest::Compact(r) => self.write(WriteOp::Compact(r), origin).await,
-            // Only nodes close revisions (a merged watch on another node, forwarded here).
-            NativeRequest::Close(r) if origin == Origin::Peer => {
-                self.write(WriteOp::Close(r), origin).await
-            }
-            NativeRequest::Close(_) => Err(AtollError::Malformed {
-                reason: "closing revisions is for nodes only; clients cannot ask for it".into(),
-            }),
+            // A merged watch or a cross-shard read on another node, forwarded here.
+            NativeRequest::Close(r) => self.write(WriteOp::Close(r), origin).await,
             NativeRequest::Status(_) => self.status().await.map(NativeResponse::Status),
             NativeRequest::HashKv(r) => self.hash_kv(r).await.map(NativeResponse::HashKv),
-            // Only nodes compact one shard (their part of a Compact, forwarded here).
-            NativeRequest::CompactShard(r) if origin == Origin::Peer => {
+            // A node's part of a Compact, forwarded here.
+            NativeRequest::CompactShard(r) => {
                 let op = WriteOp::Compact(r.compaction);
-                async {
-                    validate_write(&op, &self.inner.limits)?;
-                    self.write_on(r.shard, op, origin).await
-                }
-                .await
+                validate_write(&op, &self.inner.limits)?;
+                self.write_on(r.shard, op, origin).await
             }
-            NativeRequest::CompactShard(_) => Err(AtollError::Malformed {
-                reason: "compacting one shard is for nodes only; clients compact with Compact"
-                    .into(),
-            }),
             // The transport hands watch streams to `watch_stream`; one here came as a single
             // request (forwarded, or from a client that does not speak watch streams).
             NativeRequest::Watch(_) => Err(AtollError::Malformed {
@@ -248,26 +255,12 @@ impl NodeService {
             | NativeRequest::LeaseKeepAlive(_)
             | NativeRequest::LeaseTimeToLive(_)
             | NativeRequest::LeaseLeases(_) => self.serve_lease(req, origin).await,
-            // Between nodes only: a client could vouch for a lease grant it never checked.
-            NativeRequest::LeaseLookup(_) if origin == Origin::Peer => {
-                self.serve_lease(req, origin).await
-            }
-            NativeRequest::LeasedWrite(w) if origin == Origin::Peer => {
-                self.write(WriteOp::Leased(w), origin).await
-            }
-            NativeRequest::RevokeLeaseKeys(r) if origin == Origin::Peer => {
+            NativeRequest::LeaseLookup(_) => self.serve_lease(req, origin).await,
+            NativeRequest::LeasedWrite(w) => self.write(WriteOp::Leased(w), origin).await,
+            NativeRequest::RevokeLeaseKeys(r) => {
                 self.write(WriteOp::RevokeLeaseKeys(r), origin).await
             }
-            NativeRequest::LeaseLookup(_)
-            | NativeRequest::LeasedWrite(_)
-            | NativeRequest::RevokeLeaseKeys(_) => Err(AtollError::Malformed {
-                reason: "this request is for nodes only; clients cannot send it".into(),
-            }),
-        };
-        result.unwrap_or_else(|e| {
-            counters.errors.fetch_add(1, Ordering::Relaxed);
-            NativeResponse::Error(e)
-        })
+        }
     }
 
     /// Succeeds once a linearizable read index is confirmed and applied: the shard has a
