@@ -250,9 +250,7 @@ impl NodeService {
     async fn keys_of_lease(&self, lease: LeaseRef) -> Result<Vec<Vec<u8>>, AtollError> {
         let shards: Vec<_> =
             self.inner.shards.handles().map(|(id, h)| (id, h.store.clone())).collect();
-        for (id, _) in &shards {
-            self.read_index(*id).await?;
-        }
+        futures::future::try_join_all(shards.iter().map(|(id, _)| self.read_index(*id))).await?;
         let _permit = self.inner.reads.acquire().await.map_err(|_| AtollError::Stopping)?;
         let db = self.inner.storage.db.clone();
         let mut keys = tokio::task::spawn_blocking(move || {

@@ -129,10 +129,12 @@ impl NodeService {
     /// Every data shard deletes its keys of `lease` (through its leader, wherever it is).
     async fn delete_lease_keys(&self, lease: LeaseRef) -> Result<(), AtollError> {
         let shards: Vec<ShardId> = self.inner.shards.handles().map(|(id, _)| id).collect();
-        for shard in shards {
+        // Each shard's step is idempotent (D16): all of them at once, one commit's wait.
+        let deletes = shards.into_iter().map(|shard| {
             let op = WriteOp::RevokeLeaseKeys(RevokeLeaseKeysRequest { shard, lease });
-            self.write_on(shard, op, Origin::Client).await?;
-        }
+            self.write_on(shard, op, Origin::Client)
+        });
+        futures::future::try_join_all(deletes).await?;
         Ok(())
     }
 
