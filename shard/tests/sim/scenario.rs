@@ -48,6 +48,12 @@ impl World {
         Ok(self.now - start)
     }
 
+    /// Runs `ms` milliseconds; fails only if an invariant check fails on the way.
+    pub fn run_for(&mut self, ms: u64) -> Result<(), String> {
+        let end = self.now + ms;
+        self.run_until(ms, "run", |w| w.now >= end).map(drop)
+    }
+
     pub fn election_ms(&self) -> u64 {
         self.params.tick_ms * self.params.election_ticks as u64
     }
@@ -100,7 +106,8 @@ impl World {
         }
         let (ticks, sent) = (self.awake_ticks(), self.net.sent);
         let quiet = 10 * self.election_ms();
-        let _ = self.run_until(quiet, "", |_| false);
+        // A violation of an invariant in the quiet window fails the run.
+        self.run_for(quiet)?;
         if (self.awake_ticks(), self.net.sent) != (ticks, sent) {
             return Err(format!(
                 "a hibernating cluster ticked {} times and sent {} messages in {quiet} ms",
@@ -147,8 +154,7 @@ impl World {
 
         // The node returns; then every check of the chaos runs.
         self.down_until.insert(leader - 1, self.now);
-        let end = self.now + self.params.quiesce_ms;
-        self.run_until(self.params.quiesce_ms, "quiesce", |w| w.now >= end)?;
+        self.run_for(self.params.quiesce_ms)?;
         Ok((self.finish()?, out))
     }
 
