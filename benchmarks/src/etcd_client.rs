@@ -5,7 +5,7 @@
 //! types, so the workloads do not know which target they drive.
 
 use crate::limits::{
-    ETCD_COMPACTION_TIMEOUT, ETCD_DIAL_TIMEOUT, ETCD_REQUEST_TIMEOUT, ETCD_RESPONSE_BYTES_MAX,
+    COMPACTION_TIMEOUT, ETCD_DIAL_TIMEOUT, ETCD_REQUEST_TIMEOUT, ETCD_RESPONSE_BYTES_MAX,
 };
 use atoll_proto::etcd::etcdserverpb::kv_client::KvClient;
 use atoll_proto::etcd::etcdserverpb::watch_client::WatchClient;
@@ -133,12 +133,8 @@ impl EtcdClient {
     /// calls, so it gets the compaction timeout.
     pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse, EtcdError> {
         let mut kv = self.kv();
-        let call = kv.compact(request::compact_to_pb(req));
-        let answer = match tokio::time::timeout(ETCD_COMPACTION_TIMEOUT, call).await {
-            Ok(Ok(response)) => response.into_inner(),
-            Ok(Err(status)) => return Err(EtcdError::Status(status)),
-            Err(_) => return Err(EtcdError::Timeout { after: ETCD_COMPACTION_TIMEOUT }),
-        };
+        let answer = timed_within(COMPACTION_TIMEOUT, kv.compact(request::compact_to_pb(req)));
+        let answer = answer.await?;
         Ok(CompactionResponse { header: response::header_from_pb(answer.header) })
     }
 
@@ -151,13 +147,21 @@ impl EtcdClient {
 }
 
 /// Runs one call with the request timeout and unwraps its answer.
-async fn timed<T>(
+pub(crate) async fn timed<T>(
     call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T, EtcdError> {
-    match tokio::time::timeout(ETCD_REQUEST_TIMEOUT, call).await {
+    timed_within(ETCD_REQUEST_TIMEOUT, call).await
+}
+
+/// Runs one call within `limit` and unwraps its answer.
+async fn timed_within<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, EtcdError> {
+    match tokio::time::timeout(limit, call).await {
         Ok(Ok(response)) => Ok(response.into_inner()),
         Ok(Err(status)) => Err(EtcdError::Status(status)),
-        Err(_) => Err(EtcdError::Timeout { after: ETCD_REQUEST_TIMEOUT }),
+        Err(_) => Err(EtcdError::Timeout { after: limit }),
     }
 }
 

@@ -22,8 +22,9 @@ pub const ETCD_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one etcd request may take before it counts as a `timeout`: the native client's
 /// default, so both targets give up alike.
 pub const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a physical compaction of a large history may take over the etcd API.
-pub const ETCD_COMPACTION_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a physical compaction of a large history may take, over the etcd API or
+/// Atoll's (the default request timeouts are shorter).
+pub const COMPACTION_TIMEOUT: Duration = Duration::from_secs(600);
 /// Largest gRPC message the etcd target sends or accepts: etcd's own client accepts up to
 /// `math.MaxInt32` bytes (`MaxCallRecvMsgSize`), so an unlimited range answers as in etcdctl.
 pub const ETCD_RESPONSE_BYTES_MAX: usize = i32::MAX as usize;

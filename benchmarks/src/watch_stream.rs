@@ -4,8 +4,8 @@
 //! and answer native responses, so the watch scenarios measure every system with one code.
 
 use crate::backend::{Backend, BackendError};
-use crate::etcd_client::EtcdError;
-use crate::limits::{ETCD_REQUEST_TIMEOUT, WATCH_REQUESTS_QUEUED_MAX};
+use crate::etcd_client::{EtcdError, timed};
+use crate::limits::WATCH_REQUESTS_QUEUED_MAX;
 use atoll_proto::etcd::etcdserverpb as pb;
 use atoll_proto::etcd_convert::watch::{create_to_pb, response_from_pb};
 use atoll_proto::watch::{WatchCreateRequest, WatchRequest, WatchResponse};
@@ -45,12 +45,8 @@ pub async fn open_watch(
             let _ = tx.try_send(create_to_pb(first));
             let requests = tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(queued);
             let mut watch = c.watch_client();
-            let opened = tokio::time::timeout(ETCD_REQUEST_TIMEOUT, watch.watch(requests)).await;
-            match opened {
-                Ok(Ok(response)) => Ok((WatchTx::Etcd(tx), WatchRx::Etcd(response.into_inner()))),
-                Ok(Err(status)) => Err(EtcdError::Status(status).into()),
-                Err(_) => Err(EtcdError::Timeout { after: ETCD_REQUEST_TIMEOUT }.into()),
-            }
+            let responses = timed(watch.watch(requests)).await?;
+            Ok((WatchTx::Etcd(tx), WatchRx::Etcd(responses)))
         }
     }
 }

@@ -8,13 +8,13 @@
 //! installed, for etcd through its gRPC API with the same client code.
 
 use super::context::ScenarioContext;
-use super::emit::{median, millis};
+use super::emit::{median, merged, millis, quantile};
 use super::etcd_node::{EtcdNode, etcd_version};
 use super::node::Node;
 use crate::backend::Backend;
 use crate::connect::ClientPool;
 use crate::keys::{KeySpace, make_value};
-use crate::limits::{LOAD_BATCH_MAX, LOAD_CLIENTS_DEFAULT, SEED_DEFAULT};
+use crate::limits::{COMPACTION_TIMEOUT, LOAD_BATCH_MAX, LOAD_CLIENTS_DEFAULT, SEED_DEFAULT};
 use crate::load::{LoadSpec, load};
 use anyhow::{anyhow, bail};
 use atoll_proto::kv::{CompactionRequest, PutRequest};
@@ -35,9 +35,6 @@ const WRITE_KEYS: u64 = 1_000;
 const WRITERS: usize = 16;
 /// Rounds when `--repeat` is not given.
 const ROUNDS_DEFAULT: u64 = 3;
-/// How long the compaction request may take (a physical compaction of a large history
-/// takes seconds; the default request timeouts are shorter).
-const COMPACTION_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// One round's measurements.
 struct Round {
@@ -56,13 +53,8 @@ struct Puts {
 
 impl Puts {
     fn percentile(&self, q: f64) -> f64 {
-        let mut sorted = self.latencies_us.clone();
-        sorted.sort_unstable();
-        if sorted.is_empty() {
-            return 0.0;
-        }
-        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-        sorted[rank - 1] as f64
+        let samples: Vec<f64> = self.latencies_us.iter().map(|us| *us as f64).collect();
+        quantile(&samples, q)
     }
 
     fn ops_per_s(&self) -> f64 {
@@ -82,12 +74,7 @@ pub async fn run_scenario(ctx: &ScenarioContext) -> anyhow::Result<()> {
         let rounds = measure(ctx, &writers, &admin, &history).await?;
         emit_rounds(ctx, &rounds, &history, json!({ "target": "atoll" }))?;
     }
-    if !ctx.etcd_bin.is_file() {
-        eprintln!(
-            "atoll-bench: scenario {NAME}: no etcd at {}, measured Atoll only (install it with \
-             `apt-get install -y etcd-server` or pass --etcd-bin)",
-            ctx.etcd_bin.display()
-        );
+    if !ctx.etcd_wanted(NAME, "measured Atoll only")? {
         return Ok(());
     }
     let etcd = EtcdNode::start(&ctx.etcd_bin, NAME).await?;
@@ -207,7 +194,7 @@ fn emit_rounds(
     let p99_alone = series(&|r| r.alone.percentile(0.99));
     let p99_during = series(&|r| r.during.percentile(0.99));
     let compaction_ms = series(&|r| r.compaction_ms);
-    let mut params = ctx.params(json!({
+    let params = ctx.params(json!({
         "history_keys": history.size(),
         "history_versions_removed": history.size() * (HISTORY_PASSES - 1),
         "writers": WRITERS,
@@ -219,9 +206,7 @@ fn emit_rounds(
         "compaction_ms_by_round": compaction_ms,
         "put_errors": rounds.iter().map(|r| r.alone.errors + r.during.errors).sum::<u64>(),
     }));
-    if let (Some(all), Value::Object(target)) = (params.as_object_mut(), target) {
-        all.extend(target);
-    }
+    let params = merged(params, target);
     let lines = [
         ("put_p50_us_alone", median(&series(&|r| r.alone.percentile(0.5))), "us"),
         ("put_p99_us_alone", median(&p99_alone), "us"),
