@@ -5,10 +5,13 @@
 
 use crate::config::{NodeConfig, url_socket_addr};
 use crate::durable_file::write_atomically;
-use crate::service::{Forwarder, NodeService};
-use crate::transport::peer::{PeerForwardError, PeerInbox, PeerSender, SinkRefused, SnapshotSink};
+use crate::service::{Forwarder, NodeService, PeerSet};
+use crate::transport::peer::{
+    PeerForwardError, PeerInbox, PeerSender, PeerTransport, SinkRefused, SnapshotSink,
+};
 use actix::Addr;
 use anyhow::{Context as _, bail};
+use atoll_proto::member::{JoinRequest, JoinResponse};
 use atoll_proto::peer::{ShardMessage, SnapshotHeader};
 use atoll_proto::shard_map::{ReplicaDescriptor, ReplicaRole, ShardMap};
 use atoll_proto::{AtollError, NativeRequest, NativeResponse, NodeId, ShardId};
@@ -65,6 +68,15 @@ pub fn load_or_create_shard_map(cfg: &NodeConfig) -> anyhow::Result<ShardMap> {
     Ok(wanted)
 }
 
+/// Stores the shard map a joining node was given (decision D18) and returns it.
+pub fn store_joined_shard_map(cfg: &NodeConfig, map: &ShardMap) -> anyhow::Result<ShardMap> {
+    if let Err(e) = validate(map) {
+        bail!("the cluster answered the join with an invalid shard map: {e}");
+    }
+    write_map(&cfg.data_dir.join(SHARD_MAP_FILE), map)?;
+    Ok(map.clone())
+}
+
 fn read_map(path: &Path) -> anyhow::Result<ShardMap> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {shown}"))?;
@@ -81,6 +93,21 @@ fn write_map(path: &Path, map: &ShardMap) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(map)?;
     write_atomically(path, text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+impl PeerSet for PeerTransport {
+    fn set_peer(&self, node: NodeId, peer_url: &str) {
+        let added = url_socket_addr(peer_url)
+            .map_err(|e| e.to_string())
+            .and_then(|addr| PeerTransport::set_peer(self, node, addr).map_err(|e| e.to_string()));
+        if let Err(reason) = added {
+            tracing::warn!(peer = node.0, url = peer_url, %reason, "cannot add peer");
+        }
+    }
+
+    fn remove_peer(&self, node: NodeId) {
+        PeerTransport::remove_peer(self, node);
+    }
 }
 
 /// Connects replicas to the peer transport both ways: outgoing Raft messages into the
@@ -178,6 +205,13 @@ impl PeerInbox for PeerBridge {
                 header.shard.0
             ),
         })
+    }
+
+    fn join(&self, req: &JoinRequest) -> Result<JoinResponse, String> {
+        match self.service.get() {
+            Some(service) => service.join_answer(req),
+            None => Err("the member is starting; ask again".into()),
+        }
     }
 
     fn serve_forwarded(

@@ -79,7 +79,8 @@ impl NodeIdentity {
     /// A stored identity always wins; when it differs from `derived` under
     /// `--initial-cluster-state new` this is logged (etcd ignores the initial flags once a
     /// data directory exists). With `existing`, a node takes its member ID from the running
-    /// cluster that added it, so an empty data directory is refused until joining exists.
+    /// cluster that added it: the join stores it first ([`NodeIdentity::store`]), and an empty
+    /// data directory is refused.
     pub fn load_or_init(
         data_dir: &Path,
         derived: NodeIdentity,
@@ -91,7 +92,7 @@ impl NodeIdentity {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if state == ClusterState::Existing {
                     return Err(format!(
-                        "data directory {} has no {IDENTITY_FILE}: --initial-cluster-state existing takes the member ID from the running cluster, which this version cannot join yet; bootstrap with --initial-cluster-state new",
+                        "data directory {} has no {IDENTITY_FILE}: --initial-cluster-state existing takes the member ID from the running cluster when joining it",
                         data_dir.display()
                     ));
                 }
@@ -112,6 +113,21 @@ impl NodeIdentity {
             return Ok((stored, IdentitySource::StoredDiffersFromFlags { derived }));
         }
         Ok((stored, IdentitySource::Stored))
+    }
+}
+
+impl NodeIdentity {
+    /// Whether the data directory holds an identity.
+    pub fn is_stored(data_dir: &Path) -> bool {
+        data_dir.join(IDENTITY_FILE).exists()
+    }
+
+    /// Stores the identity a joining node was given by the cluster (decision D18).
+    pub fn store(&self, data_dir: &Path) -> Result<(), String> {
+        let path = data_dir.join(IDENTITY_FILE);
+        std::fs::create_dir_all(data_dir)
+            .and_then(|()| write_atomically(&path, self))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 }
 

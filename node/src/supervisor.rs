@@ -6,14 +6,16 @@
 
 use crate::certs::{self, TlsMaterial};
 use crate::cluster::{self, PeerBridge};
-use crate::config::{NodeConfig, url_socket_addr};
+use crate::config::{ClusterState, NodeConfig, url_socket_addr};
 use crate::grpc::{self, GatewayConfig};
 use crate::identity::NodeIdentity;
+use crate::service::PeerSet;
 use crate::service::{Forwarder, LeaseConfig, NodeService, ShardHandle, ShardSet};
-use crate::transport::peer::{PeerTransport, PeerTransportConfig};
+use crate::transport::peer::{PeerTransport, PeerTransportConfig, join_cluster};
 use crate::transport::{QuicServer, QuicServerConfig};
 use actix::Actor as _;
 use anyhow::Context as _;
+use atoll_proto::member::{JoinRequest, JoinResponse};
 use atoll_proto::shard_map::{Member, ReplicaRole};
 use atoll_proto::{NodeId, ShardId};
 use atoll_shard::Storage;
@@ -23,7 +25,8 @@ use atoll_shard::config::{CompactorConfig, ReplicaConfig};
 use atoll_shard::core::{AutoCompactionConfig, SystemClock};
 use atoll_shard::mvcc::{MvccLimits, MvccStore, ShardRange};
 use atoll_shard::storage::LogWriter;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Exit code after a storage failure.
@@ -32,6 +35,9 @@ const EXIT_STORAGE_FAILED: i32 = 3;
 /// Runs a node until SIGINT/SIGTERM.
 pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let storage = Storage::open(&cfg.data_dir.join("db"), cfg.cache_bytes)?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("atoll-io").build()?;
+    let joined = join_if_new(&cfg, &runtime)?;
     // A stored identity that differs from the flags is kept, and load_or_init says so.
     let (identity, _) = NodeIdentity::load_or_init(
         &cfg.data_dir,
@@ -40,7 +46,7 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     )
     .map_err(anyhow::Error::msg)?;
     let me = NodeId(identity.member_id);
-    let peers = cluster::peer_addresses(&cfg, me)?;
+    let peers = startup_peers(&cfg, &storage, me, joined.as_ref())?;
     if !peers.is_empty() && cfg.tls_files.is_none() {
         anyhow::bail!(
             "a cluster of {} members needs certificates from one CA: create them with `atoll \
@@ -50,11 +56,14 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         );
     }
     let tls = load_tls(&cfg)?;
-    let map = cluster::load_or_create_shard_map(&cfg)?;
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("atoll-io").build()?;
+    let map = match &joined {
+        Some(j) => cluster::store_joined_shard_map(&cfg, &j.shard_map)?,
+        None => cluster::load_or_create_shard_map(&cfg)?,
+    };
     let bridge = Arc::new(PeerBridge::default());
-    let transport = if peers.is_empty() {
+    // A node with certificates can grow into a cluster (`member add`), so it listens for
+    // peers even while it has none.
+    let transport = if peers.is_empty() && cfg.tls_files.is_none() {
         None
     } else {
         let listen =
@@ -70,7 +79,17 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         let transport = PeerTransport::start(peer_cfg, bridge.clone())?;
         transport.set_max_request_bytes(cfg.max_request_bytes);
         bridge.set_sender(transport.sender());
-        Some(transport)
+        Some(Arc::new(transport))
+    };
+    // Only a new cluster bootstraps its shards; a node joining a running one starts them
+    // empty and learns everything from the leaders (decision D18).
+    let bootstrap = cfg.cluster.initial_cluster_state == ClusterState::New;
+    let initial_members: Vec<Member> = if bootstrap {
+        // The bootstrap entries must be the same bytes on every member: client URLs are
+        // published by each member once it runs.
+        cfg.initial_members().into_iter().map(|m| Member { client_urls: Vec::new(), ..m }).collect()
+    } else {
+        Vec::new()
     };
     let fatal = |what: &'static str| {
         move |e: &atoll_shard::StorageError| {
@@ -86,7 +105,8 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let replica_deps = |shard: ShardId, range: ShardRange, voters: Vec<u64>| ReplicaDeps {
         shard,
         config: replica_config(&cfg, identity.member_id),
-        initial_voters: voters,
+        initial_voters: if bootstrap { voters } else { Vec::new() },
+        initial_members: initial_members.clone(),
         store: MvccStore::new(storage.clone(), shard, range),
         limits: limits.clone(),
         identity: HeaderIdentity { cluster_id: identity.cluster_id, member_id: identity.member_id },
@@ -134,8 +154,74 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     service.set_watch_progress_interval(cfg.watch_progress_notify_interval);
     service.start_lease_manager(&runtime, lease_config(&cfg));
     bridge.set_service(service.clone());
-    let members = cfg.initial_members();
-    serve(&cfg, runtime, tls, service, transport, members)
+    let peer_set = transport.clone().map(|t| t as Arc<dyn PeerSet>);
+    let client_urls = cfg.advertise_client_urls.clone();
+    service.start_membership_task(&runtime, peer_set, cfg.name.clone(), client_urls);
+    serve(&cfg, runtime, tls, service, transport)
+}
+
+/// A node started with `--initial-cluster-state existing` and no identity yet asks the
+/// members in `--initial-cluster` who it is (decision D18) and stores the identity it is
+/// given; `None` for every other start.
+fn join_if_new(
+    cfg: &NodeConfig,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<Option<JoinResponse>> {
+    if cfg.cluster.initial_cluster_state != ClusterState::Existing
+        || NodeIdentity::is_stored(&cfg.data_dir)
+    {
+        return Ok(None);
+    }
+    if cfg.tls_files.is_none() {
+        anyhow::bail!(
+            "joining a cluster (--initial-cluster-state existing) needs this node's certificate \
+             from the cluster's CA: pass --cert-file, --key-file and --trusted-ca-file"
+        );
+    }
+    let tls = load_tls(cfg)?;
+    let own = &cfg.cluster.initial_advertise_peer_urls;
+    let mut seeds = Vec::new();
+    for m in cfg.initial_members() {
+        if m.peer_urls != *own
+            && let Some(url) = m.peer_urls.first()
+        {
+            seeds.push(url_socket_addr(url)?);
+        }
+    }
+    let req = JoinRequest { peer_urls: own.clone() };
+    let patience = cfg.request_timeout();
+    let answer = runtime.block_on(join_cluster(&tls, &seeds, &req, patience))?;
+    let identity = NodeIdentity { member_id: answer.member_id.0, cluster_id: answer.cluster_id };
+    identity.store(&cfg.data_dir).map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        member_id = %format_args!("{:x}", identity.member_id),
+        cluster_id = %format_args!("{:x}", identity.cluster_id),
+        "joined the cluster"
+    );
+    Ok(Some(answer))
+}
+
+/// The peers to dial at start: the members this node has applied, else (a new member's
+/// first start) those its join answer named, else the initial cluster flags.
+fn startup_peers(
+    cfg: &NodeConfig,
+    storage: &Storage,
+    me: NodeId,
+    joined: Option<&JoinResponse>,
+) -> anyhow::Result<HashMap<NodeId, SocketAddr>> {
+    let stored = atoll_shard::member::members(storage, &storage.db.snapshot())?;
+    let members = match joined {
+        _ if !stored.is_empty() => stored,
+        Some(j) => j.members.clone(),
+        None => return cluster::peer_addresses(cfg, me),
+    };
+    let mut peers = HashMap::new();
+    for m in members.iter().filter(|m| m.id != me) {
+        if let Some(url) = m.peer_urls.first() {
+            peers.insert(m.id, url_socket_addr(url)?);
+        }
+    }
+    Ok(peers)
 }
 
 /// The voters of a shard descriptor (the bootstrap voters of its Raft group).
@@ -233,8 +319,7 @@ fn serve(
     runtime: tokio::runtime::Runtime,
     tls: TlsMaterial,
     service: NodeService,
-    transport: Option<PeerTransport>,
-    members: Vec<Member>,
+    transport: Option<Arc<PeerTransport>>,
 ) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let mut servers = Vec::new();
@@ -245,7 +330,6 @@ fn serve(
                 .await
                 .with_context(|| format!("cannot listen for etcd gRPC clients on {listen} (tcp)"))?;
             let gateway_cfg = GatewayConfig {
-                members: members.clone(),
                 max_request_bytes: cfg.max_request_bytes,
                 tls: url.starts_with("https://").then(|| tls.clone()),
             };

@@ -156,7 +156,13 @@ impl State {
             | NativeRequest::LeaseLeases(_)
             | NativeRequest::LeaseLookup(_)
             | NativeRequest::LeasedWrite(_)
-            | NativeRequest::RevokeLeaseKeys(_) => NativeResponse::Error(AtollError::Malformed {
+            | NativeRequest::RevokeLeaseKeys(_)
+            | NativeRequest::MemberList(_)
+            | NativeRequest::MemberAdd(_)
+            | NativeRequest::MemberRemove(_)
+            | NativeRequest::MemberPromote(_)
+            | NativeRequest::MemberUpdate(_)
+            | NativeRequest::MemberWrite(_) => NativeResponse::Error(AtollError::Malformed {
                 reason: "not in the stand-in".into(),
             }),
         })

@@ -120,6 +120,13 @@ impl PeerInbox for Inbox {
         self.unreachable.lock().expect("lock").push(node);
     }
 
+    fn join(
+        &self,
+        req: &atoll_proto::member::JoinRequest,
+    ) -> Result<atoll_proto::member::JoinResponse, String> {
+        Err(format!("no member has the peer URLs {:?}", req.peer_urls))
+    }
+
     fn snapshot(&self, header: &SnapshotHeader) -> Result<Box<dyn SnapshotSink>, SinkRefused> {
         if header.shard == REFUSED_SHARD {
             return Err(SinkRefused { reason: format!("shard {} is not here", header.shard) });

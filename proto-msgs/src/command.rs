@@ -36,6 +36,8 @@ pub enum WriteOp {
     Leased(crate::lease::LeasedWrite),
     /// Deletes the keys attached to a revoked lease (data shards; decision D16).
     RevokeLeaseKeys(crate::lease::RevokeLeaseKeysRequest),
+    /// A change of a member's attributes (meta shard only; decision D18).
+    Member(crate::member::MemberWrite),
 }
 
 impl WriteOp {

@@ -18,6 +18,8 @@ pub enum GrpcCode {
     DeadlineExceeded = 4,
     /// A named entity does not exist.
     NotFound = 5,
+    /// The entity to create exists.
+    AlreadyExists = 6,
     /// A caller is not allowed.
     PermissionDenied = 7,
     /// A resource ran out.
@@ -151,6 +153,27 @@ pub enum AtollError {
     /// A grant asks for more than `MaxLeaseTTL` (etcd's `ErrGRPCLeaseTTLTooLarge`).
     #[error("etcdserver: too large lease TTL")]
     LeaseTtlTooLarge,
+    /// `member add` chose an ID that a member has or had.
+    #[error("etcdserver: member ID already exist")]
+    MemberExists,
+    /// `member add` or `member update` gave peer URLs another member has.
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    /// No member has the ID (or it was removed).
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    /// `member promote` named a voter.
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    /// `member promote` named a learner that has not caught up with the leader.
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    /// Peer URLs that are not `http(s)://host:port`.
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    /// The change would leave the voters without a quorum of started members.
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
 }
 
 impl AtollError {
@@ -181,6 +204,13 @@ impl AtollError {
             AtollError::BadLeaderTransferee => 22,
             AtollError::LeaseExists => 23,
             AtollError::LeaseTtlTooLarge => 24,
+            AtollError::MemberExists => 25,
+            AtollError::PeerUrlExists => 26,
+            AtollError::MemberNotFound => 27,
+            AtollError::MemberNotLearner => 28,
+            AtollError::LearnerNotReady => 29,
+            AtollError::MemberBadUrls => 30,
+            AtollError::NotEnoughStartedMembers => 31,
         }
     }
 
@@ -200,11 +230,16 @@ impl AtollError {
             | AtollError::CrossShardTxn
             | AtollError::Malformed { .. }
             | AtollError::UnsupportedVersion { .. } => GrpcCode::InvalidArgument,
-            AtollError::LeaseNotFound => GrpcCode::NotFound,
+            AtollError::LeaseNotFound | AtollError::MemberNotFound => GrpcCode::NotFound,
+            AtollError::MemberExists | AtollError::PeerUrlExists => GrpcCode::AlreadyExists,
+            AtollError::MemberBadUrls => GrpcCode::InvalidArgument,
             AtollError::NotLeader { .. }
             | AtollError::WrongShard { .. }
             | AtollError::BadLeaderTransferee
-            | AtollError::LeaseExists => GrpcCode::FailedPrecondition,
+            | AtollError::LeaseExists
+            | AtollError::MemberNotLearner
+            | AtollError::LearnerNotReady
+            | AtollError::NotEnoughStartedMembers => GrpcCode::FailedPrecondition,
             // etcd's ErrGRPCTooManyRequests.
             AtollError::Busy { .. } => GrpcCode::ResourceExhausted,
             AtollError::NoLeader { .. }

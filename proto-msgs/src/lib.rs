@@ -19,6 +19,7 @@ pub mod ids;
 pub mod kv;
 pub mod lease;
 pub mod limits;
+pub mod member;
 pub mod native;
 pub mod peer;
 pub mod shard_map;

@@ -49,6 +49,19 @@ pub enum NativeRequest {
     LeasedWrite(LeasedWrite),
     /// Delete one data shard's keys of a revoked lease (between nodes only).
     RevokeLeaseKeys(RevokeLeaseKeysRequest),
+    /// List the members.
+    MemberList(crate::member::MemberListRequest),
+    /// Add a member.
+    MemberAdd(crate::member::MemberAddRequest),
+    /// Remove a member.
+    MemberRemove(crate::member::MemberIdRequest),
+    /// Make a learner a voter.
+    MemberPromote(crate::member::MemberIdRequest),
+    /// Change a member's peer URLs.
+    MemberUpdate(crate::member::MemberUpdateRequest),
+    /// A change of a member's attributes, forwarded to the meta shard's leader (between
+    /// nodes only: a node publishing its own name and client URLs).
+    MemberWrite(crate::member::MemberWrite),
 }
 
 /// A compaction of one shard.
@@ -77,13 +90,20 @@ impl NativeRequest {
             | NativeRequest::LeaseTimeToLive(_)
             | NativeRequest::LeaseLeases(_)
             | NativeRequest::LeaseLookup(_)
-            | NativeRequest::RevokeLeaseKeys(_) => true,
+            | NativeRequest::RevokeLeaseKeys(_)
+            | NativeRequest::MemberList(_)
+            | NativeRequest::MemberPromote(_)
+            | NativeRequest::MemberUpdate(_)
+            | NativeRequest::MemberWrite(_) => true,
             NativeRequest::Txn(txn) => txn_is_read_only(txn),
             // A grant with a server-chosen ID sent twice grants two leases.
             NativeRequest::Put(_)
             | NativeRequest::DeleteRange(_)
             | NativeRequest::LeaseGrant(_)
-            | NativeRequest::LeasedWrite(_) => false,
+            | NativeRequest::LeasedWrite(_)
+            // A second add adds a second member; a second remove finds none.
+            | NativeRequest::MemberAdd(_)
+            | NativeRequest::MemberRemove(_) => false,
         }
     }
 }
@@ -98,7 +118,8 @@ impl NativeRequest {
             | NativeRequest::CompactShard(_)
             | NativeRequest::LeaseLookup(_)
             | NativeRequest::LeasedWrite(_)
-            | NativeRequest::RevokeLeaseKeys(_) => true,
+            | NativeRequest::RevokeLeaseKeys(_)
+            | NativeRequest::MemberWrite(_) => true,
             NativeRequest::Range(_)
             | NativeRequest::Put(_)
             | NativeRequest::DeleteRange(_)
@@ -111,7 +132,12 @@ impl NativeRequest {
             | NativeRequest::LeaseRevoke(_)
             | NativeRequest::LeaseKeepAlive(_)
             | NativeRequest::LeaseTimeToLive(_)
-            | NativeRequest::LeaseLeases(_) => false,
+            | NativeRequest::LeaseLeases(_)
+            | NativeRequest::MemberList(_)
+            | NativeRequest::MemberAdd(_)
+            | NativeRequest::MemberRemove(_)
+            | NativeRequest::MemberPromote(_)
+            | NativeRequest::MemberUpdate(_) => false,
         }
     }
 }
@@ -161,6 +187,8 @@ pub enum NativeResponse {
     RevokeLeaseKeys(RevokeLeaseKeysResponse),
     /// The request failed.
     Error(AtollError),
+    /// The members, after a change when the request was one.
+    Members(crate::member::MembersResponse),
 }
 
 /// Asks a node for its status (`etcdctl endpoint status`).

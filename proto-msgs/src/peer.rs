@@ -325,6 +325,11 @@ pub enum PeerFrame {
     /// The one frame answering a [`PeerFrame::ForwardRequest`]: the receiving node's answer,
     /// or its error when the stream's input was bad.
     ForwardResponse(NativeResponse),
+    /// The one frame a joining node writes on a join connection (decision D18).
+    Join(crate::member::JoinRequest),
+    /// The answer to [`PeerFrame::Join`]: the joining node's identity and shards, or why it
+    /// cannot join (one line).
+    Joined(Result<crate::member::JoinResponse, String>),
 }
 
 /// Why a snapshot stream failed verification.

@@ -12,6 +12,7 @@ use atoll_proto::WatchRequest;
 use atoll_proto::frame::FRAME_HEADER_BYTES;
 use atoll_proto::kv::*;
 use atoll_proto::lease::*;
+use atoll_proto::member::MembersResponse;
 use atoll_proto::{
     HashKvRequest, HashKvResponse, NativeRequest, NativeResponse, StatusRequest, StatusResponse,
 };
@@ -342,6 +343,15 @@ impl Client {
         /// Lists the leases.
         lease_leases, LeaseLeases, LeaseLeasesRequest, LeaseLeasesResponse, "lease list"
     );
+
+    /// Sends a membership request (`MemberList`, `MemberAdd`, `MemberRemove`,
+    /// `MemberPromote` or `MemberUpdate`); each answers with the members.
+    pub async fn members(&self, req: NativeRequest) -> Result<MembersResponse, ClientError> {
+        match self.request(req).await? {
+            NativeResponse::Members(response) => Ok(response),
+            other => Err(unexpected("members", &other)),
+        }
+    }
 }
 
 fn transport(endpoint: &str, what: &str, e: impl std::fmt::Display) -> ClientError {
@@ -376,6 +386,7 @@ fn unexpected(expected: &str, got: &NativeResponse) -> ClientError {
         NativeResponse::LeaseLookup(_) => "lease lookup",
         NativeResponse::RevokeLeaseKeys(_) => "lease key revocation",
         NativeResponse::Error(_) => "error",
+        NativeResponse::Members(_) => "members",
     };
     ClientError::Protocol {
         reason: format!("expected a {expected} response, got a {got} response"),

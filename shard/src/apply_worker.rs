@@ -11,9 +11,9 @@
 //! `Compact { physical: true }` waits for that on the node that took the request, so
 //! nothing here ever waits for or does compaction work.
 
-use crate::core::PendingProposal;
+use crate::core::{ConfChangeOutcome, PendingProposal};
 use crate::error::StorageError;
-use crate::mvcc::{ApplyState, MvccLimits, MvccStore, WriteResponse};
+use crate::mvcc::{ApplyState, Applying, MvccLimits, MvccStore, WriteResponse};
 use atoll_proto::{AtollError, RaftCommand, ResponseHeader, ShardId, frame};
 use raft::eraftpb::{Entry, EntryType};
 use std::collections::HashMap;
@@ -70,6 +70,8 @@ pub enum ApplyTask {
         entries: Vec<Entry>,
         /// Proposals whose index is within `entries`.
         proposals: Vec<PendingProposal<WriteReply>>,
+        /// What Raft made of the conf change entries among `entries`.
+        conf_changes: Vec<ConfChangeOutcome>,
     },
 }
 
@@ -121,8 +123,10 @@ fn run(rx: &Receiver<ApplyTask>) -> Result<(), StorageError> {
                 let applier = ShardApplier { store, state, limits, identity, on_applied };
                 shards.insert(shard, applier);
             }
-            ApplyTask::Apply { shard, entries, proposals } => match shards.get_mut(&shard) {
-                Some(applier) => applier.apply(entries, proposals)?,
+            ApplyTask::Apply { shard, entries, proposals, conf_changes } => match shards
+                .get_mut(&shard)
+            {
+                Some(applier) => applier.apply(entries, proposals, &conf_changes)?,
                 None => tracing::error!(shard_id = shard.0, "apply task for unregistered shard"),
             },
         }
@@ -135,10 +139,11 @@ impl ShardApplier {
         &mut self,
         entries: Vec<Entry>,
         proposals: Vec<PendingProposal<WriteReply>>,
+        conf_changes: &[ConfChangeOutcome],
     ) -> Result<(), StorageError> {
-        let decoded: Vec<(u64, Option<RaftCommand>)> =
-            entries.iter().map(|e| (e.index, decode_command(e))).collect();
-        let results = self.store.apply_entries(&mut self.state, &decoded, &self.limits)?;
+        let commands: Vec<Option<RaftCommand>> = entries.iter().map(decode_command).collect();
+        let applying = applying(&entries, &commands, conf_changes);
+        let results = self.store.apply_committed(&mut self.state, &applying, &self.limits)?;
         // Per applied index: its term and its result.
         let mut by_index: HashMap<u64, (u64, Result<WriteResponse, AtollError>)> =
             entries.iter().zip(results).map(|(e, result)| (e.index, (e.term, result))).collect();
@@ -172,9 +177,34 @@ impl ShardApplier {
             WriteResponse::Close(r) => fill(&mut r.header),
             WriteResponse::Lease(r) => fill(&mut r.header),
             WriteResponse::RevokeLeaseKeys(r) => fill(&mut r.header),
+            WriteResponse::Membership(h) => fill(h),
         }
         resp
     }
+}
+
+/// The committed entries as apply sees them: what the core decided for each conf change
+/// entry, otherwise the entry's decoded command (`commands`, one per entry) or nothing.
+pub fn applying<'a>(
+    entries: &[Entry],
+    commands: &'a [Option<RaftCommand>],
+    conf_changes: &'a [ConfChangeOutcome],
+) -> Vec<(u64, Applying<'a>)> {
+    entries
+        .iter()
+        .zip(commands)
+        .map(|(e, cmd)| {
+            let conf = conf_changes.iter().find(|c| c.index == e.index);
+            let applying = match (cmd, conf) {
+                (_, Some(ConfChangeOutcome { result: Ok((cs, context)), .. })) => {
+                    Applying::ConfChange(cs, context.as_ref())
+                }
+                (Some(cmd), None) => Applying::Command(cmd),
+                _ => Applying::Nothing,
+            };
+            (e.index, applying)
+        })
+        .collect()
 }
 
 /// Decodes an entry's command; empty entries (a new leader's no-op) and conf changes carry

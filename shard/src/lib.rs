@@ -16,6 +16,7 @@ pub mod core;
 pub mod error;
 pub mod lease;
 pub mod limits;
+pub mod member;
 pub mod mvcc;
 pub mod peer_codec;
 pub mod storage;
@@ -23,3 +24,6 @@ pub mod watch;
 
 pub use error::{ShardError, StorageError};
 pub use storage::Storage;
+
+/// Raft's conf change kinds, for callers that propose conf changes (decision D18).
+pub use raft::eraftpb::ConfChangeType;

@@ -53,3 +53,7 @@ pub const COMPACTION_HASH_STEP_VERSIONS_MAX: usize = 10_000;
 pub const RETENTION_STEP_RECORDS_MAX: usize = 10_000;
 /// `Compact { physical: true }` callers one compactor holds waiting; more answer `Busy`.
 pub const COMPACTION_WAITERS_MAX: usize = 1_024;
+
+/// A learner is promoted only once its Raft match index is at least this percentage of the
+/// leader's last index (etcd's `readyPercentThreshold`, 0.9, not configurable there either).
+pub const LEARNER_READY_PERCENT: u64 = 90;

@@ -34,6 +34,7 @@ fn must_start(storage: &Storage) -> (actix::Addr<ReplicaActor>, MvccStore, Arc<P
         shard: SHARD,
         config,
         initial_voters: vec![7],
+        initial_members: Vec::new(),
         store: store.clone(),
         limits: MvccLimits::default(),
         identity: HeaderIdentity { cluster_id: 1, member_id: 7 },
@@ -83,8 +84,9 @@ async fn must_put(addr: &actix::Addr<ReplicaActor>, key: &str, value: &str) -> i
 async fn reads_at_start_up_writes_and_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let storage = Storage::open(dir.path(), 1 << 20).expect("open");
-    eprintln!("phase: a read sent before the first election completes is answered");
-    let (addr, store, _) = must_start(&storage);
+    eprintln!("phase: a new sole voter elects itself once its bootstrap entry is applied");
+    let (addr, store, published) = must_start(&storage);
+    must_wait_for("the first leader", || published.leader() == 7).await;
     must_read_index(&addr).await;
     eprintln!("phase: writes are answered with increasing revisions");
     let r1 = must_put(&addr, "a", "1").await;
@@ -100,7 +102,7 @@ async fn reads_at_start_up_writes_and_restart() {
     assert_eq!(status.role, ReplicaRole::Leader);
     assert_eq!(status.revision, r2);
 
-    eprintln!("phase: a second replica on the same storage (a restart) keeps log and data");
+    eprintln!("phase: after a restart, a read sent before the election completes is answered");
     addr.do_send(StopForTest);
     drop(addr);
     let (addr, _store, published) = must_start(&storage);

@@ -296,8 +296,14 @@ fn answering() -> Fake {
             | NativeRequest::Close(_)
             | NativeRequest::LeaseLookup(_)
             | NativeRequest::LeasedWrite(_)
-            | NativeRequest::RevokeLeaseKeys(_) => NativeResponse::Error(AtollError::Malformed {
-                reason: "atollctl sends no hashkv, shard compaction, close or node-only lease \
+            | NativeRequest::RevokeLeaseKeys(_)
+            | NativeRequest::MemberList(_)
+            | NativeRequest::MemberAdd(_)
+            | NativeRequest::MemberRemove(_)
+            | NativeRequest::MemberPromote(_)
+            | NativeRequest::MemberUpdate(_)
+            | NativeRequest::MemberWrite(_) => NativeResponse::Error(AtollError::Malformed {
+                reason: "atollctl sends no hashkv, shard compaction, close, member or node-only lease \
                          request, and watches on a stream"
                     .into(),
             }),

@@ -1,9 +1,14 @@
-//! `etcdserverpb.Cluster`: MemberList from the cluster's configured members. Membership
-//! changes (add, remove, update, promote) need Raft conf changes of every shard, which Atoll
-//! does not do yet; they are refused with a clear error.
+//! `etcdserverpb.Cluster`: every RPC, served through the node's membership requests
+//! (decision D18), so a change goes to the meta shard's leader from whichever node took it.
 
-use super::{Gateway, not_supported};
+use super::Gateway;
 use atoll_proto::etcd::etcdserverpb as pb;
+use atoll_proto::etcd_convert::response::header_to_pb;
+use atoll_proto::member::{
+    MemberAddRequest, MemberIdRequest, MemberListRequest, MemberUpdateRequest, MembersResponse,
+};
+use atoll_proto::shard_map::Member;
+use atoll_proto::{NativeRequest, NativeResponse, NodeId};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -11,18 +16,27 @@ use tonic::{Request, Response, Status};
 pub(super) struct ClusterService(pub(super) Arc<Gateway>);
 
 impl ClusterService {
-    fn members(&self) -> Vec<pb::Member> {
-        self.0
-            .members
-            .iter()
-            .map(|m| pb::Member {
-                id: m.id.0,
-                name: m.name.clone(),
-                peer_ur_ls: m.peer_urls.clone(),
-                client_ur_ls: m.client_urls.clone(),
-                is_learner: m.is_learner,
-            })
-            .collect()
+    /// Serves a membership request; the answer's header and members in etcd's form.
+    async fn members(
+        &self,
+        req: NativeRequest,
+    ) -> Result<(Option<pb::ResponseHeader>, Option<pb::Member>, Vec<pb::Member>), Status> {
+        let MembersResponse { header, member, members } = match self.0.call(req).await? {
+            NativeResponse::Members(r) => r,
+            other => return Err(Status::internal(format!("unexpected answer {other:?}"))),
+        };
+        let header = header_to_pb(header);
+        Ok((header, member.map(member_to_pb), members.into_iter().map(member_to_pb).collect()))
+    }
+}
+
+fn member_to_pb(m: Member) -> pb::Member {
+    pb::Member {
+        id: m.id.0,
+        name: m.name,
+        peer_ur_ls: m.peer_urls,
+        client_ur_ls: m.client_urls,
+        is_learner: m.is_learner,
     }
 }
 
@@ -30,37 +44,48 @@ impl ClusterService {
 impl pb::cluster_server::Cluster for ClusterService {
     async fn member_add(
         &self,
-        _: Request<pb::MemberAddRequest>,
+        req: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
-        Err(not_supported("MemberAdd"))
+        let r = req.into_inner();
+        let add = MemberAddRequest { peer_urls: r.peer_ur_ls, is_learner: r.is_learner };
+        let (header, member, members) = self.members(NativeRequest::MemberAdd(add)).await?;
+        Ok(Response::new(pb::MemberAddResponse { header, member, members }))
     }
 
     async fn member_remove(
         &self,
-        _: Request<pb::MemberRemoveRequest>,
+        req: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
-        Err(not_supported("MemberRemove"))
+        let id = MemberIdRequest { id: NodeId(req.into_inner().id) };
+        let (header, _, members) = self.members(NativeRequest::MemberRemove(id)).await?;
+        Ok(Response::new(pb::MemberRemoveResponse { header, members }))
     }
 
     async fn member_update(
         &self,
-        _: Request<pb::MemberUpdateRequest>,
+        req: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
-        Err(not_supported("MemberUpdate"))
+        let r = req.into_inner();
+        let update = MemberUpdateRequest { id: NodeId(r.id), peer_urls: r.peer_ur_ls };
+        let (header, _, members) = self.members(NativeRequest::MemberUpdate(update)).await?;
+        Ok(Response::new(pb::MemberUpdateResponse { header, members }))
     }
 
     async fn member_list(
         &self,
-        _: Request<pb::MemberListRequest>,
+        req: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
-        let header = self.0.header();
-        Ok(Response::new(pb::MemberListResponse { header, members: self.members() }))
+        let list = MemberListRequest { linearizable: req.into_inner().linearizable };
+        let (header, _, members) = self.members(NativeRequest::MemberList(list)).await?;
+        Ok(Response::new(pb::MemberListResponse { header, members }))
     }
 
     async fn member_promote(
         &self,
-        _: Request<pb::MemberPromoteRequest>,
+        req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
-        Err(not_supported("MemberPromote"))
+        let id = MemberIdRequest { id: NodeId(req.into_inner().id) };
+        let (header, _, members) = self.members(NativeRequest::MemberPromote(id)).await?;
+        Ok(Response::new(pb::MemberPromoteResponse { header, members }))
     }
 }

@@ -22,7 +22,6 @@ use crate::certs::TlsMaterial;
 use crate::service::NodeService;
 use atoll_proto::etcd::etcdserverpb as pb;
 use atoll_proto::etcd_convert::response::header_to_pb;
-use atoll_proto::shard_map::Member;
 use atoll_proto::{AtollError, NativeRequest, NativeResponse};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,8 +42,6 @@ pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// What the gateway needs besides the request service.
 #[derive(Clone)]
 pub struct GatewayConfig {
-    /// The cluster's members as `MemberList` reports them.
-    pub members: Vec<Member>,
     /// `--max-request-bytes`.
     pub max_request_bytes: usize,
     /// TLS for `https://` client URLs; `None` serves plaintext (`http://`).
@@ -59,7 +56,6 @@ pub const SNAPSHOT_CHUNKS_BUFFERED: usize = 8;
 /// State shared by the gateway's services.
 struct Gateway {
     service: NodeService,
-    members: Vec<Member>,
     snapshots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -86,7 +82,7 @@ pub async fn serve(
     cfg: GatewayConfig,
 ) -> Result<(), tonic::transport::Error> {
     let snapshots = Arc::new(tokio::sync::Semaphore::new(SNAPSHOTS_IN_FLIGHT_MAX));
-    let gateway = Arc::new(Gateway { service, members: cfg.members, snapshots });
+    let gateway = Arc::new(Gateway { service, snapshots });
     let max_decode = cfg.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
     let mut server = Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))

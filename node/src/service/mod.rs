@@ -12,6 +12,7 @@
 mod lease;
 mod lease_expiry;
 mod lease_manager;
+mod members;
 mod merged_watch;
 mod range;
 mod shards;
@@ -19,6 +20,7 @@ mod watch;
 mod watch_task;
 
 pub use lease_manager::LeaseConfig;
+pub use members::{MEMBERSHIP_POLL, PeerSet};
 pub use shards::{ShardHandle, ShardSet};
 pub use watch::{WATCH_PROGRESS_INTERVAL_DEFAULT, WATCHERS_PER_STREAM_MAX};
 
@@ -260,6 +262,12 @@ impl NodeService {
             NativeRequest::RevokeLeaseKeys(r) => {
                 self.write(WriteOp::RevokeLeaseKeys(r), origin).await
             }
+            NativeRequest::MemberList(_)
+            | NativeRequest::MemberAdd(_)
+            | NativeRequest::MemberRemove(_)
+            | NativeRequest::MemberPromote(_)
+            | NativeRequest::MemberUpdate(_) => self.serve_members(req, origin).await,
+            NativeRequest::MemberWrite(w) => self.write(WriteOp::Member(w), origin).await,
         }
     }
 
@@ -789,6 +797,7 @@ fn native_request(shard: ShardId, op: WriteOp) -> Result<NativeRequest, AtollErr
         WriteOp::Close(r) => NativeRequest::Close(r),
         WriteOp::Leased(r) => NativeRequest::LeasedWrite(r),
         WriteOp::RevokeLeaseKeys(r) => NativeRequest::RevokeLeaseKeys(r),
+        WriteOp::Member(w) => NativeRequest::MemberWrite(w),
         // Only the meta shard's leader proposes lease record changes, to itself.
         WriteOp::Lease(_) => {
             return Err(AtollError::NotLeader { shard: ShardId::META, leader_hint: None });
@@ -804,6 +813,9 @@ fn native_response(resp: WriteResponse) -> NativeResponse {
         WriteResponse::Compact(r) => NativeResponse::Compact(r),
         WriteResponse::Close(r) => NativeResponse::Close(r),
         WriteResponse::RevokeLeaseKeys(r) => NativeResponse::RevokeLeaseKeys(r),
+        WriteResponse::Membership(header) => {
+            NativeResponse::Members(member::MembersResponse { header, ..Default::default() })
+        }
         WriteResponse::Lease(r) => NativeResponse::Error(AtollError::Malformed {
             reason: format!("a lease record change has no client answer: {r:?}"),
         }),

@@ -42,6 +42,11 @@ impl ShardSet {
         Ok(ShardSet { map, local, meta })
     }
 
+    /// The shard map this node routes by.
+    pub fn map(&self) -> &ShardMap {
+        self.map.map()
+    }
+
     /// The local replica of the meta shard.
     pub fn meta(&self) -> &ShardHandle {
         &self.meta
@@ -93,7 +98,7 @@ impl ShardSet {
             WriteOp::Txn(t) => txn_keys_in_one(t, &mut same),
             WriteOp::Compact(_) => false,
             WriteOp::Close(c) => return Some(c.shard),
-            WriteOp::Lease(_) => return Some(ShardId::META),
+            WriteOp::Lease(_) | WriteOp::Member(_) => return Some(ShardId::META),
             WriteOp::RevokeLeaseKeys(r) => return Some(r.shard),
             WriteOp::Leased(l) => return self.single_shard_of(&l.op),
         };

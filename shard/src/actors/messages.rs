@@ -75,6 +75,29 @@ pub struct GetStatus;
 #[rtype(result = "Result<(), atoll_proto::AtollError>")]
 pub struct TransferLeader(pub atoll_proto::NodeId);
 
+/// Propose a conf change (decision D18); answered once applied, like a write.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ProposeConfChange {
+    /// The changes: one is simple, several go through joint consensus.
+    pub changes: Vec<(atoll_proto::NodeId, raft::eraftpb::ConfChangeType)>,
+    /// Why.
+    pub context: atoll_proto::member::ConfChangeContext,
+    /// Where the result goes.
+    pub reply: crate::apply_worker::WriteReply,
+}
+
+/// A data shard's leader brings its replicas in line with the membership (decision D18);
+/// anything else ignores it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FollowMembers(pub Vec<crate::core::DesiredReplica>);
+
+/// Whether a learner has caught up with this leader (member promote).
+#[derive(Message)]
+#[rtype(result = "Result<(), atoll_proto::AtollError>")]
+pub struct LearnerReady(pub atoll_proto::NodeId);
+
 /// Wait until this node's replica physically removed the history below `revision` (etcd's
 /// `Compact { physical: true }` waits for its local backend); answered at once if it has.
 /// The replica hands it to its compactor.

@@ -28,8 +28,11 @@ pub struct ReplicaDeps {
     pub shard: atoll_proto::ShardId,
     /// Raft settings.
     pub config: ReplicaConfig,
-    /// The bootstrap voters, used only the first time the shard is created on this node.
+    /// The bootstrap voters, used only the first time the shard is created on this node;
+    /// none for a node joining a running cluster.
     pub initial_voters: Vec<u64>,
+    /// The initial members' records, which the meta shard's bootstrap entries carry.
+    pub initial_members: Vec<atoll_proto::shard_map::Member>,
     /// The MVCC store of the shard.
     pub store: MvccStore,
     /// Request limits.
@@ -80,12 +83,22 @@ impl ReplicaActor {
     /// Builds the replica: loads its log and apply state and creates the core. Runs on the
     /// caller's thread (start-up, not an arbiter).
     pub fn new(deps: ReplicaDeps) -> Result<ReplicaActor, StorageError> {
-        let ReplicaDeps { shard, config, initial_voters, store, limits, identity, .. } = deps;
+        let ReplicaDeps {
+            shard,
+            config,
+            initial_voters,
+            initial_members,
+            store,
+            limits,
+            identity,
+            ..
+        } = deps;
         let hashed_at = store.compaction_hash()?.map_or(0, |(revision, _)| revision);
         let (core, state) = ReplicaCore::new(ReplicaCoreDeps {
             shard,
             config: config.clone(),
             initial_voters: &initial_voters,
+            initial_members: &initial_members,
             store: &store,
             clock: deps.clock,
         })?;
@@ -257,6 +270,32 @@ impl Handler<PeerUnreachable> for ReplicaActor {
     fn handle(&mut self, PeerUnreachable(node): PeerUnreachable, ctx: &mut Context<Self>) {
         self.core.on_peer_unreachable(node);
         self.perform(ctx);
+    }
+}
+
+impl Handler<ProposeConfChange> for ReplicaActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ProposeConfChange, ctx: &mut Context<Self>) {
+        self.core.propose_conf_change(msg.changes, msg.context, msg.reply);
+        self.perform(ctx);
+    }
+}
+
+impl Handler<FollowMembers> for ReplicaActor {
+    type Result = ();
+
+    fn handle(&mut self, FollowMembers(desired): FollowMembers, ctx: &mut Context<Self>) {
+        self.core.follow_members(&desired);
+        self.perform(ctx);
+    }
+}
+
+impl Handler<LearnerReady> for ReplicaActor {
+    type Result = Result<(), AtollError>;
+
+    fn handle(&mut self, LearnerReady(node): LearnerReady, _: &mut Context<Self>) -> Self::Result {
+        self.core.learner_ready(node)
     }
 }
 

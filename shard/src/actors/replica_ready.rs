@@ -21,8 +21,9 @@ impl ReplicaActor {
                     self.unsent_log.push_back(task);
                     self.retry_unsent();
                 }
-                Effect::Apply { entries, proposals } => {
-                    self.unsent_apply.push_back(ApplyTask::Apply { shard, entries, proposals });
+                Effect::Apply { entries, proposals, conf_changes } => {
+                    let task = ApplyTask::Apply { shard, entries, proposals, conf_changes };
+                    self.unsent_apply.push_back(task);
                     self.retry_unsent();
                 }
                 Effect::WriteFailed(reply, err) => {

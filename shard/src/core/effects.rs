@@ -5,9 +5,10 @@
 use crate::core::PendingProposal;
 use crate::core::replica_status::ReadReady;
 use crate::storage::TruncatedState;
+use atoll_proto::member::ConfChangeContext;
 use atoll_proto::peer::ShardMessage;
 use atoll_proto::{AtollError, NodeId};
-use raft::eraftpb::{Entry, HardState, Message as RaftMessage};
+use raft::eraftpb::{ConfState, Entry, HardState, Message as RaftMessage};
 
 /// One thing for the shell to do. `W` answers a proposal, `R` answers a read.
 pub enum Effect<W, R> {
@@ -28,11 +29,26 @@ pub enum Effect<W, R> {
         /// Proposals whose index is within `entries`; answered by apply after matching the
         /// entry's term (a different term means another leader's entry took the index).
         proposals: Vec<PendingProposal<W>>,
+        /// What Raft made of the conf change entries among `entries`, in log order; apply
+        /// records each outcome with the entry (decision D18).
+        conf_changes: Vec<ConfChangeOutcome>,
     },
     /// A proposal that will never be applied, or was refused before proposing.
     WriteFailed(W, AtollError),
     /// A read's answer: confirmed and applied locally, or refused.
     ReadDone(R, Result<ReadReady, AtollError>),
+}
+
+/// A committed conf change entry as the core applied it to Raft's configuration. The conf
+/// state must reach storage in the same batch as the entry's applied index, so a restart
+/// resumes from a configuration that matches its applied index.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfChangeOutcome {
+    /// The entry's index.
+    pub index: u64,
+    /// The configuration after the entry and why it was proposed, or why Raft refused it
+    /// (the entry then changes nothing).
+    pub result: Result<(ConfState, Option<ConfChangeContext>), String>,
 }
 
 /// A write for the node's log writer, with what to report once it is durable.

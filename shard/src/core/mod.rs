@@ -7,6 +7,7 @@ pub mod effects;
 pub mod proposals;
 pub mod raft_logger;
 pub mod replica_core;
+mod replica_core_conf;
 mod replica_core_hibernate;
 #[cfg(test)]
 mod replica_core_hibernate_tests;
@@ -20,9 +21,10 @@ pub use auto_compaction::{
     AutoAction, AutoCompactionConfig, AutoCompactor, AutoOutcome, AutoPlan, Retention, ShardSample,
 };
 pub use clock::{Clock, SystemClock};
-pub use effects::{Effect, LogWrite, LogWriteDone};
+pub use effects::{ConfChangeOutcome, Effect, LogWrite, LogWriteDone};
 pub use proposals::{PendingProposal, PendingProposals};
 pub use replica_core::{PENDING_READS_MAX, ReplicaCore, ReplicaCoreDeps};
+pub use replica_core_conf::DesiredReplica;
 pub use replica_core_hibernate::Hibernation;
 pub use replica_status::{ReadReady, ReplicaRole, ReplicaStatus};
 pub use revision::RevisionStamper;

@@ -17,7 +17,7 @@ use crate::limits::{
 };
 use crate::mvcc::{ApplyState, MvccStore};
 use crate::storage::RaftLogStore;
-use crate::storage::raft_log::bootstrap_conf_state;
+use crate::storage::raft_log::bootstrap_shard;
 use atoll_proto::peer::ShardPayload;
 use atoll_proto::{AtollError, NodeId, RaftCommand, ShardId, WriteOp, frame};
 use raft::{RawNode, StateRole};
@@ -33,8 +33,12 @@ pub struct ReplicaCoreDeps<'a> {
     pub shard: ShardId,
     /// Raft settings.
     pub config: ReplicaConfig,
-    /// The bootstrap voters, used only the first time the shard is created on this node.
+    /// The bootstrap voters, used only the first time the shard is created on this node;
+    /// none for a node joining a running cluster.
     pub initial_voters: &'a [u64],
+    /// The initial members' records, carried by the meta shard's bootstrap entries (only
+    /// their IDs matter to other shards); used with `initial_voters`.
+    pub initial_members: &'a [atoll_proto::shard_map::Member],
     /// The MVCC store of the shard (its storage also holds the Raft log).
     pub store: &'a MvccStore,
     /// Wall clock for revision stamps.
@@ -76,6 +80,9 @@ pub struct ReplicaCore<W, R> {
     /// Log writes handed out and not yet reported durable.
     pub(super) persists_in_flight: usize,
     pub(super) log_truncation_in_flight: bool,
+    /// The last bootstrap conf change handed to apply: once it is applied, campaign if this
+    /// is the only voter.
+    pub(super) campaign_after_apply: Option<u64>,
     /// Whether the shell should call [`ReplicaCore::drive_ready`].
     pub(super) ready_wanted: bool,
     pub(super) effects: Vec<Effect<W, R>>,
@@ -85,10 +92,10 @@ impl<W, R> ReplicaCore<W, R> {
     /// Loads the replica's log and apply state and creates the `RawNode`, as at every start
     /// of the node. Returns the apply state, which the shell hands to whoever applies.
     pub fn new(deps: ReplicaCoreDeps<'_>) -> Result<(Self, ApplyState), StorageError> {
-        let ReplicaCoreDeps { shard, config, initial_voters, store, clock } = deps;
+        let ReplicaCoreDeps { shard, config, initial_voters, initial_members, store, clock } = deps;
         store.prepare_dir_counts()?;
         let state = store.load_apply_state()?;
-        let conf = bootstrap_conf_state(store.storage(), shard, initial_voters)?;
+        let conf = bootstrap_shard(store.storage(), shard, initial_voters, initial_members)?;
         let mut log = RaftLogStore::open(store.storage().clone(), shard, conf)?;
         // The apply batch can reach the disk before the hard state that carries its commit
         // index; entries are applied only once committed, so raising commit is safe (TiKV
@@ -124,6 +131,7 @@ impl<W, R> ReplicaCore<W, R> {
             reads_unapplied: VecDeque::new(),
             persists_in_flight: 0,
             log_truncation_in_flight: false,
+            campaign_after_apply: None,
             ready_wanted: false,
             effects: Vec::new(),
         };
@@ -133,12 +141,19 @@ impl<W, R> ReplicaCore<W, R> {
     /// The replica starts. A shard whose only voter is this node need not wait an election
     /// timeout after a restart: it campaigns at once, so the first read after start-up is fast.
     pub fn start(&mut self) {
+        self.campaign_if_sole_voter();
+        self.ready_wanted = true;
+    }
+
+    pub(super) fn campaign_if_sole_voter(&mut self) {
         let conf = self.raw.store().conf_state();
         let sole_voter = conf.voters == [self.node_id] && conf.voters_outgoing.is_empty();
-        if sole_voter && let Err(e) = self.raw.campaign() {
+        if sole_voter
+            && self.raw.raft.state != StateRole::Leader
+            && let Err(e) = self.raw.campaign()
+        {
             tracing::warn!(shard_id = self.shard.0, error = %e, "campaign failed");
         }
-        self.ready_wanted = true;
     }
 
     /// A client write, already validated. Its answer comes from apply, or as
@@ -346,7 +361,7 @@ impl<W, R> ReplicaCore<W, R> {
         self.reads_arrived.len() + unconfirmed + self.reads_unapplied.len()
     }
 
-    fn not_leader(&self) -> AtollError {
+    pub(super) fn not_leader(&self) -> AtollError {
         match self.raw.raft.leader_id {
             0 => AtollError::NoLeader { shard: self.shard },
             id => AtollError::NotLeader { shard: self.shard, leader_hint: Some(NodeId(id)) },

@@ -53,6 +53,7 @@ impl Trio {
                 shard: SHARD,
                 config,
                 initial_voters: &[1, 2, 3],
+                initial_members: &[],
                 store: &store,
                 clock: Arc::new(SystemClock),
             };
@@ -71,7 +72,10 @@ impl Trio {
             writes_done: Vec::new(),
             reads_done: Vec::new(),
         };
+        // Raft campaigns only once the bootstrap conf changes are applied.
+        trio.settle();
         trio.core(1).raw.campaign().expect("campaign");
+        trio.core(1).ready_wanted = true;
         trio.settle();
         assert!(trio.core(1).is_leader(), "node 1 won the first election");
         trio.take_sent();
@@ -125,7 +129,7 @@ impl Trio {
                     }
                     LogWriteDone::Truncated(t) => self.core(id).on_log_truncated(t),
                 },
-                Effect::Apply { entries, proposals } => {
+                Effect::Apply { entries, proposals, .. } => {
                     let last = entries.last().map_or(0, |e| e.index);
                     let state = ApplyState { applied_index: last, ..ApplyState::default() };
                     self.core(id).on_applied(state);

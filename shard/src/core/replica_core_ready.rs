@@ -84,6 +84,10 @@ impl<W, R> ReplicaCore<W, R> {
         self.compact_revision = state.compact_revision;
         self.stamper.observe(state.revision);
         self.raw.advance_apply_to(state.applied_index);
+        if self.campaign_after_apply.is_some_and(|last| state.applied_index >= last) {
+            self.campaign_after_apply = None;
+            self.campaign_if_sole_voter();
+        }
         while self.reads_unapplied.front().is_some_and(|(i, _)| *i <= self.applied_index) {
             if let Some((_, reply)) = self.reads_unapplied.pop_front() {
                 self.answer_read(reply);
@@ -109,7 +113,8 @@ impl<W, R> ReplicaCore<W, R> {
     fn forward_committed(&mut self, entries: Vec<Entry>) {
         let Some(last) = entries.last().map(|e| e.index) else { return };
         let proposals = self.proposals.take_up_to(last);
-        self.effects.push(Effect::Apply { entries, proposals });
+        let conf_changes = self.apply_conf_entries(&entries);
+        self.effects.push(Effect::Apply { entries, proposals, conf_changes });
     }
 
     /// Asks Raft for one read index covering every read that arrived since the last call.

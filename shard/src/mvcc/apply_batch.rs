@@ -4,6 +4,7 @@
 
 use crate::error::{ShardError, StorageError};
 use crate::lease::{LeaseView, LeaseWrites, apply_lease_op, check_not_revoked, revoke_lease_keys};
+use crate::member::{apply_conf_context, apply_member_write};
 use crate::mvcc::apply_state::{ApplyState, apply_state_key};
 use crate::mvcc::codec::{
     ChangeKind, change_key, encode_change, encode_live, encode_tombstone, version_key_encoded,
@@ -13,11 +14,14 @@ use crate::mvcc::store::{MvccStore, WriteResponse};
 use crate::mvcc::validate::check_shape;
 use crate::mvcc::view::{History, Overlay};
 use crate::mvcc::write_txn::WriteTxn;
+use crate::storage::records;
+use atoll_proto::member::ConfChangeContext;
 use atoll_proto::{
     AtollError, CompactionResponse, LeaseRef, RaftCommand, ResponseHeader, RevokeLeaseKeysResponse,
     ShardId, WriteOp,
 };
 use fjall::Snapshot;
+use raft::eraftpb::ConfState;
 
 /// Entries being applied and not yet committed.
 pub(crate) struct ApplyBatch<'s> {
@@ -31,6 +35,8 @@ pub(crate) struct ApplyBatch<'s> {
     state: ApplyState,
     /// Writes to the `leases` keyspace by the entries applied so far (decision D16).
     leases: LeaseWrites,
+    /// Raft's configuration after the last conf change applied so far, if any.
+    conf_state: Option<ConfState>,
 }
 
 impl<'s> ApplyBatch<'s> {
@@ -39,7 +45,15 @@ impl<'s> ApplyBatch<'s> {
     pub(crate) fn new(store: &'s MvccStore, state: ApplyState) -> Self {
         let snap = store.storage.db.snapshot();
         let leases = LeaseWrites::new();
-        ApplyBatch { store, snap, history: History::new(), start: state, state, leases }
+        ApplyBatch {
+            store,
+            snap,
+            history: History::new(),
+            start: state,
+            state,
+            leases,
+            conf_state: None,
+        }
     }
 
     /// Applies the entry at `index`; see [`MvccStore::apply`] for the semantics.
@@ -48,14 +62,9 @@ impl<'s> ApplyBatch<'s> {
         index: u64,
         cmd: Option<&RaftCommand>,
     ) -> Result<Result<WriteResponse, AtollError>, StorageError> {
-        if index <= self.state.applied_index {
-            let reason = format!(
-                "raft entry {index} is at or below the applied index {}; it is not applied again",
-                self.state.applied_index
-            );
-            return Ok(Err(AtollError::Malformed { reason }));
+        if let Err(e) = self.advance_to(index) {
+            return Ok(Err(e));
         }
-        self.state.applied_index = index;
         let Some(cmd) = cmd else {
             return Ok(Err(AtollError::Malformed {
                 reason: format!("raft entry {index} carries no command"),
@@ -80,6 +89,46 @@ impl<'s> ApplyBatch<'s> {
         }
     }
 
+    /// Applies a conf change entry Raft accepted: the conf state rides with the applied index,
+    /// and on the meta shard the member records change with it (decision D18).
+    pub(crate) fn apply_conf_change(
+        &mut self,
+        index: u64,
+        conf_state: &ConfState,
+        context: Option<&ConfChangeContext>,
+    ) -> Result<Result<WriteResponse, AtollError>, StorageError> {
+        if let Err(e) = self.advance_to(index) {
+            return Ok(Err(e));
+        }
+        self.conf_state = Some(conf_state.clone());
+        if let Some(context) = context
+            && self.store.shard == ShardId::META
+        {
+            let view = self.lease_view();
+            let writes = apply_conf_context(&view, context)?;
+            self.leases.extend(writes);
+        }
+        let header = ResponseHeader { revision: self.state.revision, ..Default::default() };
+        Ok(Ok(WriteResponse::Membership(header)))
+    }
+
+    /// Moves the applied index to `index`, refusing an entry applied before.
+    fn advance_to(&mut self, index: u64) -> Result<(), AtollError> {
+        if index <= self.state.applied_index {
+            let reason = format!(
+                "raft entry {index} is at or below the applied index {}; it is not applied again",
+                self.state.applied_index
+            );
+            return Err(AtollError::Malformed { reason });
+        }
+        self.state.applied_index = index;
+        Ok(())
+    }
+
+    fn lease_view(&self) -> LeaseView<'_> {
+        LeaseView { snap: &self.snap, leases: &self.store.storage.leases, pending: &self.leases }
+    }
+
     fn execute(
         &mut self,
         index: u64,
@@ -89,15 +138,20 @@ impl<'s> ApplyBatch<'s> {
         check_shape(op, None)?;
         let shard = self.store.shard;
         let is_meta = shard == ShardId::META;
-        let lease_view = LeaseView {
-            snap: &self.snap,
-            leases: &self.store.storage.leases,
-            pending: &self.leases,
-        };
+        let lease_view = self.lease_view();
         let (op, attachable): (&WriteOp, &[LeaseRef]) = match op {
             WriteOp::Lease(lease_op) if is_meta => {
                 let (response, writes) = apply_lease_op(&lease_view, index, lease_op)?;
                 return Ok((WriteResponse::Lease(response), Overlay::new(), writes));
+            }
+            WriteOp::Member(write) if is_meta => {
+                let writes = apply_member_write(&lease_view, write)?;
+                let header = ResponseHeader { revision: self.state.revision, ..Default::default() };
+                return Ok((WriteResponse::Membership(header), Overlay::new(), writes));
+            }
+            WriteOp::Member(_) => {
+                let reason = format!("member write for a data shard ({shard})");
+                return Err(AtollError::Malformed { reason }.into());
             }
             WriteOp::Leased(leased) if !is_meta => {
                 check_not_revoked(&lease_view, shard, &leased.leases)?;
@@ -146,7 +200,10 @@ impl<'s> ApplyBatch<'s> {
                 self.state.compact_revision = req.revision;
                 return Ok((response, Overlay::new(), LeaseWrites::new()));
             }
-            WriteOp::Lease(_) | WriteOp::Leased(_) | WriteOp::RevokeLeaseKeys(_) => {
+            WriteOp::Lease(_)
+            | WriteOp::Leased(_)
+            | WriteOp::RevokeLeaseKeys(_)
+            | WriteOp::Member(_) => {
                 let reason = format!("lease command not applicable on shard {shard}");
                 return Err(AtollError::Malformed { reason }.into());
             }
@@ -193,6 +250,9 @@ impl<'s> ApplyBatch<'s> {
                 Some(value) => batch.insert(&storage.leases, key.as_slice(), value.as_slice()),
                 None => batch.remove(&storage.leases, key.as_slice()),
             }
+        }
+        if let Some(cs) = &self.conf_state {
+            records::put_conf_state(storage, &mut batch, self.store.shard, cs)?;
         }
         batch.insert(&storage.raft_state, apply_state_key(self.store.shard), self.state.encode());
         batch.commit()?;

@@ -52,5 +52,5 @@ pub use hash::StateHash;
 pub use mvcc_limits::MvccLimits;
 pub use retention::{RetentionScan, RetentionStep};
 pub use shard_range::ShardRange;
-pub use store::{MvccStore, WriteResponse};
+pub use store::{Applying, MvccStore, WriteResponse};
 pub use validate::{validate_range, validate_write};

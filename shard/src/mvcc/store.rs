@@ -20,12 +20,14 @@ use crate::mvcc::write_txn::read_revision;
 use crate::storage::Storage;
 use crate::watch::WatchHub;
 use crate::watch::watch_hub::PublishedChange;
+use atoll_proto::member::ConfChangeContext;
 use atoll_proto::{
     AtollError, CompactionResponse, DeleteRangeResponse, PutResponse, RaftCommand, RangeRequest,
     RangeResponse, ResponseHeader, ShardId, TxnResponse,
 };
 use atoll_proto::{Event, EventType, KeyValue};
 use fjall::{Readable, Snapshot};
+use raft::eraftpb::ConfState;
 
 /// The answer to an applied write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +46,20 @@ pub enum WriteResponse {
     Lease(atoll_proto::LeaseOpResponse),
     /// Answer to a data shard's deletion of a revoked lease's keys.
     RevokeLeaseKeys(atoll_proto::RevokeLeaseKeysResponse),
+    /// Answer to a conf change or a member write (decision D18).
+    Membership(ResponseHeader),
+}
+
+/// A committed entry as apply sees it.
+#[derive(Clone, Copy, Debug)]
+pub enum Applying<'c> {
+    /// A write.
+    Command(&'c RaftCommand),
+    /// A conf change Raft accepted: the configuration after it and why it was proposed.
+    ConfChange(&'c ConfState, Option<&'c ConfChangeContext>),
+    /// An empty entry, a conf change Raft refused, or a command that does not decode: only
+    /// the applied index moves.
+    Nothing,
 }
 
 /// One shard's MVCC store. Cheap to clone: a storage handle, the shard id, its range and its
@@ -123,7 +139,7 @@ impl MvccStore {
         cmd: &RaftCommand,
         limits: &MvccLimits,
     ) -> Result<Result<WriteResponse, AtollError>, StorageError> {
-        let mut answers = self.apply_all(state, [(index, Some(cmd))], limits)?;
+        let mut answers = self.apply_all(state, [(index, Applying::Command(cmd))], limits)?;
         Ok(answers.pop().unwrap_or_else(|| Err(no_answer())))
     }
 
@@ -139,26 +155,46 @@ impl MvccStore {
         entries: &[(u64, Option<RaftCommand>)],
         limits: &MvccLimits,
     ) -> Result<Vec<Result<WriteResponse, AtollError>>, StorageError> {
-        self.apply_all(state, entries.iter().map(|(i, c)| (*i, c.as_ref())), limits)
+        let entries = entries
+            .iter()
+            .map(|(i, c)| (*i, c.as_ref().map_or(Applying::Nothing, Applying::Command)));
+        self.apply_all(state, entries, limits)
+    }
+
+    /// [`MvccStore::apply_entries`] for entries that may include conf changes, as the apply
+    /// worker sees them.
+    pub fn apply_committed(
+        &self,
+        state: &mut ApplyState,
+        entries: &[(u64, Applying<'_>)],
+        limits: &MvccLimits,
+    ) -> Result<Vec<Result<WriteResponse, AtollError>>, StorageError> {
+        self.apply_all(state, entries.iter().copied(), limits)
     }
 
     /// Advances the applied index alone (empty entries, configuration changes). An `index`
     /// at or below the applied index is a no-op.
     pub fn apply_noop(&self, state: &mut ApplyState, index: u64) -> Result<(), StorageError> {
-        self.apply_all(state, [(index, None)], &MvccLimits::default())?;
+        self.apply_all(state, [(index, Applying::Nothing)], &MvccLimits::default())?;
         Ok(())
     }
 
     fn apply_all<'c>(
         &self,
         state: &mut ApplyState,
-        entries: impl IntoIterator<Item = (u64, Option<&'c RaftCommand>)>,
+        entries: impl IntoIterator<Item = (u64, Applying<'c>)>,
         _limits: &MvccLimits,
     ) -> Result<Vec<Result<WriteResponse, AtollError>>, StorageError> {
         let mut batch = ApplyBatch::new(self, *state);
         let mut answers = Vec::new();
         for (index, cmd) in entries {
-            answers.push(batch.apply_entry(index, cmd)?);
+            answers.push(match cmd {
+                Applying::ConfChange(conf_state, context) => {
+                    batch.apply_conf_change(index, conf_state, context)?
+                }
+                Applying::Command(cmd) => batch.apply_entry(index, Some(cmd))?,
+                Applying::Nothing => batch.apply_entry(index, None)?,
+            });
         }
         // Nothing is written before this commit; `state` moves only once it succeeded.
         let (new_state, history) = batch.commit()?;

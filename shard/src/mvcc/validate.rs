@@ -42,6 +42,10 @@ pub(crate) fn check_shape(op: &WriteOp, max_txn_ops: Option<usize>) -> Result<()
             reason: format!("close at revision {}; it must be positive", c.revision),
         }),
         WriteOp::Close(_) | WriteOp::Lease(_) | WriteOp::RevokeLeaseKeys(_) => Ok(()),
+        WriteOp::Member(atoll_proto::member::MemberWrite::UpdatePeerUrls { peer_urls, .. }) => {
+            atoll_proto::member::check_peer_urls(peer_urls)
+        }
+        WriteOp::Member(atoll_proto::member::MemberWrite::Publish { .. }) => Ok(()),
         WriteOp::Leased(leased) => match leased.op.as_ref() {
             inner @ (WriteOp::Put(_) | WriteOp::Txn(_)) => check_shape(inner, max_txn_ops),
             _ => {

@@ -9,7 +9,14 @@ use crate::limits::ENTRY_CACHE_ENTRIES_MAX;
 use crate::storage::Storage;
 use crate::storage::records::{self, StateTag};
 use atoll_proto::ShardId;
-use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use atoll_proto::member::ConfChangeContext;
+use atoll_proto::shard_map::Member;
+use atoll_proto::{NodeId, frame};
+use protobuf::Message as _;
+use raft::eraftpb::{
+    ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState,
+    Snapshot,
+};
 use raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
 use std::collections::VecDeque;
 
@@ -216,21 +223,77 @@ impl raft::Storage for RaftLogStore {
     }
 }
 
-/// Returns the shard's conf state, creating and persisting it from `voters` the first time the
-/// shard is created on this node (a static bootstrap, as etcd's `--initial-cluster`).
-pub fn bootstrap_conf_state(
+/// Returns the shard's conf state. The first time the shard is created on this node, writes
+/// its bootstrap (decision D18), as etcd does for `--initial-cluster`: one conf change entry
+/// per initial voter, in ID order, at term 1 and committed, each carrying the voter's member
+/// record for the meta shard. Every bootstrapping node writes the same entries, and Raft's
+/// configuration comes from applying them like any later change, so a node that joins later
+/// learns the initial voters by replaying them (or from a snapshot). A joining node, with no
+/// `voters`, starts with an empty log and configuration and waits for the leader.
+pub fn bootstrap_shard(
     storage: &Storage,
     shard: ShardId,
     voters: &[u64],
+    members: &[Member],
 ) -> Result<ConfState, StorageError> {
     if let Some(cs) = records::load_conf_state(storage, shard)? {
         return Ok(cs);
     }
-    let cs = ConfState { voters: voters.to_vec(), ..ConfState::default() };
+    let mut voters = voters.to_vec();
+    voters.sort_unstable();
+    voters.dedup();
     let mut batch = storage.db.batch();
+    // The empty configuration marks the shard as created here; apply replaces it.
+    let cs = ConfState::default();
     records::put_conf_state(storage, &mut batch, shard, &cs)?;
+    for (i, &id) in voters.iter().enumerate() {
+        let e = bootstrap_entry(i as u64 + 1, id, members)?;
+        batch.insert(
+            &storage.raft_log,
+            records::log_key(shard, e.index),
+            records::encode_entry(&e)?,
+        );
+    }
+    if let Some(commit) = u64::try_from(voters.len()).ok().filter(|n| *n > 0) {
+        let hs = HardState { term: BOOTSTRAP_TERM, commit, ..HardState::default() };
+        records::put_hard_state(storage, &mut batch, shard, &hs)?;
+    }
     batch.commit()?;
-    // Durable before the replica starts: a restart must find the same membership.
+    // Durable before the replica starts: a restart must find the same bootstrap.
     storage.sync()?;
     Ok(cs)
+}
+
+/// A conf change of `changes`: one is a simple change, several enter joint consensus and
+/// leave it automatically (raft-rs's `ConfChangeTransition::Auto`).
+pub(crate) fn conf_change_v2(
+    changes: impl IntoIterator<Item = (NodeId, ConfChangeType)>,
+) -> ConfChangeV2 {
+    let singles = changes.into_iter().map(|(node, ty)| {
+        let mut single = ConfChangeSingle { node_id: node.0, ..ConfChangeSingle::default() };
+        single.set_change_type(ty);
+        single
+    });
+    let mut cc = ConfChangeV2::default();
+    cc.set_changes(singles.collect());
+    cc
+}
+
+/// Term of the bootstrap entries.
+const BOOTSTRAP_TERM: u64 = 1;
+
+fn bootstrap_entry(index: u64, voter: u64, members: &[Member]) -> Result<Entry, StorageError> {
+    let member = members
+        .iter()
+        .find(|m| m.id.0 == voter)
+        .cloned()
+        .unwrap_or_else(|| Member { id: NodeId(voter), ..Member::default() });
+    let context = ConfChangeContext::Bootstrap { members: vec![member] };
+    let bad = |detail: String| StorageError::BadRecord { what: "bootstrap entry", detail };
+    let cc = conf_change_v2([(NodeId(voter), ConfChangeType::AddNode)]);
+    let mut e = Entry { index, term: BOOTSTRAP_TERM, ..Entry::default() };
+    e.set_entry_type(EntryType::EntryConfChangeV2);
+    e.data = cc.write_to_bytes().map_err(|err| bad(err.to_string()))?.into();
+    e.context = frame::encode_frame(&context).map_err(|err| bad(err.to_string()))?.into();
+    Ok(e)
 }

@@ -14,9 +14,11 @@ use crate::rng::{Rng, mix};
 use atoll_proto::peer::ShardMessage;
 use atoll_proto::{AtollError, NodeId, RaftCommand, RangeRequest, RangeResponse, ShardId, WriteOp};
 use atoll_shard::Storage;
+use atoll_shard::apply_worker::applying;
 use atoll_shard::config::ReplicaConfig;
 use atoll_shard::core::{
-    Clock, Effect, LogWrite, LogWriteDone, PendingProposal, ReadReady, ReplicaCore, ReplicaCoreDeps,
+    Clock, ConfChangeOutcome, Effect, LogWrite, LogWriteDone, PendingProposal, ReadReady,
+    ReplicaCore, ReplicaCoreDeps,
 };
 use atoll_shard::mvcc::{ApplyState, MvccLimits, MvccStore, ShardRange, StateHash, WriteResponse};
 use fjall::PersistMode;
@@ -74,7 +76,7 @@ pub struct AppliedBatch {
     pub hash: Option<StateHash>,
 }
 
-type ApplyJob = (ShardId, Vec<Entry>, Vec<PendingProposal<u64>>);
+type ApplyJob = (ShardId, Vec<Entry>, Vec<PendingProposal<u64>>, Vec<ConfChangeOutcome>);
 
 pub struct SimNode {
     pub id: u64,
@@ -135,6 +137,7 @@ impl SimNode {
                 shard: spec.id,
                 config,
                 initial_voters: voters,
+                initial_members: &[],
                 store: &store,
                 clock: self.clock.clone(),
             })
@@ -240,14 +243,19 @@ impl SimNode {
     /// Applies the oldest queued batch of committed entries, as the apply worker does.
     pub fn apply_next(&mut self) -> Result<Option<AppliedBatch>, String> {
         let Some(storage) = &self.storage else { return Ok(None) };
-        let Some((shard, entries, proposals)) = self.applies.pop_front() else { return Ok(None) };
+        let Some((shard, entries, proposals, conf_changes)) = self.applies.pop_front() else {
+            return Ok(None);
+        };
         let Some(r) = self.replicas.get_mut(&shard) else { return Ok(None) };
-        let decoded: Vec<(u64, Option<RaftCommand>)> =
-            entries.iter().map(|e| (e.index, decode_command(e))).collect();
+        let commands: Vec<Option<RaftCommand>> = entries.iter().map(decode_command).collect();
         let before = r.state;
         let results = r
             .store
-            .apply_entries(&mut r.state, &decoded, &MvccLimits::default())
+            .apply_committed(
+                &mut r.state,
+                &applying(&entries, &commands, &conf_changes),
+                &MvccLimits::default(),
+            )
             .map_err(|e| format!("node {} shard {}: apply: {e}", self.id, shard.0))?;
         let mut by_index: BTreeMap<u64, _> =
             entries.iter().zip(results).map(|(e, res)| (e.index, (e.term, res))).collect();
@@ -301,8 +309,8 @@ impl SimNode {
                     self.outbox.push(Envelope { from: self.id, to: to.0, msg });
                 }
                 Effect::Persist(write) => self.unsynced.push((shard, write)),
-                Effect::Apply { entries, proposals } => {
-                    self.applies.push_back((shard, entries, proposals));
+                Effect::Apply { entries, proposals, conf_changes } => {
+                    self.applies.push_back((shard, entries, proposals, conf_changes));
                 }
                 Effect::WriteFailed(req, e) => {
                     self.completions.push(Completion::Write(req, Err(e)))

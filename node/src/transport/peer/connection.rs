@@ -2,14 +2,14 @@
 //! Raft batches and accept its bidirectional streams (snapshots, forwarded requests, told
 //! apart by their first frame) until the connection ends.
 
-use super::ALPN_PEER;
 use super::frames::{ReadError, read_frame};
 use super::limits::{
     PEER_CONTROL_FRAME_BYTES_MAX, PEER_HELLO_TIMEOUT, PEER_STREAM_FIRST_FRAME_TIMEOUT,
 };
 use super::sender::{Peer, PeerConn, Shared};
 use super::stats::add;
-use super::{forward, snapshot};
+use super::{ALPN_JOIN, ALPN_PEER};
+use super::{forward, join, snapshot};
 use atoll_proto::NodeId;
 use atoll_proto::peer::{PEER_FRAME_BYTES_MAX, PeerFrame};
 use quinn::crypto::rustls::HandshakeData;
@@ -66,6 +66,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: quinn::Connection, side: Si
         Side::Accepted => None,
         Side::Dialed { expected, .. } => Some(*expected),
     };
+    if expected.is_none() && alpn_of(&conn).as_deref() == Some(ALPN_JOIN) {
+        return join::serve(shared, conn).await;
+    }
     let (peer, recv) = match identify(&shared, &conn, expected).await {
         Ok(found) => found,
         Err(_) if conn.close_reason().is_some() => {
@@ -114,11 +117,7 @@ async fn identify(
     conn: &quinn::Connection,
     expected: Option<NodeId>,
 ) -> Result<(Arc<Peer>, quinn::RecvStream), Refusal> {
-    let alpn = conn
-        .handshake_data()
-        .and_then(|data| data.downcast::<HandshakeData>().ok())
-        .and_then(|data| data.protocol);
-    if alpn.as_deref() != Some(ALPN_PEER) {
+    if alpn_of(conn).as_deref() != Some(ALPN_PEER) {
         return Err(Refusal::Alpn);
     }
     // TLS already demands a certificate chained to the CA (`peer_server_config`); checked
@@ -151,6 +150,12 @@ async fn identify(
         _ => {}
     }
     Ok((peer, recv))
+}
+
+fn alpn_of(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()
+        .and_then(|data| data.downcast::<HandshakeData>().ok())
+        .and_then(|data| data.protocol)
 }
 
 /// Makes an accepted connection the peer's current one; an older one (the peer restarted

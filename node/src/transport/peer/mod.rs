@@ -27,6 +27,7 @@ mod connection;
 mod error;
 mod forward;
 mod frames;
+mod join;
 pub mod limits;
 mod link;
 mod sender;
@@ -35,6 +36,7 @@ mod stats;
 mod transport;
 
 pub use error::{PeerForwardError, PeerSendError, SnapshotSendError};
+pub use join::join_cluster;
 pub use sender::PeerSender;
 pub use stats::PeerStats;
 pub use transport::PeerTransport;
@@ -47,8 +49,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
-/// ALPN of the peer protocol; the peer endpoint offers nothing else.
+/// ALPN of the peer protocol.
 pub const ALPN_PEER: &[u8] = b"atoll-peer/1";
+/// ALPN of the join exchange, the peer endpoint's only other protocol (decision D18).
+pub const ALPN_JOIN: &[u8] = b"atoll-join/1";
 
 /// Who this node is and whom it talks to.
 #[derive(Clone, Debug)]
@@ -82,6 +86,13 @@ pub trait PeerInbox: Send + Sync + 'static {
     /// A snapshot stream opened (`header.from` is the verified sending node). Returns where
     /// its verified chunks go, or refuses it (the sender learns the reason).
     fn snapshot(&self, header: &SnapshotHeader) -> Result<Box<dyn SnapshotSink>, SinkRefused>;
+
+    /// Answers a node joining the cluster (decision D18): who it is and what it hosts, or
+    /// why it cannot join (one line).
+    fn join(
+        &self,
+        req: &atoll_proto::member::JoinRequest,
+    ) -> Result<atoll_proto::member::JoinResponse, String>;
 
     /// A request node `from` forwarded to this node. The transport awaits the returned
     /// future on the stream's own task and sends its answer back; errors are answered as

@@ -9,7 +9,7 @@ use super::limits::{
 use super::link::{self, Dialer};
 use super::sender::{Peer, PeerSender, Shared};
 use super::stats::{PeerStats, add};
-use super::{ALPN_PEER, PeerInbox, PeerTransportConfig};
+use super::{ALPN_JOIN, ALPN_PEER, PeerInbox, PeerTransportConfig};
 use crate::transport::TransportError;
 use crate::transport::error::describe_io_error;
 use atoll_proto::NodeId;
@@ -63,7 +63,7 @@ impl PeerTransport {
             return Err(own_id_error(cfg.node_id));
         }
         let transport = Arc::new(transport_config()?);
-        let server_tls = cfg.tls.peer_server_config(&[ALPN_PEER])?;
+        let server_tls = cfg.tls.peer_server_config(&[ALPN_PEER, ALPN_JOIN])?;
         let server_quic = QuicServerConfig::try_from(server_tls)
             .map_err(|e| TransportError::Config { reason: format!("TLS for QUIC: {e}") })?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_quic));
