@@ -303,9 +303,10 @@ fn answering() -> Fake {
             | NativeRequest::MemberPromote(_)
             | NativeRequest::MemberUpdate(_)
             | NativeRequest::MemberWrite(_) => NativeResponse::Error(AtollError::Malformed {
-                reason: "atollctl sends no hashkv, shard compaction, close, member or node-only lease \
+                reason:
+                    "atollctl sends no hashkv, shard compaction, close, member or node-only lease \
                          request, and watches on a stream"
-                    .into(),
+                        .into(),
             }),
         })
     })

@@ -91,6 +91,72 @@ impl TestCluster {
         flags
     }
 
+    /// Prepares one more member (certificate, ports) for `member add`; starts nothing.
+    /// Returns its index.
+    pub fn must_prepare_joiner(&mut self) -> usize {
+        let i = self.specs.len() + 1;
+        let certs = self.root.join(format!("certs-{i}"));
+        atoll_node::certs::issue_node_cert(
+            &self.root.join("ca"),
+            &certs,
+            &["127.0.0.1".to_string()],
+        )
+        .expect("issue node cert");
+        self.specs.push(MemberSpec {
+            name: format!("n{i}"),
+            data_dir: self.root.join(format!("n{i}")),
+            client_port: free_port(),
+            peer_port: free_port(),
+            certs,
+        });
+        self.nodes.push(None);
+        i - 1
+    }
+
+    /// The peer URL of member `i`.
+    pub fn peer_url(&self, i: usize) -> String {
+        format!("https://127.0.0.1:{}", self.specs[i].peer_port)
+    }
+
+    /// Starts member `i` joining the running cluster (`--initial-cluster-state existing`).
+    pub fn must_start_joining(&mut self, i: usize) {
+        let mut flags = self.flags(i);
+        flags.extend(["--initial-cluster-state".to_string(), "existing".to_string()]);
+        let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let spec = &self.specs[i];
+        self.nodes[i] = Some(TestNode::must_start_with(&spec.data_dir, spec.client_port, &refs));
+    }
+
+    /// Waits until the members `which` applied the same log of every shard, then requires
+    /// the same revision and hash of each shard on each of them.
+    pub async fn must_agree_on_hashes(&self, which: &[usize]) {
+        let client = self.must_client(which).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut answers = Vec::new();
+            for endpoint in self.endpoints(which) {
+                let req = atoll_proto::HashKvRequest::default();
+                let resp = client.hash_kv(&endpoint, req).await.expect("hashkv");
+                answers.push(resp.hashes);
+            }
+            let applied = |hashes: &Vec<atoll_proto::ShardHash>| -> Vec<u64> {
+                hashes.iter().map(|h| h.applied_index).collect()
+            };
+            if answers.iter().all(|a| applied(a) == applied(&answers[0])) {
+                for (i, hashes) in answers.iter().enumerate() {
+                    assert_eq!(
+                        hashes, &answers[0],
+                        "member {i} differs from the first at the same index"
+                    );
+                }
+                eprintln!("members {which:?} agree: {:?}", answers[0]);
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "members never caught up: {answers:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Starts member `i` (again, after a kill, from its data directory).
     pub fn must_start(&mut self, i: usize) {
         let flags = self.flags(i);

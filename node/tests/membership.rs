@@ -1,0 +1,120 @@
+//! Membership changes on real `atoll` processes (decision D18): a three-member cluster with
+//! two data shards grows by a learner that joins with `--initial-cluster-state existing`,
+//! catches up on every shard, is promoted, and an original member is removed; the errors of
+//! etcd's Cluster API along the way.
+
+mod support;
+
+use atoll_proto::member::{MemberAddRequest, MemberIdRequest, MemberListRequest, MembersResponse};
+use atoll_proto::shard_map::Member;
+use atoll_proto::{AtollError, NativeRequest, NodeId, PutRequest, RangeRequest};
+use atoll_router::{Client, ClientError};
+use std::time::{Duration, Instant};
+use support::cluster::{TestCluster, until_ok};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+async fn members(client: &Client, req: NativeRequest) -> Result<MembersResponse, ClientError> {
+    client.members(req).await
+}
+
+fn list() -> NativeRequest {
+    NativeRequest::MemberList(MemberListRequest { linearizable: true })
+}
+
+fn must_refuse(result: Result<MembersResponse, ClientError>, expected: AtollError) {
+    match result {
+        Err(ClientError::Server(e)) => assert_eq!(e, expected),
+        other => panic!("expected {expected:?}, got {other:?}"),
+    }
+}
+
+/// Waits until `cond` holds for the members as the cluster reports them.
+async fn must_see_members(client: &Client, what: &str, cond: impl Fn(&[Member]) -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Ok(r) = members(client, list()).await
+            && cond(&r.members)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_joins_catches_up_is_promoted_and_a_member_leaves() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = TestCluster::must_prepare(root.path(), 3, "/b/");
+    cluster.must_start_all();
+    let client = cluster.must_client(&[0, 1, 2]).await;
+    for key in ["/a/1", "/b/1"] {
+        let put = PutRequest { key: key.into(), value: b"before".to_vec(), ..Default::default() };
+        until_ok(PATIENCE, "put", || client.put(put.clone())).await;
+    }
+
+    eprintln!("phase: the members publish their names and client URLs");
+    must_see_members(&client, "three named members", |m| {
+        m.len() == 3 && m.iter().all(|m| !m.name.is_empty() && !m.client_urls.is_empty())
+    })
+    .await;
+
+    eprintln!("phase: bad requests are refused with etcd's errors");
+    let taken = cluster.peer_url(0);
+    let add = |peer_urls: Vec<String>, is_learner| {
+        NativeRequest::MemberAdd(MemberAddRequest { peer_urls, is_learner })
+    };
+    must_refuse(members(&client, add(vec![taken], true)).await, AtollError::PeerUrlExists);
+    must_refuse(
+        members(&client, add(vec!["not a url".into()], true)).await,
+        AtollError::MemberBadUrls,
+    );
+    let nobody = NativeRequest::MemberRemove(MemberIdRequest { id: NodeId(42) });
+    must_refuse(members(&client, nobody).await, AtollError::MemberNotFound);
+
+    eprintln!("phase: a learner is added and joins with --initial-cluster-state existing");
+    let joiner = cluster.must_prepare_joiner();
+    let added = until_ok(PATIENCE, "member add", || {
+        members(&client, add(vec![cluster.peer_url(joiner)], true))
+    })
+    .await;
+    let learner = added.member.expect("the added member");
+    assert!(learner.is_learner && learner.name.is_empty());
+    assert_eq!(added.members.len(), 4);
+    let promote = NativeRequest::MemberPromote(MemberIdRequest { id: learner.id });
+    cluster.must_start_joining(joiner);
+    must_see_members(&client, "the learner publishes its name", |m| {
+        m.iter().any(|m| m.id == learner.id && m.name == format!("n{}", joiner + 1))
+    })
+    .await;
+
+    eprintln!("phase: the learner has every shard's data");
+    let after = PutRequest { key: "/b/2".into(), value: b"after".to_vec(), ..Default::default() };
+    until_ok(PATIENCE, "put", || client.put(after.clone())).await;
+    cluster.must_agree_on_hashes(&[0, 1, 2, joiner]).await;
+
+    eprintln!("phase: the caught-up learner is promoted; promoting it again is refused");
+    until_ok(PATIENCE, "member promote", || members(&client, promote.clone())).await;
+    must_refuse(members(&client, promote.clone()).await, AtollError::MemberNotLearner);
+    must_see_members(&client, "four voters", |m| m.len() == 4 && m.iter().all(|m| !m.is_learner))
+        .await;
+
+    eprintln!("phase: an original member is removed; the others keep serving");
+    let first = members(&client, list()).await.expect("list").members;
+    let leaving = first.iter().find(|m| m.name == "n1").expect("n1").id;
+    let remove = NativeRequest::MemberRemove(MemberIdRequest { id: leaving });
+    until_ok(PATIENCE, "member remove", || members(&client, remove.clone())).await;
+    let rest = cluster.must_client(&[1, 2, joiner]).await;
+    must_see_members(&rest, "three members without n1", |m| {
+        m.len() == 3 && m.iter().all(|m| m.id != leaving)
+    })
+    .await;
+    must_refuse(members(&rest, remove.clone()).await, AtollError::MemberNotFound);
+    let last = PutRequest { key: "/a/2".into(), value: b"last".to_vec(), ..Default::default() };
+    until_ok(PATIENCE, "put after the removal", || rest.put(last.clone())).await;
+    let read = RangeRequest { key: b"/a/2".to_vec(), ..Default::default() };
+    let got = until_ok(PATIENCE, "read after the removal", || rest.range(read.clone())).await;
+    assert_eq!(got.kvs[0].value, b"last");
+    cluster.must_agree_on_hashes(&[1, 2, joiner]).await;
+}
