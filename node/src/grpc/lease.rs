@@ -2,7 +2,7 @@
 //! LeaseTimeToLive and LeaseLeases, converted to the native lease requests and served by the
 //! node's router on the meta shard's leader (decision D16).
 
-use super::{Gateway, status_of, unexpected};
+use super::{AbortOnDrop, Gateway, status_of, unexpected};
 use atoll_proto::NativeRequest as Req;
 use atoll_proto::NativeResponse as Resp;
 use atoll_proto::etcd::etcdserverpb as pb;
@@ -97,14 +97,5 @@ impl pb::lease_server::Lease for LeaseService {
             Resp::LeaseLeases(r) => Ok(Response::new(convert::leases_to_pb(r))),
             other => Err(unexpected(&other)),
         }
-    }
-}
-
-/// Ends the keepalive task when the client's response stream is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

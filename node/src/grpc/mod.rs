@@ -7,20 +7,24 @@
 //! leader wherever the client connected, and ranges over several shards are merged. Errors
 //! keep etcd's text and gRPC code ([`status_of`]).
 //!
-//! Services: KV, Watch, Lease, Maintenance, Cluster and Auth. Lock and Election are not
-//! registered yet; a client calling them gets gRPC's `Unimplemented`, never a made-up
-//! answer.
+//! Services: KV, Watch, Lease, Maintenance, Cluster, Auth, Lock and Election. Lock and
+//! Election are etcd's recipes (`concurrency.rs`) run on the node against that same request
+//! path, as etcd runs them against its own in-process client.
 
 mod auth;
 mod cluster;
+mod concurrency;
+mod election;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
 mod watch;
 
 use crate::certs::TlsMaterial;
 use crate::service::NodeService;
 use atoll_proto::etcd::etcdserverpb as pb;
+use atoll_proto::etcd::{v3electionpb, v3lockpb};
 use atoll_proto::etcd_convert::response::header_to_pb;
 use atoll_proto::shard_map::Member;
 use atoll_proto::{AtollError, NativeRequest, NativeResponse};
@@ -56,11 +60,16 @@ pub const SNAPSHOTS_IN_FLIGHT_MAX: usize = 2;
 /// Backup chunks buffered per stream ahead of a slow client.
 pub const SNAPSHOT_CHUNKS_BUFFERED: usize = 8;
 
+/// Lock, Campaign and Observe calls served at once (each may wait long, holding a watch);
+/// more are refused as `Busy`.
+pub const LOCK_AND_ELECTION_CALLS_MAX: usize = 10_000;
+
 /// State shared by the gateway's services.
 struct Gateway {
     service: NodeService,
     members: Vec<Member>,
     snapshots: Arc<tokio::sync::Semaphore>,
+    recipes: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gateway {
@@ -71,6 +80,13 @@ impl Gateway {
             NativeResponse::Error(e) => Err(status_of(e)),
             ok => Ok(ok),
         }
+    }
+
+    /// Room for one more waiting lock or election call, or `Busy`.
+    fn recipe_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.recipes.clone().try_acquire_owned().map_err(|_| {
+            status_of(AtollError::Busy { limit: "lock_and_election_calls_max".into() })
+        })
     }
 
     /// A header for answers that are not about one key ([`NodeService::header`]).
@@ -86,7 +102,8 @@ pub async fn serve(
     cfg: GatewayConfig,
 ) -> Result<(), tonic::transport::Error> {
     let snapshots = Arc::new(tokio::sync::Semaphore::new(SNAPSHOTS_IN_FLIGHT_MAX));
-    let gateway = Arc::new(Gateway { service, members: cfg.members, snapshots });
+    let recipes = Arc::new(tokio::sync::Semaphore::new(LOCK_AND_ELECTION_CALLS_MAX));
+    let gateway = Arc::new(Gateway { service, members: cfg.members, snapshots, recipes });
     let max_decode = cfg.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
     let mut server = Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
@@ -118,7 +135,15 @@ pub async fn serve(
         .add_service(pb::lease_server::LeaseServer::from_arc(Arc::new(lease::LeaseService(
             gateway.clone(),
         ))))
-        .add_service(pb::auth_server::AuthServer::from_arc(Arc::new(auth::AuthService(gateway))))
+        .add_service(pb::auth_server::AuthServer::from_arc(Arc::new(auth::AuthService(
+            gateway.clone(),
+        ))))
+        .add_service(v3lockpb::lock_server::LockServer::from_arc(Arc::new(lock::LockService(
+            gateway.clone(),
+        ))))
+        .add_service(v3electionpb::election_server::ElectionServer::from_arc(Arc::new(
+            election::ElectionService(gateway),
+        )))
         .serve_with_incoming(incoming)
         .await
 }
@@ -138,6 +163,16 @@ fn unexpected(resp: &NativeResponse) -> Status {
 /// success.
 fn not_supported(rpc: &str) -> Status {
     Status::unimplemented(format!("atoll: {rpc} is not supported yet"))
+}
+
+/// Ends a task serving a stream when the stream's consumer drops it (the client went away
+/// or cancelled the RPC).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]
