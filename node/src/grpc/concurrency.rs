@@ -1,7 +1,8 @@
 //! What etcd's Lock and Election servers borrow from its client library
 //! (`client/v3/concurrency`: `session.go`, `key.go`), on the node's own request path: every
 //! read, write, lease grant and watch goes through [`NodeService`] exactly as a gRPC client's
-//! would, so the recipes route, forward and span shards like any request (decision D11).
+//! would, so the recipes route, forward and span shards like any request (decisions D11 and
+//! "Lock and Election").
 //!
 //! - A *session* is the lease that holds an ownership key; lease 0 asks for a fresh one of
 //!   etcd's default session TTL ([`session_lease`]).
