@@ -16,7 +16,7 @@
 //! Range sorted by create revision lists them, so the owner every caller agrees on is the
 //! one a `Leader` read answers.
 
-use super::{AbortOnDrop, unexpected};
+use super::{AbortOnDrop, Gateway, unexpected};
 use crate::service::NodeService;
 use atoll_proto::watch::{EventType, WatchCreateRequest, WatchRequest, WatchResponse};
 use atoll_proto::{
@@ -26,7 +26,7 @@ use atoll_proto::{
 };
 use std::future::Future;
 use tokio::sync::{mpsc, oneshot};
-use tonic::{Code, Status};
+use tonic::{Code, Response, Status};
 
 /// etcd's `defaultSessionTTL`: the TTL, in seconds, of the lease granted for a call that
 /// names lease 0.
@@ -362,20 +362,26 @@ impl ClientGone {
     }
 }
 
-/// Runs `recipe` on a task of its own and returns its answer. tonic drops a call's future
-/// when the client cancels it or its deadline passes; the recipe then sees [`ClientGone`]
-/// resolve instead of being stopped mid-way, so it can still clean up (delete the key it
-/// queued, as etcd's `Mutex.Lock` does with the client's background context).
-pub async fn detached<T, F, Fut>(recipe: F) -> Result<T, Status>
+/// Runs `recipe`, a call that may wait long (Lock, Campaign), under one of the gateway's
+/// permits for such calls, on a task of its own, and returns its answer. tonic drops a
+/// call's future when the client cancels it or its deadline passes; the recipe then sees
+/// [`ClientGone`] resolve instead of being stopped mid-way, so it can still clean up (delete
+/// the key it queued, as etcd's `Mutex.Lock` does with the client's background context).
+pub async fn detached<T, F, Fut>(gateway: &Gateway, recipe: F) -> Result<Response<T>, Status>
 where
-    F: FnOnce(ClientGone) -> Fut,
+    F: FnOnce(NodeService, ClientGone) -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, RecipeError>> + Send + 'static,
     T: Send + 'static,
 {
+    let permit = gateway.recipe_permit()?;
+    let service = gateway.service.clone();
     let (_call_alive, gone) = oneshot::channel::<()>();
-    let task = tokio::spawn(recipe(ClientGone(gone)));
+    let task = tokio::spawn(async move {
+        let _permit = permit;
+        recipe(service, ClientGone(gone)).await
+    });
     match task.await {
-        Ok(answer) => answer.map_err(RecipeError::into_status),
+        Ok(answer) => answer.map(Response::new).map_err(RecipeError::into_status),
         Err(e) => Err(Status::internal(format!("atoll: a lock or election task failed: {e}"))),
     }
 }

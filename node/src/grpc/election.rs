@@ -12,7 +12,7 @@
 use super::concurrency::{
     self, ClientGone, RecipeError, Watch, created_at, first_created, key_prefix, owner_key,
 };
-use super::{AbortOnDrop, Gateway};
+use super::{Gateway, ResponseStream, stream_of};
 use crate::service::NodeService;
 use atoll_proto::etcd::v3electionpb as pb;
 use atoll_proto::etcd_convert::response::{header_to_pb, kv_to_pb};
@@ -21,10 +21,8 @@ use atoll_proto::{
     DeleteRangeRequest, KeyValue, PutRequest, RangeRequest, RequestOp, ResponseHeader, ResponseOp,
     TxnRequest, prefix_range_end,
 };
-use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use tonic::codegen::tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 /// Announcements queued ahead of an observer that does not read them; the observation
@@ -36,22 +34,17 @@ pub(super) struct ElectionService(pub(super) Arc<Gateway>);
 
 #[tonic::async_trait]
 impl pb::election_server::Election for ElectionService {
-    type ObserveStream =
-        Pin<Box<dyn Stream<Item = Result<pb::LeaderResponse, Status>> + Send + 'static>>;
+    type ObserveStream = ResponseStream<pb::LeaderResponse>;
 
     async fn campaign(
         &self,
         req: Request<pb::CampaignRequest>,
     ) -> Result<Response<pb::CampaignResponse>, Status> {
-        let permit = self.0.recipe_permit()?;
-        let gateway = self.0.clone();
         let req = req.into_inner();
-        let answer = concurrency::detached(move |gone| async move {
-            let _permit = permit;
-            campaign(&gateway.service, req, gone).await
+        concurrency::detached(&self.0, move |service, gone| async move {
+            campaign(&service, req, gone).await
         })
-        .await?;
-        Ok(Response::new(answer))
+        .await
     }
 
     async fn proclaim(
@@ -98,12 +91,7 @@ impl pb::election_server::Election for ElectionService {
                 tracing::debug!(error = %e, "election observer ended");
             }
         });
-        let guard = AbortOnDrop(observing);
-        let stream = futures::stream::unfold((responses_rx, guard), |(mut rx, guard)| async move {
-            let item = rx.recv().await?;
-            Some((Ok(item), (rx, guard)))
-        });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(stream_of(responses_rx, observing)))
     }
 
     async fn resign(
@@ -231,7 +219,7 @@ fn leader_response(header: ResponseHeader, kv: KeyValue) -> pb::LeaderResponse {
 async fn observe(
     service: &NodeService,
     prefix: &[u8],
-    out: &mpsc::Sender<pb::LeaderResponse>,
+    out: &mpsc::Sender<Result<pb::LeaderResponse, Status>>,
 ) -> Result<(), RecipeError> {
     let spans_shards = !service.in_one_shard(prefix, &prefix_range_end(prefix));
     loop {
@@ -254,7 +242,7 @@ async fn observe(
         };
         let from = header.revision + 1;
         let key = kv.key.clone();
-        out.send(leader_response(header, kv)).await.map_err(|_| RecipeError::ClientGone)?;
+        out.send(Ok(leader_response(header, kv))).await.map_err(|_| RecipeError::ClientGone)?;
         follow(service, key, from, out).await?;
     }
 }
@@ -292,7 +280,7 @@ async fn follow(
     service: &NodeService,
     key: Vec<u8>,
     revision: i64,
-    out: &mpsc::Sender<pb::LeaderResponse>,
+    out: &mpsc::Sender<Result<pb::LeaderResponse, Status>>,
 ) -> Result<(), RecipeError> {
     let mut watch = Watch::open(service, key, Vec::new(), revision).await?;
     loop {
@@ -302,7 +290,7 @@ async fn follow(
                 return Ok(());
             }
             let announcement = leader_response(resp.header.clone(), event.kv);
-            out.send(announcement).await.map_err(|_| RecipeError::ClientGone)?;
+            out.send(Ok(announcement)).await.map_err(|_| RecipeError::ClientGone)?;
         }
     }
 }

@@ -30,15 +30,11 @@ impl pb::lock_server::Lock for LockService {
         &self,
         req: Request<pb::LockRequest>,
     ) -> Result<Response<pb::LockResponse>, Status> {
-        let permit = self.0.recipe_permit()?;
-        let gateway = self.0.clone();
         let req = req.into_inner();
-        let answer = concurrency::detached(move |gone| async move {
-            let _permit = permit;
-            lock(&gateway.service, req, gone).await
+        concurrency::detached(&self.0, move |service, gone| async move {
+            lock(&service, req, gone).await
         })
-        .await?;
-        Ok(Response::new(answer))
+        .await
     }
 
     async fn unlock(

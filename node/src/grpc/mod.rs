@@ -28,9 +28,12 @@ use atoll_proto::etcd::{v3electionpb, v3lockpb};
 use atoll_proto::etcd_convert::response::header_to_pb;
 use atoll_proto::shard_map::Member;
 use atoll_proto::{AtollError, NativeRequest, NativeResponse};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tonic::codegen::tokio_stream::Stream;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Code, Status};
@@ -163,6 +166,22 @@ fn unexpected(resp: &NativeResponse) -> Status {
 /// success.
 fn not_supported(rpc: &str) -> Status {
     Status::unimplemented(format!("atoll: {rpc} is not supported yet"))
+}
+
+/// A server stream as tonic's generated services take it.
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// What `task` sends on `answers`, as a server stream; dropping the stream (the client went
+/// away or cancelled the RPC) ends `task`.
+fn stream_of<T: Send + 'static>(
+    answers: mpsc::Receiver<Result<T, Status>>,
+    task: tokio::task::JoinHandle<()>,
+) -> ResponseStream<T> {
+    let guard = AbortOnDrop(task);
+    Box::pin(futures::stream::unfold((answers, guard), |(mut rx, guard)| async move {
+        let item = rx.recv().await?;
+        Some((item, (rx, guard)))
+    }))
 }
 
 /// Ends a task serving a stream when the stream's consumer drops it (the client went away

@@ -2,17 +2,15 @@
 //! same watch-stream code as the native protocol (`NodeService::serve_watch_stream`), so
 //! ordering, progress, fairness and bounded buffers are the same on both (decision D12).
 
-use super::{AbortOnDrop, Gateway, status_of};
+use super::{AbortOnDrop, Gateway, ResponseStream, status_of};
 use crate::transport::WatchStreamIo;
 use crate::transport::limits::{WATCH_REQUESTS_QUEUED_MAX, WATCH_RESPONSES_QUEUED_MAX};
 use atoll_proto::NativeResponse;
 use atoll_proto::etcd::etcdserverpb as pb;
 use atoll_proto::etcd_convert::watch::{request_from_pb, response_to_pb};
 use futures::StreamExt as _;
-use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use tonic::codegen::tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The Watch service.
@@ -20,8 +18,7 @@ pub(super) struct WatchService(pub(super) Arc<Gateway>);
 
 #[tonic::async_trait]
 impl pb::watch_server::Watch for WatchService {
-    type WatchStream =
-        Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send + 'static>>;
+    type WatchStream = ResponseStream<pb::WatchResponse>;
 
     async fn watch(
         &self,
