@@ -1,7 +1,8 @@
 //! etcd's Lock and Election services against a 3-node Atoll cluster with several shards: the
-//! `etcd-client` crate calls them (mutual exclusion, hand-over, lease expiry, campaign,
-//! proclaim, leader, observe, resign, etcd's errors), and etcdctl 3.4's `lock` and `elect`
-//! (etcd's client-side recipes over KV, Watch and Lease) queue under the same keys.
+//! `etcd-client` crate calls them (mutual exclusion, hand-over, lease expiry, clients that
+//! give up, campaign, proclaim, leader, observe, resign, etcd's errors), and etcdctl 3.4's
+//! `lock` and `elect` (etcd's client-side recipes over KV, Watch and Lease) queue under the
+//! same keys.
 //!
 //! The cluster is split at `/x/7`, inside the prefix `/x/` of the names `/x`: keys
 //! `/x/7…` and `/x/1…` live in different shards, so those names exercise the path where a
@@ -120,6 +121,17 @@ async fn must_lock(a: &mut Client, b: &mut Client, c: &mut Client) {
     let (code, message) = status(must_finish(late).await);
     assert_eq!((code, message.as_str()), (Code::Unknown, "mutex: session is expired"));
 
+    eprintln!("phase: a waiter whose client gives up leaves the queue");
+    let holder = must_grant(a, 60, 0).await;
+    let quitter = must_grant(b, 60, 0).await;
+    let held = a.lock("/m/lk", leased(holder)).await.expect("lock");
+    let mut waiter = b.clone();
+    let queued = tokio::spawn(async move { waiter.lock("/m/lk", leased(quitter)).await });
+    must_see(a, &lock_key("/m/lk", quitter), true).await;
+    queued.abort();
+    must_see(a, &lock_key("/m/lk", quitter), false).await;
+    a.unlock(held.key()).await.expect("unlock");
+
     eprintln!("phase: lease 0 locks with a fresh lease of etcd's 60 s session TTL");
     let fresh = c.lock("/m/fresh", None).await.expect("lock without a lease");
     let key = String::from_utf8(fresh.key().to_vec()).expect("utf-8 key");
@@ -224,6 +236,14 @@ async fn must_elect(a: &mut Client, b: &mut Client, c: &mut Client) {
     assert_eq!((lead2.key(), lead2.lease()), (key2.as_bytes(), l2));
     assert_eq!(must_observe(&mut observed).await, (key2.clone(), "two".into()));
     a.resign(resign(&lead)).await.expect("resigning a lost leadership succeeds, as in etcd");
+
+    eprintln!("phase: a candidate whose client gives up resigns");
+    let quitter = must_grant(c, 60, 0).await;
+    let mut rival = c.clone();
+    let queued = tokio::spawn(async move { rival.campaign("/m/el", "q", quitter).await });
+    must_see(a, &lock_key("/m/el", quitter), true).await;
+    queued.abort();
+    must_see(a, &lock_key("/m/el", quitter), false).await;
 
     eprintln!("phase: the leader's lease ends; a waiter whose lease ends is refused");
     let doomed = must_grant(a, 1, 0).await;
