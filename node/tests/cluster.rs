@@ -6,8 +6,8 @@
 mod support;
 
 use atoll_proto::{
-    AtollError, Compare, CompareResult, CompareTarget, DeleteRangeRequest, HashKvRequest,
-    PutRequest, RangeRequest, RequestOp, ShardHash, TxnRequest, prefix_range_end,
+    AtollError, Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest,
+    RangeRequest, RequestOp, TxnRequest, prefix_range_end,
 };
 use atoll_router::ClientError;
 use std::sync::Arc;

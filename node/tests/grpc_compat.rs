@@ -11,35 +11,8 @@ use etcd_client::{
 };
 use std::time::{Duration, Instant};
 use support::cluster::TestCluster;
+use support::etcd::{must_connect, status};
 use tonic::Code;
-
-/// A client of the member `endpoint`, once it answers a linearizable get.
-async fn must_connect(endpoint: &str) -> Client {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let attempt = async {
-            let mut client = Client::connect([endpoint], None).await?;
-            client.get("/ready-probe", None).await?;
-            Ok::<_, etcd_client::Error>(client)
-        };
-        match attempt.await {
-            Ok(client) => return client,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("{endpoint} not ready: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("{endpoint} never became ready: {e}"),
-        }
-    }
-}
-
-/// The gRPC status of a call that must fail.
-fn status<T: std::fmt::Debug>(result: Result<T, etcd_client::Error>) -> (Code, String) {
-    match result.expect_err("the call must fail") {
-        etcd_client::Error::GRpcStatus(s) => (s.code(), s.message().to_string()),
-        other => panic!("expected a gRPC status, got {other}"),
-    }
-}
 
 fn keys(resp: &etcd_client::GetResponse) -> Vec<String> {
     resp.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).into_owned()).collect()

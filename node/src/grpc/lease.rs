@@ -2,17 +2,15 @@
 //! LeaseTimeToLive and LeaseLeases, converted to the native lease requests and served by the
 //! node's router on the meta shard's leader (decision D16).
 
-use super::{Gateway, status_of, unexpected};
+use super::{Gateway, ResponseStream, status_of, stream_of, unexpected};
 use atoll_proto::NativeRequest as Req;
 use atoll_proto::NativeResponse as Resp;
 use atoll_proto::etcd::etcdserverpb as pb;
 use atoll_proto::etcd_convert::lease as convert;
 use atoll_proto::{LeaseLeasesRequest, NativeResponse};
 use futures::StreamExt as _;
-use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use tonic::codegen::tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Keepalive answers queued ahead of a client that does not read them; the stream reads no
@@ -24,8 +22,7 @@ pub(super) struct LeaseService(pub(super) Arc<Gateway>);
 
 #[tonic::async_trait]
 impl pb::lease_server::Lease for LeaseService {
-    type LeaseKeepAliveStream =
-        Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send + 'static>>;
+    type LeaseKeepAliveStream = ResponseStream<pb::LeaseKeepAliveResponse>;
 
     async fn lease_grant(
         &self,
@@ -70,12 +67,7 @@ impl pb::lease_server::Lease for LeaseService {
                 }
             }
         });
-        let guard = AbortOnDrop(serving);
-        let stream = futures::stream::unfold((responses_rx, guard), |(mut rx, guard)| async move {
-            let item = rx.recv().await?;
-            Some((item, (rx, guard)))
-        });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(stream_of(responses_rx, serving)))
     }
 
     async fn lease_time_to_live(
@@ -97,14 +89,5 @@ impl pb::lease_server::Lease for LeaseService {
             Resp::LeaseLeases(r) => Ok(Response::new(convert::leases_to_pb(r))),
             other => Err(unexpected(&other)),
         }
-    }
-}
-
-/// Ends the keepalive task when the client's response stream is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

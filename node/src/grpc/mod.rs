@@ -7,25 +7,32 @@
 //! leader wherever the client connected, and ranges over several shards are merged. Errors
 //! keep etcd's text and gRPC code ([`status_of`]).
 //!
-//! Services: KV, Watch, Lease, Maintenance, Cluster and Auth. Lock and Election are not
-//! registered yet; a client calling them gets gRPC's `Unimplemented`, never a made-up
-//! answer.
+//! Services: KV, Watch, Lease, Maintenance, Cluster, Auth, Lock and Election. Lock and
+//! Election are etcd's recipes (`concurrency.rs`) run on the node against that same request
+//! path, as etcd runs them against its own in-process client.
 
 mod auth;
 mod cluster;
+mod concurrency;
+mod election;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
 mod watch;
 
 use crate::certs::TlsMaterial;
 use crate::service::NodeService;
 use atoll_proto::etcd::etcdserverpb as pb;
+use atoll_proto::etcd::{v3electionpb, v3lockpb};
 use atoll_proto::etcd_convert::response::header_to_pb;
 use atoll_proto::{AtollError, NativeRequest, NativeResponse};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tonic::codegen::tokio_stream::Stream;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Code, Status};
@@ -53,10 +60,15 @@ pub const SNAPSHOTS_IN_FLIGHT_MAX: usize = 2;
 /// Backup chunks buffered per stream ahead of a slow client.
 pub const SNAPSHOT_CHUNKS_BUFFERED: usize = 8;
 
+/// Lock, Campaign and Observe calls served at once (each may wait long, holding a watch);
+/// more are refused as `Busy`.
+pub const LOCK_AND_ELECTION_CALLS_MAX: usize = 10_000;
+
 /// State shared by the gateway's services.
 struct Gateway {
     service: NodeService,
     snapshots: Arc<tokio::sync::Semaphore>,
+    recipes: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gateway {
@@ -67,6 +79,13 @@ impl Gateway {
             NativeResponse::Error(e) => Err(status_of(e)),
             ok => Ok(ok),
         }
+    }
+
+    /// Room for one more waiting lock or election call, or `Busy`.
+    fn recipe_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.recipes.clone().try_acquire_owned().map_err(|_| {
+            status_of(AtollError::Busy { limit: "lock_and_election_calls_max".into() })
+        })
     }
 
     /// A header for answers that are not about one key ([`NodeService::header`]).
@@ -82,7 +101,8 @@ pub async fn serve(
     cfg: GatewayConfig,
 ) -> Result<(), tonic::transport::Error> {
     let snapshots = Arc::new(tokio::sync::Semaphore::new(SNAPSHOTS_IN_FLIGHT_MAX));
-    let gateway = Arc::new(Gateway { service, snapshots });
+    let recipes = Arc::new(tokio::sync::Semaphore::new(LOCK_AND_ELECTION_CALLS_MAX));
+    let gateway = Arc::new(Gateway { service, snapshots, recipes });
     let max_decode = cfg.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
     let mut server = Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
@@ -114,7 +134,15 @@ pub async fn serve(
         .add_service(pb::lease_server::LeaseServer::from_arc(Arc::new(lease::LeaseService(
             gateway.clone(),
         ))))
-        .add_service(pb::auth_server::AuthServer::from_arc(Arc::new(auth::AuthService(gateway))))
+        .add_service(pb::auth_server::AuthServer::from_arc(Arc::new(auth::AuthService(
+            gateway.clone(),
+        ))))
+        .add_service(v3lockpb::lock_server::LockServer::from_arc(Arc::new(lock::LockService(
+            gateway.clone(),
+        ))))
+        .add_service(v3electionpb::election_server::ElectionServer::from_arc(Arc::new(
+            election::ElectionService(gateway),
+        )))
         .serve_with_incoming(incoming)
         .await
 }
@@ -134,6 +162,32 @@ fn unexpected(resp: &NativeResponse) -> Status {
 /// success.
 fn not_supported(rpc: &str) -> Status {
     Status::unimplemented(format!("atoll: {rpc} is not supported yet"))
+}
+
+/// A server stream as tonic's generated services take it.
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// What `task` sends on `answers`, as a server stream; dropping the stream (the client went
+/// away or cancelled the RPC) ends `task`.
+fn stream_of<T: Send + 'static>(
+    answers: mpsc::Receiver<Result<T, Status>>,
+    task: tokio::task::JoinHandle<()>,
+) -> ResponseStream<T> {
+    let guard = AbortOnDrop(task);
+    Box::pin(futures::stream::unfold((answers, guard), |(mut rx, guard)| async move {
+        let item = rx.recv().await?;
+        Some((item, (rx, guard)))
+    }))
+}
+
+/// Ends a task serving a stream when the stream's consumer drops it (the client went away
+/// or cancelled the RPC).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

@@ -2,41 +2,23 @@
 //! same watch-stream code as the native protocol (`NodeService::serve_watch_stream`), so
 //! ordering, progress, fairness and bounded buffers are the same on both (decision D12).
 
-use super::{Gateway, status_of};
+use super::{AbortOnDrop, Gateway, ResponseStream, status_of};
 use crate::transport::WatchStreamIo;
 use crate::transport::limits::{WATCH_REQUESTS_QUEUED_MAX, WATCH_RESPONSES_QUEUED_MAX};
 use atoll_proto::NativeResponse;
 use atoll_proto::etcd::etcdserverpb as pb;
 use atoll_proto::etcd_convert::watch::{request_from_pb, response_to_pb};
 use futures::StreamExt as _;
-use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tonic::codegen::tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The Watch service.
 pub(super) struct WatchService(pub(super) Arc<Gateway>);
 
-/// Ends the stream's tasks when the client's response stream is dropped (the client went
-/// away or cancelled the RPC), so its watchers leave their hubs at once.
-struct StreamTasks {
-    serving: JoinHandle<()>,
-    reading: JoinHandle<()>,
-}
-
-impl Drop for StreamTasks {
-    fn drop(&mut self) {
-        self.serving.abort();
-        self.reading.abort();
-    }
-}
-
 #[tonic::async_trait]
 impl pb::watch_server::Watch for WatchService {
-    type WatchStream =
-        Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send + 'static>>;
+    type WatchStream = ResponseStream<pb::WatchResponse>;
 
     async fn watch(
         &self,
@@ -59,7 +41,8 @@ impl pb::watch_server::Watch for WatchService {
                 }
             }
         });
-        let tasks = StreamTasks { serving, reading };
+        // Dropped with the client's response stream, so its watchers leave their hubs at once.
+        let tasks = (AbortOnDrop(serving), AbortOnDrop(reading));
         let stream = futures::stream::unfold((responses_rx, tasks), |(mut rx, tasks)| async move {
             let item = match rx.recv().await? {
                 NativeResponse::Watch(w) => Ok(response_to_pb(w)),

@@ -755,6 +755,12 @@ impl NodeService {
         self.header_at(term)
     }
 
+    /// Whether every key of `[key, range_end)` belongs to one shard, so a Txn may read the
+    /// range whole (a Txn across shards is refused).
+    pub fn in_one_shard(&self, key: &[u8], range_end: &[u8]) -> bool {
+        self.inner.shards.spans(key, range_end).len() <= 1
+    }
+
     /// [`NodeService::header`] with `term` (a lease answer carries the meta shard's).
     fn header_at(&self, term: u64) -> ResponseHeader {
         let shards = self.inner.shards.handles();

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod etcd;
+pub mod etcdctl;
 
 use atoll_router::{Client, ClientConfig, Trust};
 use std::io::{BufRead, BufReader};
