@@ -6,8 +6,8 @@ mod support;
 
 use etcd_client::{
     AlarmAction, AlarmType, Client, CompactionOptions, Compare, CompareOp, DeleteOptions,
-    GetOptions, LeaseGrantOptions, LeaseTimeToLiveOptions, PutOptions, SortOrder, SortTarget, Txn,
-    TxnOp, TxnOpResponse, WatchOptions,
+    GetOptions, LeaseGrantOptions, LeaseTimeToLiveOptions, MemberAddOptions, PutOptions, SortOrder,
+    SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use std::time::{Duration, Instant};
 use support::cluster::TestCluster;
@@ -227,8 +227,27 @@ async fn an_etcd_client_library_works_against_a_sharded_cluster() {
     names.sort_unstable();
     assert_eq!(names, ["n1", "n2", "n3"]);
     assert!(members.members().iter().all(|m| !m.is_learner() && m.id() != 0));
-    let (code, _) = status(b.member_add(["https://127.0.0.1:1"], None).await);
-    assert_eq!(code, Code::Unimplemented);
+    // A learner that never starts: added, not promotable, removed (decision D18).
+    let learner = MemberAddOptions::new().with_is_learner();
+    let added = b.member_add(["https://127.0.0.1:1"], Some(learner)).await.expect("member add");
+    let id = added.member().expect("the added member").id();
+    assert_eq!(added.member_list().len(), 4);
+    assert!(added.member().is_some_and(|m| m.is_learner() && m.name().is_empty()));
+    let (code, message) = status(b.member_promote(id).await);
+    assert_eq!(code, Code::FailedPrecondition);
+    assert_eq!(
+        message,
+        "etcdserver: can only promote a learner member which is in sync with leader"
+    );
+    let (code, message) = status(a.member_add(["https://127.0.0.1:1"], None).await);
+    assert_eq!(
+        (code, message.as_str()),
+        (Code::AlreadyExists, "etcdserver: Peer URLs already exists")
+    );
+    let removed = a.member_remove(id).await.expect("member remove");
+    assert_eq!(removed.members().len(), 3);
+    let (code, message) = status(a.member_remove(id).await);
+    assert_eq!((code, message.as_str()), (Code::NotFound, "etcdserver: member not found"));
 
     // Watch: history from a revision then live events, prev_kv, across shards (merged in
     // revision order), a progress request, cancel; a compacted start revision cancels.

@@ -43,6 +43,28 @@ async fn must_see_members(client: &Client, what: &str, cond: impl Fn(&[Member]) 
     }
 }
 
+/// Runs atollctl against the first member; its stdout.
+fn ctl(cluster: &TestCluster, args: &[&str]) -> String {
+    let out = run_ctl(cluster, args);
+    assert!(out.status.success(), "atollctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Runs atollctl, which must fail; its stderr.
+fn ctl_failing(cluster: &TestCluster, args: &[&str]) -> String {
+    let out = run_ctl(cluster, args);
+    assert!(!out.status.success(), "atollctl {args:?} succeeded");
+    String::from_utf8(out.stderr).expect("utf-8")
+}
+
+fn run_ctl(cluster: &TestCluster, args: &[&str]) -> std::process::Output {
+    let endpoint = cluster.endpoints(&[0]).join(",");
+    let ca = cluster.root.join("ca/ca.pem").display().to_string();
+    let mut all = vec!["--endpoints", &endpoint, "--cacert", &ca];
+    all.extend_from_slice(args);
+    support::must_run_atollctl(&all, &[], "", &cluster.root)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_joins_catches_up_is_promoted_and_a_member_leaves() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -59,6 +81,16 @@ async fn a_learner_joins_catches_up_is_promoted_and_a_member_leaves() {
         m.len() == 3 && m.iter().all(|m| !m.name.is_empty() && !m.client_urls.is_empty())
     })
     .await;
+
+    eprintln!("phase: atollctl lists them as etcdctl does");
+    let listed = ctl(&cluster, &["member", "list"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 3, "{listed}");
+    for i in 0..3 {
+        let wanted = format!(", started, n{}, {}, ", i + 1, cluster.peer_url(i));
+        let line = lines.iter().find(|l| l.contains(&wanted)).expect("the member's line");
+        assert!(line.ends_with(", false"), "{line}");
+    }
 
     eprintln!("phase: bad requests are refused with etcd's errors");
     let taken = cluster.peer_url(0);
@@ -97,6 +129,8 @@ async fn a_learner_joins_catches_up_is_promoted_and_a_member_leaves() {
     eprintln!("phase: the caught-up learner is promoted; promoting it again is refused");
     until_ok(PATIENCE, "member promote", || members(&client, promote.clone())).await;
     must_refuse(members(&client, promote.clone()).await, AtollError::MemberNotLearner);
+    let again = ctl_failing(&cluster, &["member", "promote", &format!("{:x}", learner.id.0)]);
+    assert!(again.contains("etcdserver: can only promote a learner member"), "{again}");
     must_see_members(&client, "four voters", |m| m.len() == 4 && m.iter().all(|m| !m.is_learner))
         .await;
 

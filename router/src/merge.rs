@@ -22,7 +22,8 @@
 //! - `keys_only` drops values after sorting; when the sort is by value, shards are asked for
 //!   values and the merge drops them. `count_only` returns no key and `more` false.
 //! - Every shard is read at the same revision (DESIGN §4, closed revisions); the header's
-//!   revision is the highest of the parts.
+//!   revision is the highest of the parts (for a read of "now", the node gives every part
+//!   the revision read at, decision D15).
 
 use atoll_proto::{KeyValue, RangeRequest, RangeResponse, SortOrder, SortTarget, sort_kvs};
 

@@ -125,6 +125,53 @@ pub enum Command {
     /// Lease related commands.
     #[command(subcommand)]
     Lease(LeaseCommand),
+    /// Membership related commands.
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+/// `member <subcommand>`, as etcdctl 3.4's; member IDs in hexadecimal.
+#[derive(Debug, Clone, Subcommand)]
+pub enum MemberCommand {
+    /// Adds a member into the cluster.
+    #[command(override_usage = "atollctl member add <memberName> [options]")]
+    Add {
+        /// <memberName>.
+        #[arg(value_name = "NAME")]
+        args: Vec<String>,
+        /// Comma separated peer URLs for the new member.
+        #[arg(long = "peer-urls", default_value = "")]
+        peer_urls: String,
+        /// Indicates if the new member is raft learner.
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Removes a member from the cluster.
+    #[command(override_usage = "atollctl member remove <memberID>")]
+    Remove {
+        /// <memberID> in hexadecimal.
+        #[arg(value_name = "MEMBER_ID")]
+        args: Vec<String>,
+    },
+    /// Updates a member in the cluster.
+    #[command(override_usage = "atollctl member update <memberID> [options]")]
+    Update {
+        /// <memberID> in hexadecimal.
+        #[arg(value_name = "MEMBER_ID")]
+        args: Vec<String>,
+        /// Comma separated peer URLs for the updated member.
+        #[arg(long = "peer-urls", default_value = "")]
+        peer_urls: String,
+    },
+    /// Lists all members in the cluster.
+    List,
+    /// Promotes a non-voting member in the cluster.
+    #[command(override_usage = "atollctl member promote <memberID>")]
+    Promote {
+        /// <memberID> in hexadecimal.
+        #[arg(value_name = "MEMBER_ID")]
+        args: Vec<String>,
+    },
 }
 
 /// `lease <subcommand>`. Arguments are checked by the command, not clap, so a missing or

@@ -50,6 +50,11 @@ pub trait KvClient {
         &self,
         req: LeaseTimeToLiveRequest,
     ) -> impl Future<Output = Result<LeaseTimeToLiveResponse, CtlError>>;
+    /// A membership request; every one answers with the members.
+    fn members(
+        &self,
+        req: atoll_proto::NativeRequest,
+    ) -> impl Future<Output = Result<atoll_proto::member::MembersResponse, CtlError>>;
     /// Lists the leases.
     fn lease_leases(
         &self,

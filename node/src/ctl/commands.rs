@@ -4,6 +4,7 @@
 //! `--command-timeout`.
 
 mod lease;
+mod member;
 
 use crate::ctl::args::{
     Cli, Command, CompactionArgs, DelArgs, EndpointCommand, GetArgs, GlobalArgs, OutputFormat,
@@ -55,6 +56,7 @@ pub async fn execute<C: Connector>(
         Command::Endpoint(EndpointCommand::Health) => session.endpoint_health(io).await,
         Command::Watch(args) => session.watch(args, io).await,
         Command::Lease(cmd) => session.lease(cmd, io).await,
+        Command::Member(cmd) => session.member(cmd, io).await,
     }
 }
 

@@ -134,6 +134,15 @@ impl KvClient for Fake {
     async fn lease_leases(&self, req: LeaseLeasesRequest) -> Result<LeaseLeasesResponse, CtlError> {
         fake_call!(self, LeaseLeases, req)
     }
+    async fn members(
+        &self,
+        req: NativeRequest,
+    ) -> Result<atoll_proto::member::MembersResponse, CtlError> {
+        match self.call(req).await? {
+            NativeResponse::Members(resp) => Ok(resp),
+            other => panic!("fake answered {other:?}"),
+        }
+    }
     async fn status(&self, endpoint: &str) -> Result<StatusResponse, CtlError> {
         if endpoint.starts_with("down") {
             return Err(CtlError::Request { message: format!("cannot reach {endpoint}") });

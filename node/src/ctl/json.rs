@@ -325,3 +325,31 @@ pub fn lease_leases(resp: &LeaseLeasesResponse) -> String {
         .raw("leases", &format!("[{}]", leases.join(",")))
         .finish()
 }
+
+/// `member list|add|remove|update|promote`: etcd's `MemberListResponse` shape
+/// (`{"header":{...},"members":[{"ID":..,"name":..,"peerURLs":[..],"clientURLs":[..]}]}`;
+/// `isLearner` only when true, as Go's `omitempty`).
+pub fn members(resp: &atoll_proto::member::MembersResponse) -> String {
+    let strings = |v: &[String]| -> String {
+        let quoted: Vec<String> = v.iter().map(|s| quote(s)).collect();
+        format!("[{}]", quoted.join(","))
+    };
+    let member = |m: &atoll_proto::shard_map::Member| {
+        let mut o = Object::new().always("ID", m.id.0);
+        if !m.name.is_empty() {
+            o = o.raw("name", &quote(&m.name));
+        }
+        o = o.raw("peerURLs", &strings(&m.peer_urls));
+        if !m.client_urls.is_empty() {
+            o = o.raw("clientURLs", &strings(&m.client_urls));
+        }
+        if m.is_learner {
+            o = o.raw("isLearner", "true");
+        }
+        o.finish()
+    };
+    Object::new()
+        .raw("header", &header(&resp.header))
+        .array("members", resp.members.iter().map(member))
+        .finish()
+}

@@ -155,6 +155,13 @@ impl KvClient for RouterClient {
         self.client.lease_leases(req).await.map_err(|e| self.map_error(e))
     }
 
+    async fn members(
+        &self,
+        req: atoll_proto::NativeRequest,
+    ) -> Result<atoll_proto::member::MembersResponse, CtlError> {
+        self.client.members(req).await.map_err(|e| self.map_error(e))
+    }
+
     type Watch = RouterWatch;
 
     async fn watch(&self, req: WatchCreateRequest) -> Result<RouterWatch, CtlError> {

@@ -190,7 +190,15 @@ impl NodeService {
                 .zip(&states)
                 .map(|((store, r), state)| {
                     let at = RangeRequest { revision: revision.unwrap_or(r.revision), ..r.clone() };
-                    store.range_in_state(&snap, state, &at).map_err(|e| e.to_wire())
+                    let mut answer =
+                        store.range_in_state(&snap, state, &at).map_err(|e| e.to_wire())?;
+                    // A read of "now" across shards shows the store at the cut, and its
+                    // header says so: a watch from the next revision then misses nothing
+                    // (list-then-watch), where a shard's newer revision would skip events.
+                    if let (0, Some(cut)) = (r.revision, revision) {
+                        answer.header.revision = cut;
+                    }
+                    Ok(answer)
                 })
                 .collect::<Result<Vec<_>, AtollError>>()?;
             Ok(Planned::Read(answers))
