@@ -14,6 +14,7 @@ mod support;
 use atoll_proto::*;
 use atoll_router::{Client, ClientConfig, ClientError, Trust};
 use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -103,6 +104,15 @@ async fn native_client(ca: &[Vec<u8>], endpoint: &str) -> Result<Client, ClientE
     Client::connect(cfg).await
 }
 
+/// A stream's next response, or why the stream is over.
+fn next_or_why<T, E: std::fmt::Display>(next: Result<Option<T>, E>) -> Result<T, String> {
+    match next {
+        Ok(Some(response)) => Ok(response),
+        Ok(None) => Err("stream ended".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Adds the events of one watch stream from `from` on to `joined` until the stream breaks;
 /// returns why it broke.
 async fn watch_once(
@@ -111,57 +121,32 @@ async fn watch_once(
     endpoint: &str,
     from: i64,
     joined: &Joined,
-) -> String {
+) -> Result<Infallible, String> {
+    let (key, range_end) = (plan.key.clone(), plan.range_end.clone());
     match plan.via {
         Via::Native => {
-            let client = match native_client(ca, endpoint).await {
-                Ok(client) => client,
-                Err(e) => return e.to_string(),
-            };
-            let create = WatchCreateRequest {
-                key: plan.key.clone(),
-                range_end: plan.range_end.clone(),
-                start_revision: from,
-                ..Default::default()
-            };
-            let (_tx, mut rx) = match client.watch(WatchRequest::Create(create)).await {
-                Ok(stream) => stream,
-                Err(e) => return e.to_string(),
-            };
+            let client = native_client(ca, endpoint).await.map_err(|e| e.to_string())?;
+            let create =
+                WatchCreateRequest { key, range_end, start_revision: from, ..Default::default() };
+            let (_tx, mut rx) =
+                client.watch(WatchRequest::Create(create)).await.map_err(|e| e.to_string())?;
             loop {
-                let r = match rx.recv().await {
-                    Ok(Some(r)) => r,
-                    Ok(None) => return "stream ended".into(),
-                    Err(e) => return e.to_string(),
-                };
+                let r = next_or_why(rx.recv().await)?;
                 assert!(!r.canceled, "native watch canceled: {r:?}");
                 for e in r.events {
-                    joined.push(Seen {
-                        revision: e.kv.mod_revision,
-                        key: e.kv.key,
-                        value: e.kv.value,
-                    });
+                    let (revision, key, value) = (e.kv.mod_revision, e.kv.key, e.kv.value);
+                    joined.push(Seen { revision, key, value });
                 }
             }
         }
         Via::Etcd => {
-            let mut client = match etcd_client::Client::connect([endpoint], None).await {
-                Ok(client) => client,
-                Err(e) => return e.to_string(),
-            };
-            let options = etcd_client::WatchOptions::new()
-                .with_range(plan.range_end.clone())
-                .with_start_revision(from);
-            let mut stream = match client.watch(plan.key.clone(), Some(options)).await {
-                Ok(stream) => stream,
-                Err(e) => return e.to_string(),
-            };
+            let connected = etcd_client::Client::connect([endpoint], None).await;
+            let mut client = connected.map_err(|e| e.to_string())?;
+            let options =
+                etcd_client::WatchOptions::new().with_range(range_end).with_start_revision(from);
+            let mut stream = client.watch(key, Some(options)).await.map_err(|e| e.to_string())?;
             loop {
-                let r = match stream.message().await {
-                    Ok(Some(r)) => r,
-                    Ok(None) => return "stream ended".into(),
-                    Err(e) => return e.to_string(),
-                };
+                let r = next_or_why(stream.message().await)?;
                 assert!(!r.canceled(), "etcd watch canceled: {r:?}");
                 for e in r.events() {
                     let kv = e.kv().expect("an event has a kv");
@@ -180,7 +165,7 @@ async fn watch_joined(plan: WatchPlan, ca: Vec<Vec<u8>>, endpoints: Vec<String>,
     let mut member = plan.first_member;
     loop {
         let from = joined.last_revision().map_or(plan.start_revision, |r| r + 1);
-        let why = watch_once(&plan, &ca, &endpoints[member], from, &joined).await;
+        let Err(why) = watch_once(&plan, &ca, &endpoints[member], from, &joined).await;
         eprintln!("{:?} watch on member {member} broke ({why}); watching again", plan.via);
         joined.rewatches.fetch_add(1, Ordering::SeqCst);
         member = (member + 1) % endpoints.len();
