@@ -52,6 +52,8 @@ impl World {
     /// requests stay unanswered (unknown outcome).
     pub fn crash(&mut self, i: usize) {
         let id = self.nodes[i].id;
+        // Its watchers die with the process (before its storage closes).
+        self.watches.on_crash(i);
         self.nodes[i].crash();
         self.net.forget(id);
         self.schedule_unreachable(id, false);

@@ -7,8 +7,10 @@
 //! partitions and heals, crashes that drop unsynced log writes and in-flight messages, clock
 //! skew and jumps, fsync and apply timing, client operations. Checked: election safety, log
 //! matching, state-machine safety (equal apply state and `hash_kv` at equal applied index),
-//! monotonic revisions (per replica and as clients see them), keys only in their shard, and
-//! per-key linearizability of the client history (unknown outcomes on timeouts and crashes).
+//! monotonic revisions (per replica and as clients see them), keys only in their shard,
+//! per-key linearizability of the client history (unknown outcomes on timeouts and crashes),
+//! and watch delivery: watches on the replicas' watch hubs, moving between nodes, deliver
+//! the committed history without gap, duplicate or reordering (`watchers.rs`).
 //!
 //! ```text
 //! cargo test -p atoll-shard --test sim                              # seeds 0..200
@@ -24,6 +26,7 @@ mod check_keys;
 mod check_log;
 mod check_revisions;
 mod check_state;
+mod check_watch;
 mod client;
 mod disk;
 mod faults;
@@ -34,6 +37,7 @@ mod node;
 mod params;
 mod rng;
 mod scenario;
+mod watchers;
 mod world;
 mod world_clients;
 
@@ -94,6 +98,8 @@ fn add(total: &mut Stats, s: &Stats) {
     total.dropped += s.dropped;
     total.hibernating += s.hibernating;
     total.awake_ticks += s.awake_ticks;
+    total.watch_attaches += s.watch_attaches;
+    total.watch_events += s.watch_events;
 }
 
 #[test]
@@ -140,6 +146,9 @@ fn simulated_clusters_keep_their_invariants() {
         // A simulation that never gets a write through checks nothing.
         assert!(total.ok > total.ops / 4, "too few operations succeeded: {total:?}");
         assert!(total.state_comparisons > 0 && total.crashes > 0 && total.partitions > 0);
+        // Watches that deliver nothing, or never move, check nothing.
+        assert!(total.watch_events > total.ok / 4, "too few watch events: {total:?}");
+        assert!(total.watch_attaches > 2 * total.crashes, "watches never moved: {total:?}");
     }
 }
 

@@ -23,6 +23,8 @@ impl World {
     /// A world for a scenario: no chaos phase, no loss or duplication on the network.
     pub fn new_calm(seed: u64) -> Result<World, String> {
         let mut w = World::new(seed)?;
+        // Watches are checked by the chaos run (`watchers.rs`), not here.
+        w.watches = crate::watchers::Watches::none(seed)?;
         w.params.chaos_ms = 0;
         w.net.config.drop_per_mille = 0;
         w.net.config.duplicate_per_mille = 0;

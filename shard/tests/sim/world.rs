@@ -6,12 +6,14 @@
 use crate::check_election::ElectionSafety;
 use crate::check_log::LogMatching;
 use crate::check_state::StateMachineSafety;
+use crate::check_watch::CommittedHistory;
 use crate::client::{Client, Request};
 use crate::history::History;
 use crate::net::Network;
 use crate::node::{ShardSpec, SimNode};
 use crate::params::{FAULT_EVERY_MS, Params};
 use crate::rng::Rng;
+use crate::watchers::Watches;
 use crate::{check_keys, check_revisions, linearizability};
 use atoll_proto::ShardId;
 use atoll_shard::mvcc::ShardRange;
@@ -39,6 +41,10 @@ pub struct Stats {
     pub hibernating: u64,
     /// Ticks replicas took while awake, over the run.
     pub awake_ticks: u64,
+    /// Times a watch started on a node (first or again after a crash or a move).
+    pub watch_attaches: u64,
+    /// Watch events delivered and checked against the committed history.
+    pub watch_events: u64,
 }
 
 /// A node's transport reporting a lost peer, due at `at`. A report caused by a partition
@@ -69,6 +75,9 @@ pub struct World {
     pub down_until: BTreeMap<u64, u64>,
     pub skew_micros: Vec<i64>,
     pub unreachable_reports: Vec<UnreachableReport>,
+    /// The shards' committed histories, which every watch is checked against.
+    pub committed: CommittedHistory,
+    pub watches: Watches,
     election: ElectionSafety,
     log: LogMatching,
     state: StateMachineSafety,
@@ -81,7 +90,7 @@ impl World {
         let params = Params::from_seed(&mut rng);
         let dir = sim_dir()?;
         let shards = shard_layout(params.shards);
-        let keys = shards
+        let keys: Vec<(Vec<u8>, ShardId)> = shards
             .iter()
             .enumerate()
             .flat_map(|(i, s)| {
@@ -98,6 +107,7 @@ impl World {
             (0..params.nodes).map(|_| rng.between(0, 200_000) as i64 - 100_000).collect();
         let clients = (0..params.clients).map(|_| Client::default()).collect();
         let net = Network::new(params.net.clone());
+        let watches = Watches::on_shards(seed, &shards, &keys, params.chaos_ms)?;
         Ok(World {
             rng,
             now: 0,
@@ -115,6 +125,8 @@ impl World {
             down_until: BTreeMap::new(),
             skew_micros,
             unreachable_reports: Vec::new(),
+            committed: CommittedHistory::default(),
+            watches,
             election: ElectionSafety::default(),
             log: LogMatching::default(),
             state: StateMachineSafety::default(),
@@ -170,7 +182,7 @@ impl World {
         }
         self.timeouts();
         self.issue_requests();
-        Ok(())
+        self.watches.poll(self.now, &self.nodes, &self.committed)
     }
 
     fn step_node(&mut self, i: usize) -> Result<(), String> {
@@ -188,6 +200,7 @@ impl World {
                 if let Some(batch) = node.apply_next()? {
                     self.log.on_committed(batch.shard, batch.node, &batch.entries)?;
                     self.state.on_applied(&batch)?;
+                    self.committed.on_applied(&batch)?;
                 }
             }
             node.drive();
@@ -223,6 +236,7 @@ impl World {
             }
         }
         self.log.check_logs(&self.nodes)?;
+        self.watches.settle(&self.nodes, &self.committed)?;
         check_keys::check(&self.shards, &self.nodes)?;
         check_revisions::check(&self.history)?;
         self.stats.linearized = linearizability::check(&self.history)? as u64;
@@ -232,6 +246,8 @@ impl World {
         self.stats.messages = self.net.sent;
         self.stats.dropped = self.net.dropped;
         self.stats.awake_ticks = self.nodes.iter().map(|n| n.awake_ticks).sum();
+        self.stats.watch_attaches = self.watches.attaches;
+        self.stats.watch_events = self.watches.events;
         Ok(self.stats)
     }
 
