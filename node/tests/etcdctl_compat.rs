@@ -141,6 +141,31 @@ fn etcdctl_works_against_a_sharded_three_node_cluster() {
         assert!(line.contains(&format!("https://127.0.0.1:{}", spec.peer_port)), "{line}");
         assert!(line.ends_with(", false"), "{line}");
     }
+    // member add --learner / promote / remove (decision D18), with etcdctl's output.
+    let added =
+        must_ok(first, &["member", "add", "n9", "--peer-urls=https://127.0.0.1:1", "--learner"]);
+    let id = added
+        .strip_prefix("Member ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{added}"))
+        .to_string();
+    assert!(added.contains(" added to cluster "), "{added}");
+    assert!(added.contains("ETCD_NAME=\"n9\""), "{added}");
+    assert!(added.contains("n9=https://127.0.0.1:1"), "{added}");
+    assert!(added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "{added}");
+    let listed = must_ok(first, &["member", "list"]);
+    assert!(
+        listed.contains(&format!("{id}, unstarted, , https://127.0.0.1:1, , true")),
+        "{listed}"
+    );
+    let not_ready = must_fail(first, &["member", "promote", &id]);
+    assert!(
+        not_ready.contains("can only promote a learner member which is in sync with leader"),
+        "{not_ready}"
+    );
+    let removed = must_ok(first, &["member", "remove", &id]);
+    assert!(removed.starts_with(&format!("Member {id} removed from cluster ")), "{removed}");
+    assert_eq!(must_ok(first, &["member", "list"]).lines().count(), 3);
 
     // endpoint status / health / hashkv, for every member at once.
     let status = must_ok(&all, &["endpoint", "status"]);
