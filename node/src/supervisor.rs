@@ -54,6 +54,9 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("atoll-io").build()?;
     let bridge = Arc::new(PeerBridge::default());
+    // Snapshot files of a previous run are transient: Raft asks again for what it needs.
+    atoll_shard::snapshot::clear_snapshot_dir(storage.path())?;
+    bridge.set_snapshot_dir(atoll_shard::snapshot::snapshot_dir(storage.path()));
     let transport = if peers.is_empty() {
         None
     } else {
@@ -164,6 +167,7 @@ fn replica_config(cfg: &NodeConfig, node_id: u64) -> ReplicaConfig {
         tick_interval: cfg.heartbeat_interval,
         election_ticks: cfg.election_ticks(),
         heartbeat_ticks: 1,
+        log_retained_entries: cfg.snapshot_catchup_entries,
         ..ReplicaConfig::default()
     }
 }

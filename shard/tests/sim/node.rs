@@ -308,6 +308,15 @@ impl SimNode {
                     self.completions.push(Completion::Write(req, Err(e)))
                 }
                 Effect::ReadDone(req, r) => self.completions.push(Completion::Read(req, r)),
+                // Snapshots are not simulated: the simulated logs never reach the retained
+                // tail (`log_retained_entries`), so no replica is ever behind a truncation.
+                Effect::GenerateSnapshot => {
+                    r.core.on_snapshot_generated(Err("snapshots are not simulated".into()));
+                }
+                Effect::SendSnapshot { to, .. } => r.core.on_snapshot_sent(to, false),
+                Effect::InstallSnapshot { .. } | Effect::DiscardSnapshot(_) => {
+                    panic!("a simulated replica never receives a snapshot")
+                }
             }
         }
     }
