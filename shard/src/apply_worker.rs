@@ -153,7 +153,15 @@ fn run(rx: &Receiver<ApplyTask>) -> Result<(), StorageError> {
     let mut shards: HashMap<ShardId, ShardApplier> = HashMap::new();
     while let Ok(task) = rx.recv() {
         match task {
-            ApplyTask::Register { shard, store, state, applied_term, limits, identity, on_applied } => {
+            ApplyTask::Register {
+                shard,
+                store,
+                state,
+                applied_term,
+                limits,
+                identity,
+                on_applied,
+            } => {
                 let applier =
                     ShardApplier { store, state, applied_term, limits, identity, on_applied };
                 shards.insert(shard, applier);

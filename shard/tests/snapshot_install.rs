@@ -109,7 +109,11 @@ fn must_follower() -> Node {
     for index in 1..=state.applied_index + 3 {
         let entry = raft::eraftpb::Entry { index, term: 2, ..Default::default() };
         let key = records::log_key(SHARD, index);
-        batch.insert(&node.storage.raft_log, key.to_vec(), records::encode_entry(&entry).expect("e"));
+        batch.insert(
+            &node.storage.raft_log,
+            key.to_vec(),
+            records::encode_entry(&entry).expect("e"),
+        );
     }
     batch.commit().expect("log");
     node
@@ -166,7 +170,8 @@ fn an_installed_snapshot_hashes_as_the_leader_at_the_same_revision() {
         assert_eq!(at(&follower.store), at(&leader.store), "hash at {revision}");
     }
     let dump = |n: &Node| {
-        let req = atoll_proto::RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() };
+        let req =
+            atoll_proto::RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() };
         n.store.range(&n.storage.db.snapshot(), &req).expect("range").kvs
     };
     assert_eq!(dump(&follower), dump(&leader), "no key of the old state is left");

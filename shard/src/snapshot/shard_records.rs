@@ -55,9 +55,9 @@ pub fn owns(store: &MvccStore, space: RecordSpace, key: &[u8]) -> Result<bool, S
         Ok(store.key_range().contains(&decode_key(encoded)?))
     };
     match space {
-        RecordSpace::RaftState => Ok(key.len() > 8
-            && key[..8] == shard.0.to_be_bytes()
-            && !is_raft_owned(key[8])),
+        RecordSpace::RaftState => {
+            Ok(key.len() > 8 && key[..8] == shard.0.to_be_bytes() && !is_raft_owned(key[8]))
+        }
         RecordSpace::Mvcc => {
             let (encoded, _) = crate::mvcc::codec::split_version_key(key)?;
             in_range(encoded)
@@ -70,9 +70,7 @@ pub fn owns(store: &MvccStore, space: RecordSpace, key: &[u8]) -> Result<bool, S
 /// Raft's own records (hard state, conf state, truncation) are not part of the state
 /// machine: install writes them from the snapshot's metadata instead.
 fn is_raft_owned(tag: u8) -> bool {
-    [StateTag::HardState, StateTag::ConfState, StateTag::Truncated]
-        .iter()
-        .any(|t| *t as u8 == tag)
+    [StateTag::HardState, StateTag::ConfState, StateTag::Truncated].iter().any(|t| *t as u8 == tag)
 }
 
 fn lease_owned(

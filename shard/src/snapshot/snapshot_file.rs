@@ -111,7 +111,10 @@ pub(crate) struct SnapshotWriter {
 
 impl SnapshotWriter {
     /// Creates `path` (truncating it) and writes the magic and `meta`.
-    pub(crate) fn create(path: &Path, meta: &SnapshotMeta) -> Result<SnapshotWriter, SnapshotError> {
+    pub(crate) fn create(
+        path: &Path,
+        meta: &SnapshotMeta,
+    ) -> Result<SnapshotWriter, SnapshotError> {
         let file = File::create(path)?;
         let mut w = SnapshotWriter {
             out: BufWriter::with_capacity(FILE_BUFFER_BYTES, file),
@@ -219,7 +222,9 @@ impl SnapshotReader {
     }
 
     /// The next record, or `None` after the last one.
-    pub fn next_record(&mut self) -> Result<Option<(RecordSpace, Vec<u8>, Vec<u8>)>, SnapshotError> {
+    pub fn next_record(
+        &mut self,
+    ) -> Result<Option<(RecordSpace, Vec<u8>, Vec<u8>)>, SnapshotError> {
         if self.ended {
             return Ok(None);
         }
@@ -228,8 +233,9 @@ impl SnapshotReader {
             self.ended = true;
             return Ok(None);
         }
-        let space = RecordSpace::from_tag(tag)
-            .ok_or_else(|| SnapshotError::corrupt(&self.path, format!("unknown record tag {tag}")))?;
+        let space = RecordSpace::from_tag(tag).ok_or_else(|| {
+            SnapshotError::corrupt(&self.path, format!("unknown record tag {tag}"))
+        })?;
         let key = self.read_part()?;
         let value = self.read_part()?;
         self.records += 1;
@@ -250,7 +256,8 @@ impl SnapshotReader {
         self.input.read_exact(&mut stored).map_err(|e| self.short(e))?;
         let stored = u32::from_be_bytes(stored);
         if stored != computed {
-            let detail = format!("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}");
+            let detail =
+                format!("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}");
             return Err(SnapshotError::corrupt(&self.path, detail));
         }
         let mut rest = [0u8; 1];
@@ -263,7 +270,10 @@ impl SnapshotReader {
     fn read_part(&mut self) -> Result<Vec<u8>, SnapshotError> {
         let len = self.read_u32()?;
         if len > RECORD_PART_BYTES_MAX {
-            return Err(SnapshotError::corrupt(&self.path, format!("a record part of {len} bytes")));
+            return Err(SnapshotError::corrupt(
+                &self.path,
+                format!("a record part of {len} bytes"),
+            ));
         }
         self.read_exact(len as usize)
     }

@@ -90,9 +90,7 @@ impl World {
             })
             .collect();
         let nodes = (1..=params.nodes)
-            .map(|id| {
-                SimNode::new(id, dir.path().join(format!("n{id}")), seed, params.election_ticks)
-            })
+            .map(|id| SimNode::new(id, dir.path().join(format!("n{id}")), seed, &params))
             .collect();
         let skew_micros =
             (0..params.nodes).map(|_| rng.between(0, 200_000) as i64 - 100_000).collect();
@@ -162,7 +160,7 @@ impl World {
             if let Some(node) = self.nodes.get_mut(env.to as usize - 1)
                 && node.is_up()
             {
-                node.deliver(env.msg);
+                node.deliver(env);
             }
         }
         for i in 0..self.nodes.len() {
