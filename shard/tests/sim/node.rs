@@ -102,6 +102,8 @@ pub struct SimNode {
     snapshot_files: u64,
     /// Ticks taken by replicas that were not hibernating.
     pub awake_ticks: u64,
+    /// Snapshots installed here, over restarts.
+    pub snapshots_installed: u64,
 }
 
 impl SimNode {
@@ -123,6 +125,7 @@ impl SimNode {
             log_retained_entries: params.log_retained_entries,
             snapshot_files: 0,
             awake_ticks: 0,
+            snapshots_installed: 0,
         }
     }
 
@@ -323,6 +326,7 @@ impl SimNode {
             .install_snapshot(path, index, term, raft)
             .map_err(|e| format!("node {} shard {}: install: {e}", self.id, shard.0))?;
         r.state = after;
+        self.snapshots_installed += 1;
         let _ = std::fs::remove_file(path);
         let hash = r.store.hash_kv(&storage.db.snapshot(), 0).ok();
         self.with_core(shard, |c| c.on_snapshot_installed(after));

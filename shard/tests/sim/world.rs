@@ -39,6 +39,8 @@ pub struct Stats {
     pub hibernating: u64,
     /// Ticks replicas took while awake, over the run.
     pub awake_ticks: u64,
+    /// Raft snapshots replicas installed (decision D18), over the run.
+    pub snapshots_installed: u64,
 }
 
 /// A node's transport reporting a lost peer, due at `at`. A report caused by a partition
@@ -230,6 +232,7 @@ impl World {
         self.stats.messages = self.net.sent;
         self.stats.dropped = self.net.dropped;
         self.stats.awake_ticks = self.nodes.iter().map(|n| n.awake_ticks).sum();
+        self.stats.snapshots_installed = self.nodes.iter().map(|n| n.snapshots_installed).sum();
         Ok(self.stats)
     }
 
