@@ -8,6 +8,9 @@
 use crate::mvcc::codec::{encode_key, escape_bound};
 use std::ops::Bound;
 
+/// Lower and upper bound of a scan over encoded keys.
+pub(crate) type EncodedBounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
 /// A shard's keys: `[start, end)`; an empty `end` means unbounded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardRange {
@@ -66,7 +69,7 @@ impl ShardRange {
 
     /// The bounds of every `mvcc` key of this shard's keys (encoded key plus revision), or
     /// `None` when the shard owns no key (the meta shard).
-    pub(crate) fn encoded_bounds(&self) -> Option<(Bound<Vec<u8>>, Bound<Vec<u8>>)> {
+    pub(crate) fn encoded_bounds(&self) -> Option<EncodedBounds> {
         let KeySpan::Range { start, end } = self.span(&[0], &[0]) else {
             return None;
         };

@@ -173,6 +173,9 @@ fn part_length(part: &[u8]) -> Result<[u8; 4], StorageError> {
     })
 }
 
+/// One record of a snapshot file: its keyspace, key and value.
+pub type SnapshotRecord = (RecordSpace, Vec<u8>, Vec<u8>);
+
 /// Reads a snapshot file record by record, checking lengths before allocating and the
 /// count and checksum at the end ([`SnapshotReader::finish`]); a caller must not act on
 /// what it read before `finish` succeeded.
@@ -222,9 +225,7 @@ impl SnapshotReader {
     }
 
     /// The next record, or `None` after the last one.
-    pub fn next_record(
-        &mut self,
-    ) -> Result<Option<(RecordSpace, Vec<u8>, Vec<u8>)>, SnapshotError> {
+    pub fn next_record(&mut self) -> Result<Option<SnapshotRecord>, SnapshotError> {
         if self.ended {
             return Ok(None);
         }
