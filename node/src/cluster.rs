@@ -6,6 +6,7 @@
 use crate::config::{NodeConfig, url_socket_addr};
 use crate::durable_file::write_atomically;
 use crate::service::{Forwarder, NodeService, PeerSet};
+use crate::snapshot_sink;
 use crate::transport::peer::{
     PeerForwardError, PeerInbox, PeerSender, PeerTransport, SinkRefused, SnapshotSink,
 };
@@ -16,13 +17,14 @@ use atoll_proto::peer::{ShardMessage, SnapshotHeader};
 use atoll_proto::shard_map::{ReplicaDescriptor, ReplicaRole, ShardMap};
 use atoll_proto::{AtollError, NativeRequest, NativeResponse, NodeId, ShardId};
 use atoll_router::shard_map::{bootstrap_map, validate};
-use atoll_shard::actors::{PeerSink, PeerUnreachable, ReplicaActor, Step};
+use atoll_shard::actors::{PeerSink, PeerUnreachable, ReplicaActor, SnapshotSendDone, Step};
+use atoll_shard::snapshot::GeneratedSnapshot;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The shard map file in the data directory.
 pub const SHARD_MAP_FILE: &str = "shard-map.json";
@@ -117,13 +119,21 @@ impl PeerSet for PeerTransport {
 #[derive(Default)]
 pub struct PeerBridge {
     sender: OnceLock<PeerSender>,
+    /// The IO runtime, where snapshot transfers run.
+    runtime: OnceLock<tokio::runtime::Handle>,
+    /// Where received snapshots are written (decision D20).
+    snapshot_dir: OnceLock<PathBuf>,
     replicas: OnceLock<BTreeMap<ShardId, Addr<ReplicaActor>>>,
     service: OnceLock<NodeService>,
 }
 
 impl PeerBridge {
-    /// Sets where outgoing messages go (once the transport is started).
+    /// Sets where outgoing messages go (once the transport is started); called on the IO
+    /// runtime, whose handle runs snapshot transfers.
     pub fn set_sender(&self, sender: PeerSender) {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let _ = self.runtime.set(handle);
+        }
         if self.sender.set(sender).is_err() {
             tracing::warn!("peer sender set twice; keeping the first");
         }
@@ -133,6 +143,13 @@ impl PeerBridge {
     pub fn set_replicas(&self, replicas: BTreeMap<ShardId, Addr<ReplicaActor>>) {
         if self.replicas.set(replicas).is_err() {
             tracing::warn!("replicas set twice; keeping the first");
+        }
+    }
+
+    /// Sets the directory received snapshots are written to.
+    pub fn set_snapshot_dir(&self, dir: PathBuf) {
+        if self.snapshot_dir.set(dir).is_err() {
+            tracing::warn!("snapshot directory set twice; keeping the first");
         }
     }
 
@@ -152,6 +169,21 @@ impl PeerSink for PeerBridge {
                 let _ = sender.send(to, msg);
             }
             None => tracing::debug!(to = to.0, "raft message before the peer transport started"),
+        }
+    }
+
+    fn send_snapshot(
+        &self,
+        to: NodeId,
+        msg: ShardMessage,
+        snapshot: Arc<GeneratedSnapshot>,
+        done: SnapshotSendDone,
+    ) {
+        match (self.sender.get(), self.runtime.get()) {
+            (Some(sender), Some(runtime)) => {
+                snapshot_sink::spawn_send(runtime, sender.clone(), to, msg, snapshot, done);
+            }
+            _ => done(false),
         }
     }
 }
@@ -199,12 +231,17 @@ impl PeerInbox for PeerBridge {
     }
 
     fn snapshot(&self, header: &SnapshotHeader) -> Result<Box<dyn SnapshotSink>, SinkRefused> {
-        Err(SinkRefused {
-            reason: format!(
-                "shard {} snapshot refused: this node does not install snapshots yet",
-                header.shard.0
-            ),
-        })
+        let refused = |why: &str| SinkRefused {
+            reason: format!("shard {} snapshot refused: {why}", header.shard.0),
+        };
+        let replica = self
+            .replicas
+            .get()
+            .and_then(|r| r.get(&header.shard))
+            .ok_or_else(|| refused("this node does not host the shard"))?;
+        let dir = self.snapshot_dir.get().ok_or_else(|| refused("the node is starting"))?;
+        let sink = snapshot_sink::open_sink(dir, header, replica.clone())?;
+        Ok(Box::new(sink))
     }
 
     fn join(&self, req: &JoinRequest) -> Result<JoinResponse, String> {

@@ -76,6 +76,10 @@ pub struct Flags {
     /// Most operations in one txn branch (default 128).
     #[arg(long, env = "ATOLL_MAX_TXN_OPS")]
     pub max_txn_ops: Option<usize>,
+    /// Raft log entries kept behind the applied index when the log is truncated; a replica
+    /// further behind catches up by snapshot (default 10000).
+    #[arg(long, env = "ATOLL_SNAPSHOT_CATCHUP_ENTRIES")]
+    pub snapshot_catchup_entries: Option<u64>,
     /// Leader heartbeat interval, ms or with a unit (default 100ms).
     #[arg(long, env = "ATOLL_HEARTBEAT_INTERVAL")]
     pub heartbeat_interval: Option<String>,
@@ -164,6 +168,7 @@ struct FileConfig {
     initial_split: Option<Vec<String>>,
     max_request_bytes: Option<String>,
     max_txn_ops: Option<usize>,
+    snapshot_catchup_entries: Option<u64>,
     heartbeat_interval: Option<String>,
     election_timeout: Option<String>,
     experimental_watch_progress_notify_interval: Option<String>,
@@ -207,6 +212,8 @@ pub struct NodeConfig {
     pub max_request_bytes: usize,
     /// Most ops per txn branch (default 128, etcd's).
     pub max_txn_ops: usize,
+    /// Raft log entries kept behind the applied index (default 10,000, decision D20).
+    pub snapshot_catchup_entries: u64,
     /// Heartbeat interval (default 100 ms, etcd's).
     pub heartbeat_interval: Duration,
     /// Election timeout (default 1 s, etcd's).
@@ -240,6 +247,7 @@ impl Default for NodeConfig {
             cluster: ClusterConfig::single("default", &["https://127.0.0.1:2380".to_string()]),
             max_request_bytes: MAX_REQUEST_BYTES_DEFAULT,
             max_txn_ops: MAX_TXN_OPS_DEFAULT,
+            snapshot_catchup_entries: atoll_shard::limits::RAFT_LOG_RETAINED_ENTRIES,
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(1000),
             watch_progress_notify_interval: Duration::from_secs(600),
@@ -365,6 +373,10 @@ impl NodeConfig {
             max_request_bytes: usize::try_from(max_request_bytes)
                 .map_err(|_| err("--max-request-bytes is too large"))?,
             max_txn_ops: flags.max_txn_ops.or(file.max_txn_ops).unwrap_or(d.max_txn_ops),
+            snapshot_catchup_entries: flags
+                .snapshot_catchup_entries
+                .or(file.snapshot_catchup_entries)
+                .unwrap_or(d.snapshot_catchup_entries),
             heartbeat_interval: duration(
                 "heartbeat-interval",
                 text(&flags.heartbeat_interval, file.heartbeat_interval),
@@ -429,6 +441,9 @@ impl NodeConfig {
         }
         if self.max_txn_ops == 0 {
             return Err(err("--max-txn-ops must be at least 1"));
+        }
+        if self.snapshot_catchup_entries == 0 {
+            return Err(err("--snapshot-catchup-entries must be at least 1"));
         }
         if self.listen_client_urls.is_empty() {
             return Err(err("--listen-client-urls must name at least one URL"));

@@ -14,6 +14,7 @@ pub mod grpc;
 pub mod http;
 pub mod identity;
 pub mod service;
+mod snapshot_sink;
 pub mod supervisor;
 pub mod transport;
 pub mod units;

@@ -61,6 +61,9 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         None => cluster::load_or_create_shard_map(&cfg)?,
     };
     let bridge = Arc::new(PeerBridge::default());
+    // Snapshot files of a previous run are transient: Raft asks again for what it needs.
+    atoll_shard::snapshot::clear_snapshot_dir(storage.path())?;
+    bridge.set_snapshot_dir(atoll_shard::snapshot::snapshot_dir(storage.path()));
     // A node with certificates can grow into a cluster (`member add`), so it listens for
     // peers even while it has none.
     let transport = if peers.is_empty() && cfg.tls_files.is_none() {
@@ -250,6 +253,7 @@ fn replica_config(cfg: &NodeConfig, node_id: u64) -> ReplicaConfig {
         tick_interval: cfg.heartbeat_interval,
         election_ticks: cfg.election_ticks(),
         heartbeat_ticks: 1,
+        log_retained_entries: cfg.snapshot_catchup_entries,
         ..ReplicaConfig::default()
     }
 }

@@ -286,3 +286,57 @@ async fn kill9_of_a_member_under_64_writers_loses_no_acknowledged_write() {
         }
     }
 }
+
+/// A member down while the others write far past the retained log tail catches up by
+/// snapshot (decision D20): every leader truncated its log past the member, so it cannot
+/// catch up from the log. Afterwards every member reports the same hash at the same index,
+/// and the member's metric shows it installed snapshots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_the_truncated_log_catches_up_by_snapshot() {
+    const RETAINED: u64 = 20;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cluster = TestCluster::must_prepare(dir.path(), 3, SPLIT);
+    cluster.extra_flags = vec!["--snapshot-catchup-entries".into(), RETAINED.to_string()];
+    cluster.must_start_all();
+    let client = cluster.must_client(&[0, 1, 2]).await;
+    for i in 0..10 {
+        let key = format!("/s/before-{i:03}");
+        until_ok(Duration::from_secs(30), "put", || client.put(put(&key, "v"))).await;
+    }
+
+    eprintln!("member 3 stops; the others write 10 times the retained tail to both shards");
+    cluster.kill9(2);
+    let client = cluster.must_client(&[0, 1]).await;
+    for i in 0..10 * RETAINED {
+        for key in [format!("/a-{i:04}"), format!("/s/during-{i:04}")] {
+            until_ok(Duration::from_secs(30), "put", || client.put(put(&key, "w"))).await;
+        }
+    }
+    let deleted = DeleteRangeRequest {
+        key: b"/s/before-".to_vec(),
+        range_end: prefix_range_end(b"/s/before-"),
+        ..DeleteRangeRequest::default()
+    };
+    until_ok(Duration::from_secs(30), "delete", || client.delete_range(deleted.clone())).await;
+
+    eprintln!("member 3 restarts with a metrics endpoint and catches up");
+    let metrics_port = support::free_tcp_port();
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}");
+    cluster.extra_flags.extend(["--listen-metrics-urls".to_string(), metrics_url]);
+    cluster.must_start(2);
+    cluster.must_agree_on_hashes(&[0, 1, 2]).await;
+    let (_, body) = support::must_http_get(metrics_port, "/metrics");
+    let installed: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("atoll_raft_snapshots_installed_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the snapshot metric");
+    assert!(installed >= 2, "both written shards caught up by snapshot: {installed}");
+
+    eprintln!("member 3 serves the writes it missed, and replicates new ones");
+    let member = cluster.must_client(&[2]).await;
+    let all = until_ok(Duration::from_secs(30), "range", || member.range(everything())).await;
+    assert_eq!(all.count as u64, 2 * 10 * RETAINED, "every write made while it was down");
+    until_ok(Duration::from_secs(30), "put", || client.put(put("/s/after", "x"))).await;
+    cluster.must_agree_on_hashes(&[0, 1, 2]).await;
+}

@@ -14,9 +14,11 @@
 use crate::core::{ConfChangeOutcome, PendingProposal};
 use crate::error::StorageError;
 use crate::mvcc::{ApplyState, Applying, MvccLimits, MvccStore, WriteResponse};
+use crate::snapshot::{GeneratedSnapshot, InstallRaftState, SnapshotError};
 use atoll_proto::{AtollError, RaftCommand, ResponseHeader, ShardId, frame};
 use raft::eraftpb::{Entry, EntryType};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 /// Tasks the apply queue holds before `try_submit` refuses more.
@@ -28,6 +30,11 @@ pub type WriteReply = tokio::sync::oneshot::Sender<Result<WriteResponse, AtollEr
 pub type AppliedCallback = Box<dyn Fn(Applied) + Send + 'static>;
 /// Called once when storage fails.
 pub type ApplyFatalCallback = Box<dyn Fn(&StorageError) + Send + 'static>;
+/// Called once a snapshot is generated (on the generating thread) or could not be.
+pub type SnapshotGeneratedCallback =
+    Box<dyn FnOnce(Result<GeneratedSnapshot, SnapshotError>) + Send + 'static>;
+/// Called on the worker thread once a snapshot is installed and durable.
+pub type SnapshotInstalledCallback = Box<dyn FnOnce(ApplyState) + Send + 'static>;
 
 /// What the replica learns after a batch is applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +62,9 @@ pub enum ApplyTask {
         store: MvccStore,
         /// Its apply state as loaded.
         state: ApplyState,
+        /// The term of the entry at the applied index, 0 if unknown (a snapshot waits
+        /// for the next applied entry then).
+        applied_term: u64,
         /// Request limits.
         limits: MvccLimits,
         /// Header identity.
@@ -72,6 +82,31 @@ pub enum ApplyTask {
         proposals: Vec<PendingProposal<WriteReply>>,
         /// What Raft made of the conf change entries among `entries`.
         conf_changes: Vec<ConfChangeOutcome>,
+    },
+    /// Generate a snapshot of the shard as it stands after every task queued before: the
+    /// database snapshot is taken here, between two batches, and written to a file on a
+    /// thread of its own so applies of other shards do not wait for it (decision D20).
+    GenerateSnapshot {
+        /// The shard.
+        shard: ShardId,
+        /// Told the outcome.
+        done: SnapshotGeneratedCallback,
+    },
+    /// Replace the shard's state with a verified snapshot file, after every task queued
+    /// before (so no older entry is applied over it), durably; then delete the file.
+    InstallSnapshot {
+        /// The shard.
+        shard: ShardId,
+        /// The file.
+        path: PathBuf,
+        /// The snapshot's index.
+        index: u64,
+        /// The snapshot's term.
+        term: u64,
+        /// Raft's state written with it.
+        raft: InstallRaftState,
+        /// Told the new apply state.
+        done: SnapshotInstalledCallback,
     },
 }
 
@@ -93,6 +128,7 @@ impl ApplyHandle {
 struct ShardApplier {
     store: MvccStore,
     state: ApplyState,
+    applied_term: u64,
     limits: MvccLimits,
     identity: HeaderIdentity,
     on_applied: AppliedCallback,
@@ -119,8 +155,17 @@ fn run(rx: &Receiver<ApplyTask>) -> Result<(), StorageError> {
     let mut shards: HashMap<ShardId, ShardApplier> = HashMap::new();
     while let Ok(task) = rx.recv() {
         match task {
-            ApplyTask::Register { shard, store, state, limits, identity, on_applied } => {
-                let applier = ShardApplier { store, state, limits, identity, on_applied };
+            ApplyTask::Register {
+                shard,
+                store,
+                state,
+                applied_term,
+                limits,
+                identity,
+                on_applied,
+            } => {
+                let applier =
+                    ShardApplier { store, state, applied_term, limits, identity, on_applied };
                 shards.insert(shard, applier);
             }
             ApplyTask::Apply { shard, entries, proposals, conf_changes } => match shards
@@ -129,6 +174,18 @@ fn run(rx: &Receiver<ApplyTask>) -> Result<(), StorageError> {
                 Some(applier) => applier.apply(entries, proposals, &conf_changes)?,
                 None => tracing::error!(shard_id = shard.0, "apply task for unregistered shard"),
             },
+            ApplyTask::GenerateSnapshot { shard, done } => match shards.get(&shard) {
+                Some(applier) => applier.generate_snapshot(done),
+                None => done(Err(SnapshotError::Unavailable {
+                    reason: format!("shard {shard} is not registered with the apply worker"),
+                })),
+            },
+            ApplyTask::InstallSnapshot { shard, path, index, term, raft, done } => {
+                match shards.get_mut(&shard) {
+                    Some(applier) => applier.install_snapshot(&path, index, term, &raft, done)?,
+                    None => tracing::error!(shard_id = shard.0, "install for unregistered shard"),
+                }
+            }
         }
     }
     Ok(())
@@ -144,6 +201,9 @@ impl ShardApplier {
         let commands: Vec<Option<RaftCommand>> = entries.iter().map(decode_command).collect();
         let applying = applying(&entries, &commands, conf_changes);
         let results = self.store.apply_committed(&mut self.state, &applying, &self.limits)?;
+        if let Some(last) = entries.last() {
+            self.applied_term = last.term;
+        }
         // Per applied index: its term and its result.
         let mut by_index: HashMap<u64, (u64, Result<WriteResponse, AtollError>)> =
             entries.iter().zip(results).map(|(e, result)| (e.index, (e.term, result))).collect();
@@ -160,6 +220,54 @@ impl ShardApplier {
             }
         }
         (self.on_applied)(Applied { state: self.state });
+        Ok(())
+    }
+
+    fn generate_snapshot(&self, done: SnapshotGeneratedCallback) {
+        if self.applied_term == 0 && self.state.applied_index > 0 {
+            let reason = "the term of the applied index is not known yet".to_string();
+            return done(Err(SnapshotError::Unavailable { reason }));
+        }
+        // Taken on this thread between two batches: the snapshot holds exactly the state
+        // `self.state` describes, and `applied_term` is the term of its applied index.
+        let snap = self.store.storage().db.snapshot();
+        let (store, term) = (self.store.clone(), self.applied_term);
+        let done = std::sync::Arc::new(std::sync::Mutex::new(Some(done)));
+        let on_thread = std::sync::Arc::clone(&done);
+        let spawned = std::thread::Builder::new().name("atoll-snapshot".into()).spawn(move || {
+            let result = crate::snapshot::generate(&store, &snap, term);
+            if let Some(done) = on_thread.lock().ok().and_then(|mut d| d.take()) {
+                done(result);
+            }
+        });
+        if let Err(e) = spawned
+            && let Some(done) = done.lock().ok().and_then(|mut d| d.take())
+        {
+            done(Err(SnapshotError::from(e)));
+        }
+    }
+
+    /// Installs a snapshot. Any failure is fatal for the node: Raft already treats the
+    /// snapshot as this replica's log, and nothing was written unless the install
+    /// committed, so a restart finds the old state and the leader sends a new snapshot.
+    fn install_snapshot(
+        &mut self,
+        path: &std::path::Path,
+        index: u64,
+        term: u64,
+        raft: &InstallRaftState,
+        done: SnapshotInstalledCallback,
+    ) -> Result<(), StorageError> {
+        let state = self.store.install_snapshot(path, index, term, raft).map_err(|e| match e {
+            SnapshotError::Storage(e) => e,
+            other => StorageError::BadRecord { what: "raft snapshot", detail: other.to_string() },
+        })?;
+        self.state = state;
+        self.applied_term = term;
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(path = %path.display(), error = %e, "installed snapshot not removed");
+        }
+        done(state);
         Ok(())
     }
 

@@ -22,6 +22,10 @@ pub struct ReplicaConfig {
     /// Ticks a leader must find nothing to do before its shard hibernates (stops ticking and
     /// heartbeating, decision D14); 0 never hibernates.
     pub hibernate_idle_ticks: usize,
+    /// Log entries kept behind the applied index when the log is truncated (etcd's
+    /// `--snapshot-catchup-entries`): a replica less than this far behind catches up from
+    /// the log, one further behind by a snapshot (decision D20).
+    pub log_retained_entries: u64,
 }
 
 impl Default for ReplicaConfig {
@@ -38,6 +42,7 @@ impl Default for ReplicaConfig {
             // One election timeout: long enough that a shard in use does not flap between
             // hibernating and waking, short enough that an idle node soon stops paying for it.
             hibernate_idle_ticks: 10,
+            log_retained_entries: crate::limits::RAFT_LOG_RETAINED_ENTRIES,
         }
     }
 }
@@ -56,6 +61,9 @@ impl ReplicaConfig {
                 "election timeout ({} ticks) must be longer than the heartbeat interval ({} ticks)",
                 self.election_ticks, self.heartbeat_ticks
             ));
+        }
+        if self.log_retained_entries == 0 {
+            return Err("snapshot catch-up entries must be at least 1".into());
         }
         if self.tick_interval.is_zero() {
             return Err("tick interval must not be zero".into());

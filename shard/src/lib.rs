@@ -2,7 +2,8 @@
 //! into the MVCC store on fjall, the per-node log writer that group-commits the Raft appends of
 //! every replica, the reads served from fjall snapshots, the watch hub that serves
 //! watches from the change log and from what apply publishes, and the compactor that removes
-//! history below the compacted revision in the background and runs auto-compaction.
+//! history below the compacted revision in the background and runs auto-compaction, and the
+//! Raft snapshots of one shard (generated into a file, installed in one batch).
 //!
 //! This crate must not know about the network, the router or the shard map beyond the range a
 //! replica owns: the node wires replicas to transports, and the router decides where keys go.
@@ -19,6 +20,7 @@ pub mod limits;
 pub mod member;
 pub mod mvcc;
 pub mod peer_codec;
+pub mod snapshot;
 pub mod storage;
 pub mod watch;
 

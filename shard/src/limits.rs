@@ -9,7 +9,13 @@ pub const REVOCATION_PROPOSALS_EXTRA_MAX: usize = 4_096;
 pub const LOG_WRITER_BATCH_ENTRIES_MAX: usize = 65_536;
 /// Most bytes one log-writer batch takes before it syncs.
 pub const LOG_WRITER_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
-/// Log entries kept behind the applied index before the log is truncated.
+/// Log entries kept behind the applied index when the log is truncated, by default
+/// (`ReplicaConfig::log_retained_entries`, etcd's `--snapshot-catchup-entries`). A leader
+/// truncates below lagging replicas too (decision D20): one behind by fewer entries catches
+/// up from the log, one further behind by a snapshot. etcd keeps 5,000; entries here are
+/// smaller on average (one write each, no batching of requests into entries is lost) and a
+/// snapshot costs a full copy of the shard, so twice that: a follower restarting after a
+/// few seconds under a few thousand writes per second still catches up from the log.
 pub const RAFT_LOG_RETAINED_ENTRIES: u64 = 10_000;
 /// Recent log entries a replica keeps in memory so Raft rarely reads them back from disk.
 pub const ENTRY_CACHE_ENTRIES_MAX: usize = 4_096;

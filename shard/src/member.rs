@@ -20,6 +20,11 @@ const MEMBER_TAG: u8 = b'M';
 const REMOVED_TAG: u8 = b'X';
 const WHAT: &str = "member record";
 
+/// Whether `key` of the `leases` keyspace is a membership record (the meta shard's alone).
+pub(crate) fn is_member_record(key: &[u8]) -> bool {
+    key.first().is_some_and(|t| *t == MEMBER_TAG || *t == REMOVED_TAG)
+}
+
 fn member_key(id: NodeId) -> Vec<u8> {
     tagged(MEMBER_TAG, id)
 }

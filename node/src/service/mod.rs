@@ -374,6 +374,17 @@ impl NodeService {
                 .to_string(),
         ));
         samples.push((
+            "atoll_raft_snapshots_installed_total",
+            "Raft snapshots local replicas installed since start (decision D20).",
+            "counter",
+            inner
+                .shards
+                .handles()
+                .map(|(_, h)| h.published.snapshots_installed_total())
+                .sum::<u64>()
+                .to_string(),
+        ));
+        samples.push((
             "atoll_mvcc_compaction_pending_shards",
             "Local replicas whose history below the compacted revision is not removed yet.",
             "gauge",

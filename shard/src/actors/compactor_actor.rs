@@ -34,6 +34,14 @@ const AUTO_PROPOSAL_TIMEOUT: Duration = Duration::from_secs(30);
 #[rtype(result = "()")]
 pub struct CompactRevisionApplied(pub i64);
 
+/// A Raft snapshot replaced the shard's data, compaction cursor and hash (decision D20).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StateReplaced {
+    /// The compacted revision the snapshot brought.
+    pub compact_revision: i64,
+}
+
 /// What a compactor starts from.
 pub struct CompactorDeps {
     /// The shard's store.
@@ -64,6 +72,12 @@ pub struct CompactorActor {
     hashing: Option<(i64, CompactionHash)>,
     /// A blocking step is running or scheduled.
     stepping: bool,
+    /// Snapshot installs seen; a deletion step that began before the latest one wrote its
+    /// cursor from the replaced state.
+    installs: u64,
+    /// The persisted cursor may be ahead of the data (a step overlapped an install): the
+    /// next step rescans the shard's change log from the start.
+    cursor_suspect: bool,
     waiters: Vec<(i64, tokio::sync::oneshot::Sender<Result<(), AtollError>>)>,
     auto: Option<AutoCompactor>,
     origin: Instant,
@@ -81,6 +95,8 @@ impl CompactorActor {
             removed_below: 0,
             hashing: None,
             stepping: false,
+            installs: 0,
+            cursor_suspect: false,
             waiters: Vec::new(),
             auto,
             origin,
@@ -105,9 +121,23 @@ impl CompactorActor {
         self.stepping = true;
         let (store, target) = (self.deps.store.clone(), self.target);
         let versions_max = self.deps.config.batch_versions_max;
-        let step =
-            tokio::task::spawn_blocking(move || store.compact_step_with(target, versions_max));
+        let (installs, rescan) = (self.installs, std::mem::take(&mut self.cursor_suspect));
+        let step = tokio::task::spawn_blocking(move || {
+            if rescan {
+                store.reset_compaction_cursor()?;
+            }
+            store.compact_step_with(target, versions_max)
+        });
         ctx.spawn(step.into_actor(self).map(move |result, act, ctx| {
+            if act.installs != installs {
+                // A snapshot was installed while the step ran. What it removed was removable
+                // in the new state too (the same committed log below both applied indexes,
+                // and the compacted revision only grows), but the cursor it wrote may skip
+                // history the snapshot brought: rescan, and count nothing as done.
+                act.cursor_suspect = true;
+                act.step_done(Ok(()), ctx);
+                return;
+            }
             let outcome = flatten(result).map(|progress| act.on_deleted(target, progress));
             act.step_done(outcome, ctx);
         }));
@@ -302,6 +332,22 @@ impl Handler<CompactRevisionApplied> for CompactorActor {
             self.target = revision;
             self.work(ctx);
         }
+    }
+}
+
+impl Handler<StateReplaced> for CompactorActor {
+    type Result = ();
+
+    /// Never waits for a step in flight and holds nothing the install waits on: the install
+    /// already happened (decision D17, etcd's compaction/restore deadlock).
+    fn handle(&mut self, msg: StateReplaced, ctx: &mut Context<Self>) {
+        self.installs += 1;
+        self.target = self.target.max(msg.compact_revision);
+        // Where the snapshot's deletion stands is found by the next step from its cursor.
+        self.removed_below = 0;
+        self.hashing = None;
+        self.deps.hashed_at = 0;
+        self.work(ctx);
     }
 }
 

@@ -110,6 +110,20 @@ pub struct WaitCompacted {
     pub reply: tokio::sync::oneshot::Sender<Result<(), AtollError>>,
 }
 
+/// A snapshot stream for this replica's shard from node `from` was verified into the file
+/// `path`; `message` is its `MsgSnapshot`. The replica installs it if Raft restores it and
+/// deletes the file otherwise (decision D20).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReceiveSnapshot {
+    /// The sending node.
+    pub from: atoll_proto::NodeId,
+    /// The `MsgSnapshot` with the snapshot's metadata.
+    pub message: atoll_proto::peer::RaftMessage,
+    /// The verified file.
+    pub path: std::path::PathBuf,
+}
+
 /// Scalars a replica publishes for lock-free readers (the request service fills response
 /// headers of serializable reads from them without a mailbox round trip; the ticker of the
 /// replica's arbiter skips it while it hibernates).
@@ -123,6 +137,7 @@ pub struct PublishedState {
     requests: AtomicU64,
     compacted_physically: AtomicI64,
     versions_removed: AtomicU64,
+    snapshots_installed: AtomicU64,
 }
 
 impl PublishedState {
@@ -169,6 +184,15 @@ impl PublishedState {
     /// Versions physical compaction removed since start.
     pub fn versions_removed_total(&self) -> u64 {
         self.versions_removed.load(Ordering::Relaxed)
+    }
+
+    /// Raft snapshots this replica installed since start (decision D20).
+    pub fn snapshots_installed_total(&self) -> u64 {
+        self.snapshots_installed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn publish_snapshots_installed(&self, total: u64) {
+        self.snapshots_installed.store(total, Ordering::Relaxed);
     }
 
     pub(crate) fn publish_applied(&self, revision: i64, compact_revision: i64) {

@@ -158,6 +158,7 @@ impl ReplicaActor {
             shard: self.core.shard(),
             store,
             state,
+            applied_term: self.core.applied_term(),
             limits,
             identity,
             // do_send: a completion must never be dropped by a full mailbox.

@@ -32,6 +32,14 @@ impl ReplicaActor {
                 Effect::ReadDone(reply, answer) => {
                     let _ = reply.send(answer);
                 }
+                Effect::GenerateSnapshot => self.generate_snapshot(ctx.address()),
+                Effect::SendSnapshot { to, msg, snapshot } => {
+                    self.send_snapshot(to, msg, snapshot, ctx.address());
+                }
+                Effect::InstallSnapshot { path, index, term, raft } => {
+                    self.install_snapshot(path, (index, term), raft, ctx.address());
+                }
+                Effect::DiscardSnapshot(path) => super::replica_snapshot::discard_snapshot(path),
             }
         }
         if self.core.wants_ready() {

@@ -4,11 +4,14 @@
 
 use crate::core::PendingProposal;
 use crate::core::replica_status::ReadReady;
+use crate::snapshot::{GeneratedSnapshot, InstallRaftState};
 use crate::storage::TruncatedState;
 use atoll_proto::member::ConfChangeContext;
 use atoll_proto::peer::ShardMessage;
 use atoll_proto::{AtollError, NodeId};
 use raft::eraftpb::{ConfState, Entry, HardState, Message as RaftMessage};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// One thing for the shell to do. `W` answers a proposal, `R` answers a read.
 pub enum Effect<W, R> {
@@ -37,6 +40,34 @@ pub enum Effect<W, R> {
     WriteFailed(W, AtollError),
     /// A read's answer: confirmed and applied locally, or refused.
     ReadDone(R, Result<ReadReady, AtollError>),
+    /// Generate a snapshot of the shard at its applied index, after every apply handed out
+    /// before, then report [`crate::core::ReplicaCore::on_snapshot_generated`].
+    GenerateSnapshot,
+    /// Stream `snapshot` to node `to` with `msg` (the `MsgSnapshot` with its metadata), then
+    /// report [`crate::core::ReplicaCore::on_snapshot_sent`].
+    SendSnapshot {
+        /// Destination node.
+        to: NodeId,
+        /// The `MsgSnapshot`, in its wire form.
+        msg: ShardMessage,
+        /// The file to stream.
+        snapshot: Arc<GeneratedSnapshot>,
+    },
+    /// Install the received snapshot file after every apply handed out before, make it
+    /// durable, delete the file, then report
+    /// [`crate::core::ReplicaCore::on_snapshot_installed`].
+    InstallSnapshot {
+        /// The verified file.
+        path: PathBuf,
+        /// The snapshot's index.
+        index: u64,
+        /// The snapshot's term.
+        term: u64,
+        /// Raft's state to write with it.
+        raft: InstallRaftState,
+    },
+    /// Delete a received snapshot file Raft did not restore.
+    DiscardSnapshot(PathBuf),
 }
 
 /// A committed conf change entry as the core applied it to Raft's configuration. The conf

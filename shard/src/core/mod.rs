@@ -12,6 +12,7 @@ mod replica_core_hibernate;
 #[cfg(test)]
 mod replica_core_hibernate_tests;
 mod replica_core_ready;
+mod replica_core_snapshot;
 #[cfg(test)]
 mod replica_core_tests;
 pub mod replica_status;

@@ -9,6 +9,7 @@ use crate::config::ReplicaConfig;
 use crate::core::effects::Effect;
 use crate::core::raft_logger::raft_logger;
 use crate::core::replica_core_hibernate::{Hibernation, WakeReason};
+use crate::core::replica_core_snapshot::SnapshotState;
 use crate::core::replica_status::{ReadReady, ReplicaRole, ReplicaStatus};
 use crate::core::{Clock, PendingProposals, RevisionStamper};
 use crate::error::StorageError;
@@ -18,7 +19,7 @@ use crate::limits::{
 use crate::mvcc::{ApplyState, MvccStore};
 use crate::storage::RaftLogStore;
 use crate::storage::raft_log::bootstrap_shard;
-use atoll_proto::peer::ShardPayload;
+use atoll_proto::peer::{RaftMessage as WireMessage, RaftMessageType, ShardPayload};
 use atoll_proto::{AtollError, NodeId, RaftCommand, ShardId, WriteOp, frame};
 use raft::{RawNode, StateRole};
 use std::collections::{BTreeMap, VecDeque};
@@ -83,6 +84,10 @@ pub struct ReplicaCore<W, R> {
     /// The last bootstrap conf change handed to apply: once it is applied, campaign if this
     /// is the only voter.
     pub(super) campaign_after_apply: Option<u64>,
+    /// Log entries kept behind the applied index when the log is truncated.
+    pub(super) log_retained_entries: u64,
+    /// Snapshots being generated, sent or installed (decision D20).
+    pub(super) snapshots: SnapshotState,
     /// Whether the shell should call [`ReplicaCore::drive_ready`].
     pub(super) ready_wanted: bool,
     pub(super) effects: Vec<Effect<W, R>>,
@@ -132,6 +137,8 @@ impl<W, R> ReplicaCore<W, R> {
             persists_in_flight: 0,
             log_truncation_in_flight: false,
             campaign_after_apply: None,
+            log_retained_entries: config.log_retained_entries,
+            snapshots: SnapshotState::default(),
             ready_wanted: false,
             effects: Vec::new(),
         };
@@ -261,6 +268,17 @@ impl<W, R> ReplicaCore<W, R> {
                 return;
             }
         };
+        if wire.msg_type == RaftMessageType::Snapshot {
+            // A snapshot's state comes on a stream of its own, stepped with its file by
+            // `on_snapshot_received`; one without a file cannot be installed.
+            tracing::warn!(shard_id = self.shard.0, "snapshot message without its stream");
+            return;
+        }
+        self.step_raft(wire);
+    }
+
+    /// Steps a Raft message from another replica of the shard.
+    pub(super) fn step_raft(&mut self, wire: WireMessage) {
         // Before stepping: a replica that did not tick must restart its election count
         // before Raft judges a vote request against its lease (D14).
         if !self.answers_asleep(&wire) {

@@ -179,6 +179,8 @@ impl<W, R> ReplicaCore<W, R> {
             && raft.raft_log.committed == index
             && self.reads_pending() == 0
             && self.persists_in_flight == 0
+            // An install under way holds its acknowledgement until durable (D20).
+            && !self.installing()
     }
 
     /// Wakes a hibernating replica (nothing to do if it is awake). Its election count starts

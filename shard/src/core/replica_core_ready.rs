@@ -4,20 +4,24 @@
 
 use crate::core::effects::{Effect, LogWrite, LogWriteDone};
 use crate::core::replica_core::ReplicaCore;
-use crate::limits::{
-    RAFT_LOG_RETAINED_ENTRIES, READ_INDEX_RETRY_TICKS, READ_INDEX_RETRY_TICKS_MAX,
-};
+use crate::limits::{READ_INDEX_RETRY_TICKS, READ_INDEX_RETRY_TICKS_MAX};
 use crate::mvcc::ApplyState;
 use crate::storage::TruncatedState;
 use atoll_proto::NodeId;
 use atoll_proto::peer::{ShardMessage, ShardPayload};
-use raft::eraftpb::{Entry, Message as RaftMessage};
+use raft::eraftpb::{Entry, Message as RaftMessage, MessageType};
 use raft::{ReadState, StateRole, Storage as _};
 
 impl<W, R> ReplicaCore<W, R> {
     /// Processes the pending Ready, if any, and asks for read indices of arrived reads.
     pub fn drive_ready(&mut self) {
         self.ready_wanted = false;
+        if self.installing() {
+            // Nothing of Raft's moves on until the snapshot is durable (D20); the install's
+            // completion asks for a Ready again.
+            return;
+        }
+        self.snapshot_housekeeping();
         self.request_read_index();
         if !self.raw.has_ready() {
             return;
@@ -26,8 +30,8 @@ impl<W, R> ReplicaCore<W, R> {
         let number = rd.number();
         self.send_messages(rd.take_messages());
         if !rd.snapshot().is_empty() {
-            // Snapshots are never sent yet: a leader keeps its log for every replica (D10).
-            tracing::error!(shard_id = self.shard.0, "snapshot received but not supported yet");
+            self.on_ready_snapshot(rd);
+            return;
         }
         self.forward_committed(rd.take_committed_entries());
         self.on_read_states(rd.take_read_states());
@@ -69,12 +73,14 @@ impl<W, R> ReplicaCore<W, R> {
         self.send_messages(messages);
         self.raw.on_persist_ready(number);
         self.ready_wanted = true;
+        self.maybe_start_install();
     }
 
     /// Old log entries were deleted up to `truncated`, durably.
     pub fn on_log_truncated(&mut self, truncated: TruncatedState) {
         self.raw.mut_store().on_truncated(truncated);
         self.log_truncation_in_flight = false;
+        self.maybe_start_install();
     }
 
     /// Committed entries were applied: the store is at `state`.
@@ -97,8 +103,12 @@ impl<W, R> ReplicaCore<W, R> {
         self.ready_wanted = true;
     }
 
-    fn send_messages(&mut self, messages: Vec<RaftMessage>) {
+    pub(super) fn send_messages(&mut self, messages: Vec<RaftMessage>) {
         for m in messages {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.send_snapshot_message(&m);
+                continue;
+            }
             let to = m.to;
             self.send_payload(to, ShardPayload::Raft(crate::peer_codec::to_wire(&m)));
         }
@@ -158,7 +168,7 @@ impl<W, R> ReplicaCore<W, R> {
         }
     }
 
-    fn on_read_states(&mut self, states: Vec<ReadState>) {
+    pub(super) fn on_read_states(&mut self, states: Vec<ReadState>) {
         for rs in states {
             let Ok(id) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else { continue };
             let Some((_, replies)) = self.reads_unconfirmed.remove(&u64::from_be_bytes(id)) else {
@@ -177,24 +187,19 @@ impl<W, R> ReplicaCore<W, R> {
     }
 
     /// Deletes log entries well behind the applied index so the log does not grow forever and
-    /// a restart never replays more than `RAFT_LOG_RETAINED_ENTRIES`.
+    /// a restart never replays more than `log_retained_entries`. Every replica, the leader
+    /// included, keeps exactly that tail: a replica further behind than it gets a snapshot
+    /// (D20), so a member that is down no longer makes the leader's log grow.
     fn maybe_truncate_log(&mut self) {
         let first = self.raw.store().first_index();
+        let retained = self.log_retained_entries;
         if self.log_truncation_in_flight
-            || self.applied_index < first + 2 * RAFT_LOG_RETAINED_ENTRIES
+            || self.installing()
+            || self.applied_index < first + 2 * retained
         {
             return;
         }
-        let mut index = self.applied_index - RAFT_LOG_RETAINED_ENTRIES;
-        // A leader keeps what a follower still needs: snapshots do not exist yet, so an entry
-        // deleted before every replica has it would strand that replica.
-        if self.raw.raft.state == StateRole::Leader {
-            let matched = self.raw.raft.prs().iter().map(|(_, p)| p.matched).min();
-            index = index.min(matched.unwrap_or(index).saturating_sub(1));
-            if index < first {
-                return;
-            }
-        }
+        let index = self.applied_index - retained;
         let Ok(term) = self.raw.store().term(index) else { return };
         let truncated = TruncatedState { index, term };
         self.log_truncation_in_flight = true;

@@ -50,11 +50,22 @@ pub(crate) fn index_entry_key(key: &[u8]) -> &[u8] {
     key.get(9..).unwrap_or_default()
 }
 
-/// Key of a shard's revoked marker of `lease`.
-pub(crate) fn revoked_key(shard: ShardId, lease: i64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17);
+/// Whether `key` is a lease index entry (of any lease, any shard).
+pub(crate) fn is_index_key(key: &[u8]) -> bool {
+    key.len() > 9 && key[0] == INDEX_TAG
+}
+
+/// The prefix of every revoked marker of `shard`.
+pub(crate) fn revoked_shard_prefix(shard: ShardId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
     k.push(REVOKED_TAG);
     k.extend_from_slice(&shard.0.to_be_bytes());
+    k
+}
+
+/// Key of a shard's revoked marker of `lease`.
+pub(crate) fn revoked_key(shard: ShardId, lease: i64) -> Vec<u8> {
+    let mut k = revoked_shard_prefix(shard);
     k.extend_from_slice(&(lease as u64).to_be_bytes());
     k
 }

@@ -11,7 +11,7 @@ mod data_apply;
 mod lease_core;
 #[cfg(test)]
 mod lease_core_tests;
-mod lease_keys;
+pub(crate) mod lease_keys;
 mod lease_read;
 mod lease_writes;
 mod meta_apply;

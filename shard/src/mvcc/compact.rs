@@ -120,6 +120,16 @@ impl MvccStore {
         Ok(CompactProgress { finished, versions_removed: versions_max - versions_left })
     }
 
+    /// Sets the compaction cursor back to the start, so the next step rescans the shard's
+    /// change log up to the compacted revision (after a step that overlapped a snapshot
+    /// install, whose cursor may not describe the installed data).
+    pub fn reset_compaction_cursor(&self) -> Result<(), StorageError> {
+        let mut batch = self.storage.db.batch();
+        batch.insert(&self.storage.raft_state, compact_cursor_key(self.shard), encode_cursor(0));
+        batch.commit()?;
+        Ok(())
+    }
+
     /// Puts into `batch` the removal of every version of the key `encoded` older than its
     /// newest version at or below `target`, and of that version too when it is a tombstone.
     fn compact_key(

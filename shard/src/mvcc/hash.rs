@@ -16,8 +16,7 @@
 
 use crate::error::{ShardError, StorageError};
 use crate::mvcc::apply_state::{compact_hash_key, decode_compact_hash};
-use crate::mvcc::codec::{encode_key, escape_bound, is_tombstone, split_version_key};
-use crate::mvcc::shard_range::KeySpan;
+use crate::mvcc::codec::{is_tombstone, split_version_key};
 use crate::mvcc::store::MvccStore;
 use crate::mvcc::write_txn::read_revision;
 use fjall::{Readable, Snapshot};
@@ -93,16 +92,12 @@ impl MvccStore {
         progress: &mut HashProgress,
         versions_max: usize,
     ) -> Result<bool, StorageError> {
-        let KeySpan::Range { start, end } = self.range.span(&[0], &[0]) else {
+        let Some((start, upper)) = self.range.encoded_bounds() else {
             // The shard owns no key.
             return Ok(true);
         };
-        let lower = progress.resume_at.take().unwrap_or_else(|| encode_key(&start));
-        let upper = match end.as_deref().map(escape_bound) {
-            Some(upper) => Bound::Excluded(upper),
-            None => Bound::Unbounded,
-        };
-        let iter = snap.range(&self.storage.mvcc, (Bound::Included(lower), upper));
+        let lower = progress.resume_at.take().map_or(start, Bound::Included);
+        let iter = snap.range(&self.storage.mvcc, (lower, upper));
         for (read, guard) in iter.enumerate() {
             let (key, record) = guard.into_inner()?;
             if read == versions_max {

@@ -5,6 +5,12 @@
 //! user key so a split is metadata only), so every scan of a shard is clipped to its range:
 //! a shard never sees, counts or deletes another shard's keys.
 
+use crate::mvcc::codec::{encode_key, escape_bound};
+use std::ops::Bound;
+
+/// Lower and upper bound of a scan over encoded keys.
+pub(crate) type EncodedBounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
 /// A shard's keys: `[start, end)`; an empty `end` means unbounded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardRange {
@@ -59,6 +65,19 @@ impl ShardRange {
             Some(end) if end <= start.as_slice() => KeySpan::Empty,
             end => KeySpan::Range { start, end: end.map(<[u8]>::to_vec) },
         }
+    }
+
+    /// The bounds of every `mvcc` key of this shard's keys (encoded key plus revision), or
+    /// `None` when the shard owns no key (the meta shard).
+    pub(crate) fn encoded_bounds(&self) -> Option<EncodedBounds> {
+        let KeySpan::Range { start, end } = self.span(&[0], &[0]) else {
+            return None;
+        };
+        let upper = match end.as_deref().map(escape_bound) {
+            Some(upper) => Bound::Excluded(upper),
+            None => Bound::Unbounded,
+        };
+        Some((Bound::Included(encode_key(&start)), upper))
     }
 }
 

@@ -6,6 +6,7 @@
 
 use crate::error::StorageError;
 use crate::limits::ENTRY_CACHE_ENTRIES_MAX;
+use crate::snapshot::GeneratedSnapshot;
 use crate::storage::Storage;
 use crate::storage::records::{self, StateTag};
 use atoll_proto::ShardId;
@@ -18,7 +19,9 @@ use raft::eraftpb::{
     Snapshot,
 };
 use raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
+use std::cell::Cell;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// Where the log was last truncated: entries up to `index` are gone, `term` is kept for the
 /// log-matching check of the next entry.
@@ -42,6 +45,11 @@ pub struct RaftLogStore {
     persisted_index: u64,
     /// Contiguous recent entries ending at `last_index`.
     cache: VecDeque<Entry>,
+    /// The newest snapshot generated for this shard (leader side), offered to Raft.
+    snapshot: Option<Arc<GeneratedSnapshot>>,
+    /// Raft asked for a snapshot this store could not give: the replica should generate
+    /// one. A `Cell` because raft-rs asks through `&self`.
+    snapshot_wanted: Cell<bool>,
 }
 
 impl RaftLogStore {
@@ -66,6 +74,8 @@ impl RaftLogStore {
             last_index,
             persisted_index: last_index,
             cache: VecDeque::new(),
+            snapshot: None,
+            snapshot_wanted: Cell::new(false),
         })
     }
 
@@ -136,6 +146,34 @@ impl RaftLogStore {
         while self.cache.front().is_some_and(|e| e.index <= truncated.index) {
             self.cache.pop_front();
         }
+    }
+
+    /// The log after a snapshot at `index`/`term` was restored: empty, continuing after
+    /// `index`, with the snapshot's membership. Visible to Raft at once (raft-rs reads the
+    /// first index and the term of `index` back right after the Ready); made durable by the
+    /// install, which writes the same truncated and conf state.
+    pub fn restore_snapshot(&mut self, index: u64, term: u64, conf_state: ConfState) {
+        self.truncated = TruncatedState { index, term };
+        self.last_index = index;
+        self.persisted_index = index;
+        self.cache.clear();
+        self.conf_state = conf_state;
+    }
+
+    /// Offers `snapshot` to Raft from now on (it replaces an older one, whose file goes
+    /// once no transfer streams it).
+    pub fn set_snapshot(&mut self, snapshot: Arc<GeneratedSnapshot>) {
+        self.snapshot = Some(snapshot);
+    }
+
+    /// The snapshot offered to Raft, if any.
+    pub fn generated_snapshot(&self) -> Option<&Arc<GeneratedSnapshot>> {
+        self.snapshot.as_ref()
+    }
+
+    /// Whether Raft asked for a snapshot since the last call.
+    pub fn take_snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted.replace(false)
     }
 
     fn evict(&mut self) {
@@ -216,10 +254,26 @@ impl raft::Storage for RaftLogStore {
         Ok(self.last_index)
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Snapshots to followers arrive with replication (multi-node); a single voter never
-        // needs one, and raft-rs only asks when a peer is behind the truncated log.
-        Err(raft::Error::Store(RaftStorageError::SnapshotTemporarilyUnavailable))
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // raft-rs asks when a follower needs entries this log no longer has. A generated
+        // snapshot serves if it is recent enough for the follower and the log still holds
+        // every entry after it (otherwise the follower would need another one at once);
+        // else the replica generates one and Raft asks again on a later heartbeat.
+        match &self.snapshot {
+            Some(g) if g.meta.index >= request_index && g.meta.index >= self.truncated.index => {
+                let mut snapshot = Snapshot::default();
+                let meta = snapshot.mut_metadata();
+                meta.index = g.meta.index;
+                meta.term = g.meta.term;
+                meta.set_conf_state(g.meta.raft_conf_state());
+                // The state itself is streamed from the file (decision D20), never in `data`.
+                Ok(snapshot)
+            }
+            _ => {
+                self.snapshot_wanted.set(true);
+                Err(raft::Error::Store(RaftStorageError::SnapshotTemporarilyUnavailable))
+            }
+        }
     }
 }
 

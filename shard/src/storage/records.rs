@@ -129,13 +129,39 @@ struct StoredHardState {
     commit: u64,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredConfState {
+/// A conf state as records and snapshot files hold it (raft-rs's type is protobuf's).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredConfState {
     voters: Vec<u64>,
     learners: Vec<u64>,
     voters_outgoing: Vec<u64>,
     learners_next: Vec<u64>,
     auto_leave: bool,
+}
+
+impl From<&ConfState> for StoredConfState {
+    fn from(cs: &ConfState) -> StoredConfState {
+        StoredConfState {
+            voters: cs.voters.clone(),
+            learners: cs.learners.clone(),
+            voters_outgoing: cs.voters_outgoing.clone(),
+            learners_next: cs.learners_next.clone(),
+            auto_leave: cs.auto_leave,
+        }
+    }
+}
+
+impl From<StoredConfState> for ConfState {
+    fn from(s: StoredConfState) -> ConfState {
+        ConfState {
+            voters: s.voters,
+            learners: s.learners,
+            voters_outgoing: s.voters_outgoing,
+            learners_next: s.learners_next,
+            auto_leave: s.auto_leave,
+            ..ConfState::default()
+        }
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -178,14 +204,21 @@ pub fn load_conf_state(
     shard: ShardId,
 ) -> Result<Option<ConfState>, StorageError> {
     let stored: Option<StoredConfState> = load_state(storage, shard, StateTag::ConfState)?;
-    Ok(stored.map(|s| ConfState {
-        voters: s.voters,
-        learners: s.learners,
-        voters_outgoing: s.voters_outgoing,
-        learners_next: s.learners_next,
-        auto_leave: s.auto_leave,
-        ..ConfState::default()
-    }))
+    Ok(stored.map(ConfState::from))
+}
+
+/// Loads a shard's conf state as of a database snapshot.
+pub fn load_conf_state_at(
+    snap: &fjall::Snapshot,
+    storage: &Storage,
+    shard: ShardId,
+) -> Result<Option<ConfState>, StorageError> {
+    use fjall::Readable as _;
+    let tag = StateTag::ConfState;
+    match snap.get(&storage.raft_state, state_key(shard, tag))? {
+        Some(bytes) => Ok(Some(decode_record::<StoredConfState>(tag_name(tag), &bytes)?.into())),
+        None => Ok(None),
+    }
 }
 
 /// Adds a shard's conf state to a batch.
@@ -195,14 +228,7 @@ pub fn put_conf_state(
     shard: ShardId,
     cs: &ConfState,
 ) -> Result<(), StorageError> {
-    let stored = StoredConfState {
-        voters: cs.voters.clone(),
-        learners: cs.learners.clone(),
-        voters_outgoing: cs.voters_outgoing.clone(),
-        learners_next: cs.learners_next.clone(),
-        auto_leave: cs.auto_leave,
-    };
-    put_state(storage, batch, shard, StateTag::ConfState, &stored)
+    put_state(storage, batch, shard, StateTag::ConfState, &StoredConfState::from(cs))
 }
 
 /// Encodes a log entry.

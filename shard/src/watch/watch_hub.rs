@@ -144,6 +144,23 @@ impl WatchHub {
         }
     }
 
+    /// A Raft snapshot replaced the shard's state, leaving the store at `revision`. Live
+    /// events between what a watcher was handed and `revision` were never published here,
+    /// so every watcher drops its buffer and catches up from the change log the snapshot
+    /// brought; one whose next revision the snapshot compacted away is cancelled with the
+    /// compacted revision, as etcd cancels a watcher a restored snapshot left behind.
+    pub(crate) fn publish_replaced(&self, revision: i64) {
+        let mut state = self.lock();
+        let previous = state.published.unwrap_or(0);
+        state.published = Some(previous.max(revision));
+        for slot in state.slots.values_mut() {
+            slot.lagging = true;
+            slot.buffer = VecDeque::new();
+            slot.buffer_bytes = 0;
+            slot.wake.notify_one();
+        }
+    }
+
     /// Registers a watcher of `spec` from `start_revision` (`<= 0`: from now).
     /// `load_revision` gives the store's revision when nothing was published yet.
     pub(crate) fn join<E>(

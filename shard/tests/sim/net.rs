@@ -5,6 +5,7 @@
 use crate::rng::Rng;
 use atoll_proto::peer::ShardMessage;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// How hostile the network is (per seed).
 #[derive(Clone, Debug)]
@@ -20,6 +21,8 @@ pub struct Envelope {
     pub from: u64,
     pub to: u64,
     pub msg: ShardMessage,
+    /// A snapshot's file travels with its `MsgSnapshot` (the real transport streams it).
+    pub snapshot: Option<PathBuf>,
 }
 
 pub struct Network {
@@ -52,7 +55,12 @@ impl Network {
             return;
         }
         if rng.chance(self.config.duplicate_per_mille) {
-            let copy = Envelope { from: env.from, to: env.to, msg: env.msg.clone() };
+            let copy = Envelope {
+                from: env.from,
+                to: env.to,
+                msg: env.msg.clone(),
+                snapshot: env.snapshot.clone(),
+            };
             self.enqueue(now, copy, rng);
         }
         self.enqueue(now, env, rng);

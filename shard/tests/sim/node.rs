@@ -10,8 +10,9 @@
 
 use crate::disk::{decode_command, write_log_batch};
 use crate::net::Envelope;
+use crate::params::Params;
 use crate::rng::{Rng, mix};
-use atoll_proto::peer::ShardMessage;
+use atoll_proto::peer::ShardPayload;
 use atoll_proto::{AtollError, NodeId, RaftCommand, RangeRequest, RangeResponse, ShardId, WriteOp};
 use atoll_shard::Storage;
 use atoll_shard::apply_worker::applying;
@@ -21,6 +22,7 @@ use atoll_shard::core::{
     ReplicaCore, ReplicaCoreDeps,
 };
 use atoll_shard::mvcc::{ApplyState, MvccLimits, MvccStore, ShardRange, StateHash, WriteResponse};
+use atoll_shard::snapshot::{InstallRaftState, generate};
 use fjall::PersistMode;
 use raft::eraftpb::Entry;
 use std::collections::{BTreeMap, VecDeque};
@@ -76,7 +78,11 @@ pub struct AppliedBatch {
     pub hash: Option<StateHash>,
 }
 
-type ApplyJob = (ShardId, Vec<Entry>, Vec<PendingProposal<u64>>, Vec<ConfChangeOutcome>);
+/// What the simulated apply worker does next, in order, as the real one.
+enum ApplyJob {
+    Apply(ShardId, Vec<Entry>, Vec<PendingProposal<u64>>, Vec<ConfChangeOutcome>),
+    Install { shard: ShardId, path: PathBuf, index: u64, term: u64, raft: InstallRaftState },
+}
 
 pub struct SimNode {
     pub id: u64,
@@ -93,12 +99,17 @@ pub struct SimNode {
     pub leaders_seen: Vec<(ShardId, u64)>,
     pub clock: Arc<SimClock>,
     election_ticks: usize,
+    log_retained_entries: u64,
+    /// Numbers snapshot files in transit.
+    snapshot_files: u64,
     /// Ticks taken by replicas that were not hibernating.
     pub awake_ticks: u64,
+    /// Snapshots installed here, over restarts.
+    pub snapshots_installed: u64,
 }
 
 impl SimNode {
-    pub fn new(id: u64, dir: PathBuf, seed: u64, election_ticks: usize) -> SimNode {
+    pub fn new(id: u64, dir: PathBuf, seed: u64, params: &Params) -> SimNode {
         SimNode {
             id,
             dir,
@@ -112,8 +123,11 @@ impl SimNode {
             completions: Vec::new(),
             leaders_seen: Vec::new(),
             clock: Arc::new(SimClock::default()),
-            election_ticks,
+            election_ticks: params.election_ticks,
+            log_retained_entries: params.log_retained_entries,
+            snapshot_files: 0,
             awake_ticks: 0,
+            snapshots_installed: 0,
         }
     }
 
@@ -131,6 +145,7 @@ impl SimNode {
                 node_id: self.id,
                 election_ticks: self.election_ticks,
                 heartbeat_ticks: 1,
+                log_retained_entries: self.log_retained_entries,
                 ..ReplicaConfig::default()
             };
             let (core, state) = ReplicaCore::new(ReplicaCoreDeps {
@@ -168,8 +183,29 @@ impl SimNode {
         self.restarts += 1;
     }
 
-    pub fn deliver(&mut self, msg: ShardMessage) {
-        self.with_core(msg.shard, |c| c.step(msg.message));
+    /// A message arrives; a snapshot's file is copied in first, as the receiving transport
+    /// writes it into the snapshot directory before the replica sees the message.
+    pub fn deliver(&mut self, env: Envelope) {
+        let Envelope { from, msg, snapshot, .. } = env;
+        let (Some(source), ShardPayload::Raft(wire)) = (snapshot, &msg.message) else {
+            return self.with_core(msg.shard, |c| c.step(msg.message));
+        };
+        let path = self.snapshot_path("recv");
+        if let Err(e) = std::fs::copy(&source, &path) {
+            panic!("node {}: snapshot copy: {e}", self.id);
+        }
+        let wire = wire.clone();
+        self.with_core(msg.shard, |c| c.on_snapshot_received(NodeId(from), wire, path));
+    }
+
+    /// A new file name in this node's snapshot directory.
+    fn snapshot_path(&mut self, kind: &str) -> PathBuf {
+        let dir = atoll_shard::snapshot::snapshot_dir(&self.dir);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            panic!("node {}: snapshot directory: {e}", self.id);
+        }
+        self.snapshot_files += 1;
+        dir.join(format!("{kind}-{}-{}.snap", self.restarts, self.snapshot_files))
     }
 
     /// One tick of every replica: a hibernating core ignores it, as the node's ticker skips
@@ -243,8 +279,14 @@ impl SimNode {
     /// Applies the oldest queued batch of committed entries, as the apply worker does.
     pub fn apply_next(&mut self) -> Result<Option<AppliedBatch>, String> {
         let Some(storage) = &self.storage else { return Ok(None) };
-        let Some((shard, entries, proposals, conf_changes)) = self.applies.pop_front() else {
-            return Ok(None);
+        let (shard, entries, proposals, conf_changes) = match self.applies.pop_front() {
+            None => return Ok(None),
+            Some(ApplyJob::Apply(shard, entries, proposals, conf_changes)) => {
+                (shard, entries, proposals, conf_changes)
+            }
+            Some(ApplyJob::Install { shard, path, index, term, raft }) => {
+                return self.install(shard, &path, (index, term), &raft).map(Some);
+            }
         };
         let Some(r) = self.replicas.get_mut(&shard) else { return Ok(None) };
         let commands: Vec<Option<RaftCommand>> = entries.iter().map(decode_command).collect();
@@ -272,6 +314,31 @@ impl SimNode {
         let after = r.state;
         self.with_core(shard, |c| c.on_applied(after));
         Ok(Some(AppliedBatch { shard, node: self.id, entries, before, after, hash }))
+    }
+
+    /// Installs a snapshot as the apply worker does: behind the applies queued before it,
+    /// then the replica hears it is durable. The checkers see it as an applied batch
+    /// without entries, so state-machine safety compares its hash at its index.
+    fn install(
+        &mut self,
+        shard: ShardId,
+        path: &std::path::Path,
+        (index, term): (u64, u64),
+        raft: &InstallRaftState,
+    ) -> Result<AppliedBatch, String> {
+        let storage = self.storage.as_ref().ok_or("node is down")?;
+        let r = self.replicas.get_mut(&shard).ok_or("no such shard")?;
+        let before = r.state;
+        let after = r
+            .store
+            .install_snapshot(path, index, term, raft)
+            .map_err(|e| format!("node {} shard {}: install: {e}", self.id, shard.0))?;
+        r.state = after;
+        self.snapshots_installed += 1;
+        let _ = std::fs::remove_file(path);
+        let hash = r.store.hash_kv(&storage.db.snapshot(), 0).ok();
+        self.with_core(shard, |c| c.on_snapshot_installed(after));
+        Ok(AppliedBatch { shard, node: self.id, entries: Vec::new(), before, after, hash })
     }
 
     /// A linearizable read's second half: read the local store once the read is ready.
@@ -306,16 +373,51 @@ impl SimNode {
         for effect in r.core.take_effects() {
             match effect {
                 Effect::Send { to, msg } => {
-                    self.outbox.push(Envelope { from: self.id, to: to.0, msg });
+                    self.outbox.push(Envelope { from: self.id, to: to.0, msg, snapshot: None });
                 }
                 Effect::Persist(write) => self.unsynced.push((shard, write)),
                 Effect::Apply { entries, proposals, conf_changes } => {
-                    self.applies.push_back((shard, entries, proposals, conf_changes));
+                    self.applies.push_back(ApplyJob::Apply(shard, entries, proposals, conf_changes));
                 }
                 Effect::WriteFailed(req, e) => {
                     self.completions.push(Completion::Write(req, Err(e)))
                 }
                 Effect::ReadDone(req, r) => self.completions.push(Completion::Read(req, r)),
+                // Generated at once from the store as applied so far, which is what the core
+                // knows as applied (the real apply worker generates behind queued applies,
+                // whose results the core has not heard of either).
+                Effect::GenerateSnapshot => {
+                    let generated = match &self.storage {
+                        Some(storage) => {
+                            let term = r.core.applied_term();
+                            generate(&r.store, &storage.db.snapshot(), term)
+                                .map(Arc::new)
+                                .map_err(|e| e.to_string())
+                        }
+                        None => Err("node is down".to_string()),
+                    };
+                    r.core.on_snapshot_generated(generated);
+                }
+                // The file travels with the message, so the network drops, delays and
+                // duplicates it as one; the leader hears the transfer succeeded (a dropped one
+                // looks to Raft like a follower that did not answer yet).
+                Effect::SendSnapshot { to, msg, snapshot } => {
+                    self.snapshot_files += 1;
+                    let copy = snapshot.path.with_extension(format!("sent{}", self.snapshot_files));
+                    if let Err(e) = std::fs::copy(&snapshot.path, &copy) {
+                        panic!("node {}: snapshot copy: {e}", self.id);
+                    }
+                    let env = Envelope { from: self.id, to: to.0, msg, snapshot: Some(copy) };
+                    self.outbox.push(env);
+                    r.core.on_snapshot_sent(to, true);
+                }
+                Effect::InstallSnapshot { path, index, term, raft } => {
+                    let job = ApplyJob::Install { shard, path, index, term, raft };
+                    self.applies.push_back(job);
+                }
+                Effect::DiscardSnapshot(path) => {
+                    let _ = std::fs::remove_file(path);
+                }
             }
         }
     }

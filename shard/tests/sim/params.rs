@@ -30,6 +30,9 @@ pub struct Params {
     /// How long a node's transport takes to report a peer it lost (a crash, a partition
     /// that lasts): the real one's QUIC idle timeout is 5 election timeouts (D9, D14).
     pub unreachable_after_ms: u64,
+    /// Log entries a replica keeps behind its applied index (`--snapshot-catchup-entries`):
+    /// small, so replicas that were down or cut off catch up by snapshot (decision D20).
+    pub log_retained_entries: u64,
 }
 
 /// How often faults are drawn during the chaos phase.
@@ -62,6 +65,8 @@ impl Params {
             think_ms_max: rng.between(0, 20),
             // Drawn last, so the draws above stay what they were before hibernation.
             unreachable_after_ms: rng.between(10, 500),
+            // Drawn after everything above, for the same reason.
+            log_retained_entries: rng.between(3, 40),
         }
     }
 }

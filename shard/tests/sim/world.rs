@@ -45,6 +45,8 @@ pub struct Stats {
     pub watch_attaches: u64,
     /// Watch events delivered and checked against the committed history.
     pub watch_events: u64,
+    /// Raft snapshots replicas installed (decision D20), over the run.
+    pub snapshots_installed: u64,
 }
 
 /// A node's transport reporting a lost peer, due at `at`. A report caused by a partition
@@ -99,9 +101,7 @@ impl World {
             })
             .collect();
         let nodes = (1..=params.nodes)
-            .map(|id| {
-                SimNode::new(id, dir.path().join(format!("n{id}")), seed, params.election_ticks)
-            })
+            .map(|id| SimNode::new(id, dir.path().join(format!("n{id}")), seed, &params))
             .collect();
         let skew_micros =
             (0..params.nodes).map(|_| rng.between(0, 200_000) as i64 - 100_000).collect();
@@ -174,7 +174,7 @@ impl World {
             if let Some(node) = self.nodes.get_mut(env.to as usize - 1)
                 && node.is_up()
             {
-                node.deliver(env.msg);
+                node.deliver(env);
             }
         }
         for i in 0..self.nodes.len() {
@@ -248,6 +248,7 @@ impl World {
         self.stats.awake_ticks = self.nodes.iter().map(|n| n.awake_ticks).sum();
         self.stats.watch_attaches = self.watches.attaches;
         self.stats.watch_events = self.watches.events;
+        self.stats.snapshots_installed = self.nodes.iter().map(|n| n.snapshots_installed).sum();
         Ok(self.stats)
     }
 
