@@ -1,7 +1,7 @@
 //! Membership changes on real `atoll` processes (decision D18): a three-member cluster with
 //! two data shards grows by a learner that joins with `--initial-cluster-state existing`,
-//! catches up on every shard, is promoted, and an original member is removed; the errors of
-//! etcd's Cluster API along the way.
+//! catches up on the data shards by snapshot (D20), is promoted, and an original member is
+//! removed; the errors of etcd's Cluster API along the way.
 
 mod support;
 
@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use support::cluster::{TestCluster, until_ok};
 
 const PATIENCE: Duration = Duration::from_secs(30);
+/// `--snapshot-catchup-entries`: the log tail a leader keeps behind its applied index.
+const RETAINED: u64 = 20;
 
 async fn members(client: &Client, req: NativeRequest) -> Result<MembersResponse, ClientError> {
     client.members(req).await
@@ -69,11 +71,17 @@ fn run_ctl(cluster: &TestCluster, args: &[&str]) -> std::process::Output {
 async fn a_learner_joins_catches_up_is_promoted_and_a_member_leaves() {
     let root = tempfile::tempdir().expect("tempdir");
     let mut cluster = TestCluster::must_prepare(root.path(), 3, "/b/");
+    // A short log tail: the leaders truncate past the bootstrap entries before the learner
+    // joins, so it can only catch up by snapshot (decision D20).
+    cluster.extra_flags = vec!["--snapshot-catchup-entries".into(), RETAINED.to_string()];
     cluster.must_start_all();
     let client = cluster.must_client(&[0, 1, 2]).await;
-    for key in ["/a/1", "/b/1"] {
-        let put = PutRequest { key: key.into(), value: b"before".to_vec(), ..Default::default() };
-        until_ok(PATIENCE, "put", || client.put(put.clone())).await;
+    for i in 0..5 * RETAINED {
+        for key in [format!("/a/{i}"), format!("/b/{i}")] {
+            let put =
+                PutRequest { key: key.into(), value: b"before".to_vec(), ..Default::default() };
+            until_ok(PATIENCE, "put", || client.put(put.clone())).await;
+        }
     }
 
     eprintln!("phase: the members publish their names and client URLs");
@@ -115,6 +123,10 @@ async fn a_learner_joins_catches_up_is_promoted_and_a_member_leaves() {
     assert!(learner.is_learner && learner.name.is_empty());
     assert_eq!(added.members.len(), 4);
     let promote = NativeRequest::MemberPromote(MemberIdRequest { id: learner.id });
+    let metrics_port = support::free_tcp_port();
+    cluster
+        .extra_flags
+        .extend(["--listen-metrics-urls".into(), format!("http://127.0.0.1:{metrics_port}")]);
     cluster.must_start_joining(joiner);
     must_see_members(&client, "the learner publishes its name", |m| {
         m.iter().any(|m| m.id == learner.id && m.name == format!("n{}", joiner + 1))
@@ -125,6 +137,13 @@ async fn a_learner_joins_catches_up_is_promoted_and_a_member_leaves() {
     let after = PutRequest { key: "/b/2".into(), value: b"after".to_vec(), ..Default::default() };
     until_ok(PATIENCE, "put", || client.put(after.clone())).await;
     cluster.must_agree_on_hashes(&[0, 1, 2, joiner]).await;
+    let (_, body) = support::must_http_get(metrics_port, "/metrics");
+    let installed: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("atoll_raft_snapshots_installed_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the snapshot metric");
+    assert!(installed >= 2, "both data shards reached the learner by snapshot: {installed}");
 
     eprintln!("phase: the caught-up learner is promoted; promoting it again is refused");
     until_ok(PATIENCE, "member promote", || members(&client, promote.clone())).await;

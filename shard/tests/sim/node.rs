@@ -377,7 +377,12 @@ impl SimNode {
                 }
                 Effect::Persist(write) => self.unsynced.push((shard, write)),
                 Effect::Apply { entries, proposals, conf_changes } => {
-                    self.applies.push_back(ApplyJob::Apply(shard, entries, proposals, conf_changes));
+                    self.applies.push_back(ApplyJob::Apply(
+                        shard,
+                        entries,
+                        proposals,
+                        conf_changes,
+                    ));
                 }
                 Effect::WriteFailed(req, e) => {
                     self.completions.push(Completion::Write(req, Err(e)))
