@@ -158,12 +158,17 @@ impl Renewer {
         match self {
             Renewer::Native(c) => Ok(c.lease_keep_alive(req).await?),
             Renewer::Etcd(client, stream) => {
-                let mut open = match stream.take() {
-                    Some(open) => open,
-                    None => Box::new(client.lease_keep_alive_stream().await?),
+                // A failed stream is taken and not put back: the next renewal opens another.
+                let (open, answer) = match stream.take() {
+                    Some(mut open) => {
+                        let answer = open.renew(req).await?;
+                        (open, answer)
+                    }
+                    None => {
+                        let (open, answer) = client.lease_keep_alive_stream(req).await?;
+                        (Box::new(open), answer)
+                    }
                 };
-                let answer = open.renew(req).await?;
-                // A failed stream is dropped above (not put back) and reopened next time.
                 *stream = Some(open);
                 Ok(answer)
             }

@@ -71,7 +71,14 @@ impl fmt::Display for EtcdError {
                 write!(f, "cannot connect to etcd endpoint {endpoint}: {reason}")
             }
             EtcdError::Status(status) => {
-                write!(f, "etcd answered {:?}: {}", status.code(), status.message())
+                // tonic's transport failures say only "transport error"; their causes follow.
+                write!(f, "etcd answered {:?}: {}", status.code(), status.message())?;
+                let mut source = std::error::Error::source(status);
+                while let Some(cause) = source {
+                    write!(f, ": {cause}")?;
+                    source = cause.source();
+                }
+                Ok(())
             }
             EtcdError::Timeout { after } => write!(f, "no answer from etcd within {after:?}"),
         }
@@ -159,13 +166,22 @@ impl EtcdClient {
         Ok(lease_pb::leases_from_pb_response(answer))
     }
 
-    /// Opens a `Lease.LeaseKeepAlive` stream: one stream carries one loop's renewals, one at
-    /// a time, as clientv3 keeps one stream for all its renewals.
-    pub async fn lease_keep_alive_stream(&self) -> Result<EtcdKeepAlive, EtcdError> {
+    /// Opens a `Lease.LeaseKeepAlive` stream with its first renewal and returns the stream
+    /// and that renewal's answer: one stream carries one loop's renewals, one at a time, as
+    /// clientv3 keeps one stream for all its renewals. The first request is queued before
+    /// the call, since etcd answers the call only once a request arrived.
+    pub async fn lease_keep_alive_stream(
+        &self,
+        first: LeaseKeepAliveRequest,
+    ) -> Result<(EtcdKeepAlive, LeaseKeepAliveResponse), EtcdError> {
         let (tx, queued) = mpsc::channel(1);
+        // The queue is empty and its receiver alive: this send cannot fail.
+        let _ = tx.try_send(lease_pb::keep_alive_to_pb_request(first));
         let requests = tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(queued);
         let answers = timed(self.lease().lease_keep_alive(requests)).await?;
-        Ok(EtcdKeepAlive { tx, answers })
+        let mut stream = EtcdKeepAlive { tx, answers };
+        let answer = within_request_timeout(stream.next_answer()).await?;
+        Ok((stream, answer))
     }
 
     /// `KV.Put`.
@@ -212,17 +228,32 @@ impl EtcdKeepAlive {
         &mut self,
         req: LeaseKeepAliveRequest,
     ) -> Result<LeaseKeepAliveResponse, EtcdError> {
-        let round = async {
-            let ended = || tonic::Status::unavailable("the keepalive stream ended");
+        within_request_timeout(async {
             let sent = self.tx.send(lease_pb::keep_alive_to_pb_request(req)).await;
-            sent.map_err(|_| ended())?;
-            self.answers.message().await?.ok_or_else(ended)
-        };
-        match tokio::time::timeout(ETCD_REQUEST_TIMEOUT, round).await {
-            Ok(Ok(answer)) => Ok(lease_pb::keep_alive_from_pb_response(answer)),
-            Ok(Err(status)) => Err(EtcdError::Status(status)),
-            Err(_) => Err(EtcdError::Timeout { after: ETCD_REQUEST_TIMEOUT }),
-        }
+            sent.map_err(|_| stream_ended())?;
+            self.next_answer().await
+        })
+        .await
+    }
+
+    async fn next_answer(&mut self) -> Result<LeaseKeepAliveResponse, tonic::Status> {
+        let answer = self.answers.message().await?.ok_or_else(stream_ended)?;
+        Ok(lease_pb::keep_alive_from_pb_response(answer))
+    }
+}
+
+fn stream_ended() -> tonic::Status {
+    tonic::Status::unavailable("the keepalive stream ended")
+}
+
+/// Waits for `work` up to the request timeout.
+async fn within_request_timeout<T>(
+    work: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, EtcdError> {
+    match tokio::time::timeout(ETCD_REQUEST_TIMEOUT, work).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(status)) => Err(EtcdError::Status(status)),
+        Err(_) => Err(EtcdError::Timeout { after: ETCD_REQUEST_TIMEOUT }),
     }
 }
 
