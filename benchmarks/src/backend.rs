@@ -3,8 +3,9 @@
 //! types, so every workload runs unchanged against either (`--target native|etcd`).
 
 use crate::error_kind::{error_kind, snake_case};
-use crate::etcd_client::{EtcdClient, EtcdError};
+use crate::etcd_client::{EtcdClient, EtcdError, EtcdKeepAlive};
 use atoll_proto::kv::*;
+use atoll_proto::lease::*;
 use atoll_router::{Client, ClientError};
 use std::fmt;
 
@@ -98,6 +99,79 @@ impl Backend {
         match self {
             Backend::Native(c) => Ok(c.txn(req).await?),
             Backend::Etcd(c) => Ok(c.txn(req).await?),
+        }
+    }
+
+    /// Grants a lease.
+    pub async fn lease_grant(
+        &self,
+        req: LeaseGrantRequest,
+    ) -> Result<LeaseGrantResponse, BackendError> {
+        match self {
+            Backend::Native(c) => Ok(c.lease_grant(req).await?),
+            Backend::Etcd(c) => Ok(c.lease_grant(req).await?),
+        }
+    }
+
+    /// Revokes a lease and deletes its keys.
+    pub async fn lease_revoke(
+        &self,
+        req: LeaseRevokeRequest,
+    ) -> Result<LeaseRevokeResponse, BackendError> {
+        match self {
+            Backend::Native(c) => Ok(c.lease_revoke(req).await?),
+            Backend::Etcd(c) => Ok(c.lease_revoke(req).await?),
+        }
+    }
+
+    /// Lists the live leases.
+    pub async fn lease_leases(&self) -> Result<LeaseLeasesResponse, BackendError> {
+        match self {
+            Backend::Native(c) => Ok(c.lease_leases(LeaseLeasesRequest {}).await?),
+            Backend::Etcd(c) => Ok(c.lease_leases().await?),
+        }
+    }
+
+    /// A renewer of leases for one request loop: native renewals are single requests; etcd's
+    /// go over a `LeaseKeepAlive` stream, opened at the first renewal.
+    pub fn renewer(&self) -> Renewer {
+        match self {
+            Backend::Native(c) => Renewer::Native(c.clone()),
+            Backend::Etcd(c) => Renewer::Etcd(c.clone(), None),
+        }
+    }
+}
+
+/// Renews leases for one request loop, one renewal at a time (see [`Backend::renewer`]).
+#[derive(Debug)]
+pub enum Renewer {
+    /// One native request per renewal (decision D16).
+    Native(Client),
+    /// One gRPC stream, opened at the first renewal and again after one fails.
+    Etcd(EtcdClient, Option<Box<EtcdKeepAlive>>),
+}
+
+impl Renewer {
+    /// Renews a lease once; TTL 0 in the answer: the lease is gone.
+    pub async fn renew(&mut self, id: i64) -> Result<LeaseKeepAliveResponse, BackendError> {
+        let req = LeaseKeepAliveRequest { id };
+        match self {
+            Renewer::Native(c) => Ok(c.lease_keep_alive(req).await?),
+            Renewer::Etcd(client, stream) => {
+                // A failed stream is taken and not put back: the next renewal opens another.
+                let (open, answer) = match stream.take() {
+                    Some(mut open) => {
+                        let answer = open.renew(req).await?;
+                        (open, answer)
+                    }
+                    None => {
+                        let (open, answer) = client.lease_keep_alive_stream(req).await?;
+                        (Box::new(open), answer)
+                    }
+                };
+                *stream = Some(open);
+                Ok(answer)
+            }
         }
     }
 }

@@ -137,6 +137,10 @@ pub struct RunArgs {
     /// Fraction of gets in the mixed workload (0 to 1).
     #[arg(long, default_value_t = 0.9, value_parser = parse_ratio)]
     pub read_ratio: f64,
+    /// TTL in seconds of the leases lease-grant grants (the server raises one below its
+    /// minimum, 2 s by default, as etcd does).
+    #[arg(long, default_value_t = LEASE_TTL_DEFAULT_S, value_parser = clap::value_parser!(i64).range(1..=LEASE_TTL_MAX_S))]
+    pub lease_ttl: i64,
     /// Write per-second throughput and latency percentiles to this CSV file.
     #[arg(long)]
     pub csv: Option<PathBuf>,

@@ -219,3 +219,16 @@ fn watch_and_split_flags_parse_and_bad_values_are_refused_in_one_line() {
     assert!(must_fail(&["scenario", "x", "--event-rate=-5"]).contains("rate"));
     assert!(must_fail(&["scenario", "x", "--watch-connections=0"]).contains("--watch-connections"));
 }
+
+#[test]
+fn lease_workloads_take_a_ttl_within_etcds_bounds() {
+    let run = must_run(&["--workload=lease-keepalive"]);
+    assert_eq!((run.workload, run.lease_ttl), (WorkloadKind::LeaseKeepalive, 600));
+    let run = must_run(&["--workload=lease-grant", "--lease-ttl=30", "--sequential"]);
+    assert_eq!((run.workload, run.lease_ttl), (WorkloadKind::LeaseGrant, 30));
+    assert_eq!(must_run(&["--workload=lease-revoke"]).workload, WorkloadKind::LeaseRevoke);
+    let err = must_fail(&["run", "--workload=lease-grant", "--lease-ttl=0"]);
+    assert!(err.contains("--lease-ttl"), "{err}");
+    let err = must_fail(&["run", "--lease-ttl=9000000001"]);
+    assert!(err.contains("--lease-ttl"), "{err}");
+}

@@ -46,6 +46,7 @@ pub fn run_spec(args: &RunArgs, smoke: bool) -> anyhow::Result<RunSpec> {
         range_limit: args.range_limit,
         read_ratio: args.read_ratio,
         seed: args.key.seed,
+        lease_ttl_s: args.lease_ttl,
     };
     Ok(RunSpec {
         workload: Arc::new(workload),

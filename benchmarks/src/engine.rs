@@ -7,7 +7,9 @@
 use crate::backend::Backend;
 use crate::connect::ClientPool;
 use crate::keys::KeySpace;
-use crate::limits::{ERROR_PAUSE, RANGE_LIMIT_DEFAULT, SEED_DEFAULT, TIMER_SLACK};
+use crate::limits::{
+    ERROR_PAUSE, LEASE_TTL_DEFAULT_S, RANGE_LIMIT_DEFAULT, SEED_DEFAULT, TIMER_SLACK,
+};
 use crate::progress::{Progress, progress_wanted};
 use crate::recorder::{Interval, Recorded, Recorder};
 use crate::report::{LatencySummary, RunReport, per_second, round3};
@@ -62,6 +64,7 @@ impl RunSpec {
             range_limit: RANGE_LIMIT_DEFAULT,
             read_ratio: CLOSED_LOOP_READ_RATIO,
             seed: SEED_DEFAULT,
+            lease_ttl_s: LEASE_TTL_DEFAULT_S,
         };
         RunSpec {
             workload: Arc::new(workload),

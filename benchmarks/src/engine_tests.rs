@@ -25,6 +25,7 @@ fn spec(kind: WorkloadKind, clients: usize, stop: StopAt, pacing: Pacing) -> Run
         range_limit: 10,
         read_ratio: 0.5,
         seed: 1,
+        lease_ttl_s: 60,
     };
     RunSpec {
         workload: Arc::new(workload),

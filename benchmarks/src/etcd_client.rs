@@ -7,13 +7,20 @@
 use crate::limits::{
     COMPACTION_TIMEOUT, ETCD_DIAL_TIMEOUT, ETCD_REQUEST_TIMEOUT, ETCD_RESPONSE_BYTES_MAX,
 };
+use atoll_proto::etcd::etcdserverpb as pb;
 use atoll_proto::etcd::etcdserverpb::kv_client::KvClient;
+use atoll_proto::etcd::etcdserverpb::lease_client::LeaseClient;
+use atoll_proto::etcd::etcdserverpb::maintenance_client::MaintenanceClient;
 use atoll_proto::etcd::etcdserverpb::watch_client::WatchClient;
+use atoll_proto::etcd_convert::lease as lease_pb;
 use atoll_proto::etcd_convert::{request, response};
 use atoll_proto::kv::*;
+use atoll_proto::lease::*;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
+use tokio::sync::mpsc;
+use tonic::Streaming;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// Where and how to reach etcd endpoints.
@@ -64,7 +71,14 @@ impl fmt::Display for EtcdError {
                 write!(f, "cannot connect to etcd endpoint {endpoint}: {reason}")
             }
             EtcdError::Status(status) => {
-                write!(f, "etcd answered {:?}: {}", status.code(), status.message())
+                // tonic's transport failures say only "transport error"; their causes follow.
+                write!(f, "etcd answered {:?}: {}", status.code(), status.message())?;
+                let mut source = std::error::Error::source(status);
+                while let Some(cause) = source {
+                    write!(f, ": {cause}")?;
+                    source = cause.source();
+                }
+                Ok(())
             }
             EtcdError::Timeout { after } => write!(f, "no answer from etcd within {after:?}"),
         }
@@ -115,6 +129,61 @@ impl EtcdClient {
         WatchClient::new(self.channel.clone()).max_decoding_message_size(ETCD_RESPONSE_BYTES_MAX)
     }
 
+    /// A `Lease` client on the same connection.
+    fn lease(&self) -> LeaseClient<Channel> {
+        LeaseClient::new(self.channel.clone())
+    }
+
+    /// `Maintenance.Status` of the member this connection reaches: its own member ID and
+    /// its leader's.
+    pub async fn member_and_leader(&self) -> Result<(u64, u64), EtcdError> {
+        let mut maintenance = MaintenanceClient::new(self.channel.clone());
+        let status = timed(maintenance.status(pb::StatusRequest {})).await?;
+        Ok((status.header.map_or(0, |h| h.member_id), status.leader))
+    }
+
+    /// `Lease.LeaseGrant`.
+    pub async fn lease_grant(
+        &self,
+        req: LeaseGrantRequest,
+    ) -> Result<LeaseGrantResponse, EtcdError> {
+        let answer = timed(self.lease().lease_grant(lease_pb::grant_to_pb_request(req))).await?;
+        Ok(lease_pb::grant_from_pb_response(answer))
+    }
+
+    /// `Lease.LeaseRevoke`.
+    pub async fn lease_revoke(
+        &self,
+        req: LeaseRevokeRequest,
+    ) -> Result<LeaseRevokeResponse, EtcdError> {
+        let answer = timed(self.lease().lease_revoke(lease_pb::revoke_to_pb_request(req))).await?;
+        Ok(lease_pb::revoke_from_pb_response(answer))
+    }
+
+    /// `Lease.LeaseLeases`.
+    pub async fn lease_leases(&self) -> Result<LeaseLeasesResponse, EtcdError> {
+        let answer = timed(self.lease().lease_leases(pb::LeaseLeasesRequest {})).await?;
+        Ok(lease_pb::leases_from_pb_response(answer))
+    }
+
+    /// Opens a `Lease.LeaseKeepAlive` stream with its first renewal and returns the stream
+    /// and that renewal's answer: one stream carries one loop's renewals, one at a time, as
+    /// clientv3 keeps one stream for all its renewals. The first request is queued before
+    /// the call, since etcd answers the call only once a request arrived.
+    pub async fn lease_keep_alive_stream(
+        &self,
+        first: LeaseKeepAliveRequest,
+    ) -> Result<(EtcdKeepAlive, LeaseKeepAliveResponse), EtcdError> {
+        let (tx, queued) = mpsc::channel(1);
+        // The queue is empty and its receiver alive: this send cannot fail.
+        let _ = tx.try_send(lease_pb::keep_alive_to_pb_request(first));
+        let requests = tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(queued);
+        let answers = timed(self.lease().lease_keep_alive(requests)).await?;
+        let mut stream = EtcdKeepAlive { tx, answers };
+        let answer = within_request_timeout(stream.next_answer()).await?;
+        Ok((stream, answer))
+    }
+
     /// `KV.Put`.
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse, EtcdError> {
         let mut kv = self.kv();
@@ -143,6 +212,48 @@ impl EtcdClient {
         let mut kv = self.kv();
         let answer = timed(kv.txn(request::txn_to_pb(req))).await?;
         Ok(response::txn_from_pb(answer))
+    }
+}
+
+/// One `LeaseKeepAlive` stream, used for one renewal at a time.
+#[derive(Debug)]
+pub struct EtcdKeepAlive {
+    tx: mpsc::Sender<pb::LeaseKeepAliveRequest>,
+    answers: Streaming<pb::LeaseKeepAliveResponse>,
+}
+
+impl EtcdKeepAlive {
+    /// Renews one lease and waits for its answer (TTL 0: the lease is gone, as etcd answers).
+    pub async fn renew(
+        &mut self,
+        req: LeaseKeepAliveRequest,
+    ) -> Result<LeaseKeepAliveResponse, EtcdError> {
+        within_request_timeout(async {
+            let sent = self.tx.send(lease_pb::keep_alive_to_pb_request(req)).await;
+            sent.map_err(|_| stream_ended())?;
+            self.next_answer().await
+        })
+        .await
+    }
+
+    async fn next_answer(&mut self) -> Result<LeaseKeepAliveResponse, tonic::Status> {
+        let answer = self.answers.message().await?.ok_or_else(stream_ended)?;
+        Ok(lease_pb::keep_alive_from_pb_response(answer))
+    }
+}
+
+fn stream_ended() -> tonic::Status {
+    tonic::Status::unavailable("the keepalive stream ended")
+}
+
+/// Waits for `work` up to the request timeout.
+async fn within_request_timeout<T>(
+    work: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, EtcdError> {
+    match tokio::time::timeout(ETCD_REQUEST_TIMEOUT, work).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(status)) => Err(EtcdError::Status(status)),
+        Err(_) => Err(EtcdError::Timeout { after: ETCD_REQUEST_TIMEOUT }),
     }
 }
 

@@ -36,6 +36,11 @@ pub const CONNECTIONS_MAX: usize = 1024;
 pub const RANGE_LIMIT_DEFAULT: i64 = 100;
 /// Default seed of the key and value generators, so two runs touch the same keys.
 pub const SEED_DEFAULT: u64 = 1;
+/// Default TTL of the leases the lease-grant workload grants: long enough that none expires
+/// during a run of a few minutes, so a later keepalive or revoke run finds them.
+pub const LEASE_TTL_DEFAULT_S: i64 = 600;
+/// Largest `--lease-ttl`: etcd's `MaxLeaseTTL`.
+pub const LEASE_TTL_MAX_S: i64 = 9_000_000_000;
 
 /// Upper bound of the latency histograms, in µs: one hour. Larger values are clamped (an
 /// open-loop run far past saturation can queue that long).

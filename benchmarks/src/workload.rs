@@ -1,10 +1,11 @@
 //! What one operation of each workload sends. Requests are built by pure functions (tested
 //! here); [`OpGen`] picks the key and runs one operation against a client.
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, Renewer};
 use crate::keys::KeySpace;
 use crate::limits::REVISION_CACHE_ENTRIES_MAX;
 use atoll_proto::kv::*;
+use atoll_proto::lease::{LeaseGrantRequest, LeaseRevokeRequest};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -24,6 +25,14 @@ pub enum WorkloadKind {
     TxnUpdate,
     /// Gets and puts in the proportion `--read-ratio`.
     Mixed,
+    /// Grant the lease of the operation's key index (ID = index + 1, see [`lease_id`]) with
+    /// `--lease-ttl`; a lease granted twice is answered "lease already exists".
+    LeaseGrant,
+    /// Renew the lease of the operation's key index once (etcd: over one `LeaseKeepAlive`
+    /// stream per loop); a lease that is gone counts as `lease_gone`.
+    LeaseKeepalive,
+    /// Revoke the lease of the operation's key index (and delete its keys).
+    LeaseRevoke,
 }
 
 impl WorkloadKind {
@@ -35,6 +44,9 @@ impl WorkloadKind {
             WorkloadKind::Range => "range",
             WorkloadKind::TxnUpdate => "txn-update",
             WorkloadKind::Mixed => "mixed",
+            WorkloadKind::LeaseGrant => "lease-grant",
+            WorkloadKind::LeaseKeepalive => "lease-keepalive",
+            WorkloadKind::LeaseRevoke => "lease-revoke",
         }
     }
 }
@@ -58,6 +70,15 @@ pub struct WorkloadSpec {
     pub read_ratio: f64,
     /// Seed of the random key choice; each worker derives its own from it.
     pub seed: u64,
+    /// TTL in seconds of the leases the lease-grant workload grants.
+    pub lease_ttl_s: i64,
+}
+
+/// The lease ID the lease workloads give key index `index`: `index + 1` (0 would ask the
+/// server to choose), so a grant run with `--sequential` makes the leases that keepalive and
+/// revoke runs over the same key space find.
+pub fn lease_id(index: u64) -> i64 {
+    i64::try_from(index).unwrap_or(i64::MAX - 1).saturating_add(1)
 }
 
 /// A put of `value` to `key`.
@@ -109,6 +130,8 @@ pub struct OpGen {
     rng: SmallRng,
     /// Last known mod revision per key index (txn-update); bounded, cleared when full.
     revisions: HashMap<u64, i64>,
+    /// This loop's renewer (lease-keepalive), made at its first renewal.
+    renewer: Option<Renewer>,
 }
 
 /// Why an operation failed: a client error, or a txn-update whose compare failed twice.
@@ -118,6 +141,8 @@ pub enum OpError {
     Client(BackendError),
     /// The key changed between the read and the retried update (a contended key).
     TxnConflict,
+    /// A keepalive was answered TTL 0: the lease does not exist (any more).
+    LeaseGone,
 }
 
 impl OpError {
@@ -126,6 +151,7 @@ impl OpError {
         match self {
             OpError::Client(e) => e.kind(),
             OpError::TxnConflict => "txn_conflict".to_string(),
+            OpError::LeaseGone => "lease_gone".to_string(),
         }
     }
 }
@@ -141,7 +167,7 @@ impl OpGen {
     /// the worker number.
     pub fn new(spec: Arc<WorkloadSpec>, worker: usize) -> OpGen {
         let seed = spec.seed ^ (worker as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        OpGen { spec, rng: SmallRng::seed_from_u64(seed), revisions: HashMap::new() }
+        OpGen { spec, rng: SmallRng::seed_from_u64(seed), revisions: HashMap::new(), renewer: None }
     }
 
     /// The key index of operation `n`.
@@ -168,6 +194,21 @@ impl OpGen {
                 self.get(client, key).await
             }
             WorkloadKind::Mixed => self.put(client, key).await,
+            WorkloadKind::LeaseGrant => {
+                let req = LeaseGrantRequest { ttl: spec.lease_ttl_s, id: lease_id(index) };
+                client.lease_grant(req).await.map(drop).map_err(OpError::from)
+            }
+            WorkloadKind::LeaseKeepalive => {
+                let renewer = self.renewer.get_or_insert_with(|| client.renewer());
+                match renewer.renew(lease_id(index)).await? {
+                    answer if answer.ttl > 0 => Ok(()),
+                    _ => Err(OpError::LeaseGone),
+                }
+            }
+            WorkloadKind::LeaseRevoke => {
+                let req = LeaseRevokeRequest { id: lease_id(index) };
+                client.lease_revoke(req).await.map(drop).map_err(OpError::from)
+            }
         }
     }
 
@@ -220,6 +261,7 @@ mod tests {
             range_limit: 10,
             read_ratio: 0.5,
             seed: 3,
+            lease_ttl_s: 60,
         })
     }
 
@@ -267,6 +309,16 @@ mod tests {
             TxnResponse { responses: vec![ResponseOp::Range(range)], ..TxnResponse::default() };
         assert_eq!(revision_after(&read), 9);
         assert_eq!(revision_after(&TxnResponse::default()), 0);
+    }
+
+    #[test]
+    fn lease_ids_are_the_key_index_plus_one_so_none_asks_for_a_server_choice() {
+        assert_eq!((lease_id(0), lease_id(41)), (1, 42));
+        assert_eq!(lease_id(u64::MAX), i64::MAX, "saturates, never wraps to 0 or below");
+        let names =
+            [WorkloadKind::LeaseGrant, WorkloadKind::LeaseKeepalive, WorkloadKind::LeaseRevoke]
+                .map(WorkloadKind::name);
+        assert_eq!(names, ["lease-grant", "lease-keepalive", "lease-revoke"]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use etcd_client::{Client, CompactionOptions, GetOptions};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::{TestNode, free_port, free_tcp_port, must_http_get, must_run_atollctl};
+use support::{TestNode, free_port, free_tcp_port, must_metric, must_run_atollctl};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -19,14 +19,6 @@ fn must_start(dir: &std::path::Path, extra: &[&str]) -> (TestNode, u16) {
     let mut flags = vec!["--listen-metrics-urls", &metrics_url];
     flags.extend_from_slice(extra);
     (TestNode::must_start_with(dir, free_port(), &flags), http)
-}
-
-fn must_metric(http: u16, name: &str) -> u64 {
-    let (status, body) = must_http_get(http, "/metrics");
-    assert_eq!(status, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no metric {name} in {body}"))
 }
 
 async fn must_grpc(node: &TestNode) -> Client {

@@ -8,20 +8,20 @@
 //! installed, for etcd through its gRPC API with the same client code.
 
 use super::context::ScenarioContext;
-use super::emit::{median, merged, millis, quantile};
+use super::emit::{median, merged, millis};
 use super::etcd_node::{EtcdNode, etcd_version};
 use super::node::Node;
+use super::put_loops::{Puts, put_loops};
 use crate::backend::Backend;
 use crate::connect::ClientPool;
 use crate::keys::{KeySpace, make_value};
 use crate::limits::{COMPACTION_TIMEOUT, LOAD_BATCH_MAX, LOAD_CLIENTS_DEFAULT, SEED_DEFAULT};
 use crate::load::{LoadSpec, load};
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use atoll_proto::kv::{CompactionRequest, PutRequest};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The scenario's name.
 pub const NAME: &str = "compaction-impact";
@@ -32,7 +32,7 @@ const HISTORY_PASSES: u64 = 4;
 /// Keys the measured puts write (apart from the history).
 const WRITE_KEYS: u64 = 1_000;
 /// Closed-loop put loops.
-const WRITERS: usize = 16;
+const WRITERS: u64 = 16;
 /// Rounds when `--repeat` is not given.
 const ROUNDS_DEFAULT: u64 = 3;
 
@@ -41,25 +41,6 @@ struct Round {
     alone: Puts,
     during: Puts,
     compaction_ms: f64,
-}
-
-/// Put latencies of one phase.
-#[derive(Default)]
-struct Puts {
-    latencies_us: Vec<u64>,
-    elapsed: Duration,
-    errors: u64,
-}
-
-impl Puts {
-    fn percentile(&self, q: f64) -> f64 {
-        let samples: Vec<f64> = self.latencies_us.iter().map(|us| *us as f64).collect();
-        quantile(&samples, q)
-    }
-
-    fn ops_per_s(&self) -> f64 {
-        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
 }
 
 /// Runs the scenario on Atoll, then on etcd if installed.
@@ -109,7 +90,7 @@ async fn measure(
             load(admin, spec).await?;
         }
         let stop_after = Instant::now() + ctx.duration;
-        let alone = put_loops(writers, &write_keys, &value, async move {
+        let alone = put_loops(writers, WRITERS, &write_keys, &value, async move {
             tokio::time::sleep_until(stop_after.into()).await;
             Ok(())
         })
@@ -117,7 +98,7 @@ async fn measure(
         let newest = newest_revision(admin.client(0), &write_keys).await?;
         let began = Instant::now();
         let compaction = compact(admin.client(0).clone(), newest);
-        let during = put_loops(writers, &write_keys, &value, compaction).await?;
+        let during = put_loops(writers, WRITERS, &write_keys, &value, compaction).await?;
         rounds.push(Round { alone, during, compaction_ms: millis(began.elapsed()) });
     }
     Ok(rounds)
@@ -134,54 +115,6 @@ async fn compact(client: Backend, revision: i64) -> anyhow::Result<()> {
     let req = CompactionRequest { revision, physical: true };
     client.compact(req).await.map_err(|e| anyhow!("the physical compaction failed: {e}"))?;
     Ok(())
-}
-
-/// Runs `WRITERS` closed-loop put loops until `until` finishes (at least one put each).
-async fn put_loops(
-    pool: &ClientPool,
-    keys: &KeySpace,
-    value: &Arc<Vec<u8>>,
-    until: impl std::future::Future<Output = anyhow::Result<()>>,
-) -> anyhow::Result<Puts> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let began = Instant::now();
-    let loops: Vec<_> = (0..WRITERS)
-        .map(|i| {
-            let client = pool.client(i).clone();
-            let (keys, value, stop) = (keys.clone(), Arc::clone(value), Arc::clone(&stop));
-            tokio::spawn(async move {
-                let mut mine = Puts::default();
-                let mut n = i as u64;
-                loop {
-                    let key = keys.key(n % keys.size());
-                    let req = PutRequest { key, value: value.to_vec(), ..Default::default() };
-                    let sent = Instant::now();
-                    match client.put(req).await {
-                        Ok(_) => mine.latencies_us.push(sent.elapsed().as_micros() as u64),
-                        Err(_) => mine.errors += 1,
-                    }
-                    n += WRITERS as u64;
-                    if stop.load(Ordering::Relaxed) {
-                        return mine;
-                    }
-                }
-            })
-        })
-        .collect();
-    let ended = until.await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Puts { elapsed: began.elapsed(), ..Puts::default() };
-    for handle in loops {
-        let mine = handle.await.map_err(|e| anyhow!("a put loop failed: {e}"))?;
-        all.latencies_us.extend(mine.latencies_us);
-        all.errors += mine.errors;
-    }
-    all.elapsed = began.elapsed().max(all.elapsed);
-    ended?;
-    if all.latencies_us.is_empty() {
-        bail!("a put phase completed no put ({} errors)", all.errors);
-    }
-    Ok(all)
 }
 
 fn emit_rounds(
@@ -221,23 +154,4 @@ fn emit_rounds(
         ctx.emit(NAME, metric, value, unit, params.clone())?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank_and_rates_per_second() {
-        let puts = Puts {
-            latencies_us: (1..=200).rev().collect(),
-            elapsed: Duration::from_secs(2),
-            errors: 0,
-        };
-        assert_eq!(puts.percentile(0.5), 100.0);
-        assert_eq!(puts.percentile(0.99), 198.0);
-        assert_eq!(puts.percentile(1.0), 200.0);
-        assert_eq!(puts.ops_per_s(), 100.0);
-        assert_eq!(Puts::default().percentile(0.99), 0.0);
-    }
 }

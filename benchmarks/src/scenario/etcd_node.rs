@@ -121,6 +121,12 @@ impl EtcdNode {
         Ok(node)
     }
 
+    /// The members' names (`e1`...) and process IDs, first member first.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        let pids = self.members.iter().map(|m| m.process.pid());
+        pids.enumerate().map(|(i, pid)| (member_name(i), pid)).collect()
+    }
+
     /// The client endpoint configuration (plain http), first member first.
     pub fn config(&self) -> EtcdConfig {
         let endpoints =

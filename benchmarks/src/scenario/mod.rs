@@ -12,6 +12,7 @@ pub mod etcd_node;
 mod etcd_put_get;
 pub mod fixture;
 mod idle_shards;
+mod lease;
 mod long_reads;
 pub mod node;
 pub(crate) mod ports;
@@ -19,6 +20,7 @@ mod prefix_limit;
 pub mod proc_stat;
 pub mod process;
 mod put_get_clients;
+pub mod put_loops;
 mod queries;
 mod restart;
 pub mod watch;
@@ -85,6 +87,18 @@ pub const CATALOGUE: &[Entry] = &[
         about: "a fast watcher's delivery p99 alone and with 1,000 slow prev_kv watchers sharing its stream plus 1,000 on a stream never read (etcd #16839, #17529); Atoll native, gRPC gateway, and etcd",
     },
     Entry {
+        name: lease::throughput::NAME,
+        about: "lease grant, keepalive and revoke ops/s, p50 and p99 at 64 clients on 3-member clusters (Atoll pre-split into five data shards) against etcd 3.4, medians of 3 fresh rounds, ratio table",
+    },
+    Entry {
+        name: lease::storm::NAME,
+        about: "100,000 leases with a key in each of two shards expiring together: time until all leases and keys are gone, put p99 of 16 writers before and during the drain; Atoll and etcd 3.4, 3 members each",
+    },
+    Entry {
+        name: lease::churn::NAME,
+        about: "16 loops grant, attach (two shards), renew, then revoke or let expire leases for 120 s after 20 s of warm-up: each member's RSS growth, the largest among followers (must stay flat); Atoll and etcd 3.4",
+    },
+    Entry {
         name: idle_shards::NAME,
         about: "3-node Atoll cluster pre-split into 1,001 idle shards (--initial-split), no traffic: CPU % of one core (from /proc/<pid>/stat over 30 s after 20 s settling) and RSS per node, and per shard against a one-shard cluster; Atoll alone (etcd has no shards)",
     },
@@ -122,6 +136,9 @@ pub async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<Opti
         watch::fan_out::NAME => return watch::fan_out::run_scenario(ctx).await.map(Some),
         watch::starvation::NAME => return watch::starvation::run_scenario(ctx).await.map(Some),
         idle_shards::NAME => return idle_shards::run_scenario(ctx).await.map(Some),
+        lease::throughput::NAME => return lease::throughput::run_scenario(ctx).await.map(Some),
+        lease::storm::NAME => return lease::storm::run_scenario(ctx).await.map(Some),
+        lease::churn::NAME => return lease::churn::run_scenario(ctx).await.map(Some),
         COMPARE_1 => return crate::compare::run_scenario(ctx, 1).await.map(Some),
         COMPARE_3 => return crate::compare::run_scenario(ctx, 3).await.map(Some),
         other => {

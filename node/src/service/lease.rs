@@ -8,6 +8,7 @@ use atoll_shard::lease::{keys_of_lease, lease_records};
 use atoll_shard::mvcc::WriteResponse;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
 impl NodeService {
@@ -153,6 +154,7 @@ impl NodeService {
                 Ok(LeaseOpResponse { record: Some(record), .. }) => {
                     let now = manager.now_ms();
                     manager.with_core(term, |core| core.granted(record, now));
+                    manager.counters.granted.fetch_add(1, Ordering::Relaxed);
                     return Ok(record);
                 }
                 Ok(other) => {

@@ -15,6 +15,7 @@ use super::lease_manager::{
 };
 use super::{NodeService, Origin};
 use atoll_proto::*;
+use std::sync::atomic::Ordering;
 use tokio::sync::OwnedSemaphorePermit;
 
 impl NodeService {
@@ -90,6 +91,8 @@ impl NodeService {
         let op = LeaseOp::Revoke { id: lease.id, grant_index: lease.grant_index };
         match self.propose_meta(op).await {
             Ok(_) => {
+                // The lease is gone for clients from here on: it expired.
+                manager.counters.expired.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = self.finish_revocation(term, lease).await {
                     tracing::debug!(lease = lease.id, error = %e, "revocation not finished yet");
                 }
@@ -120,7 +123,10 @@ impl NodeService {
             Err(e) => Err(e),
         };
         match &result {
-            Ok(()) => manager.with_core(term, |core| core.revoked(lease)),
+            Ok(()) => {
+                manager.counters.revoked.fetch_add(1, Ordering::Relaxed);
+                manager.with_core(term, |core| core.revoked(lease))
+            }
             Err(_) => manager.with_core(term, |core| core.finish_later(lease)),
         };
         result

@@ -49,7 +49,24 @@ pub(super) struct LeaseManager {
     /// Permits for revocations in flight ([`LEASE_REVOCATIONS_IN_FLIGHT_MAX`]).
     pub(super) revocations: Arc<Semaphore>,
     next_checkpoint_ms: AtomicU64,
+    /// What this node did while it led the meta shard, for its metrics.
+    pub(super) counters: LeaseCounters,
 }
+
+/// Lease work this node finished as the meta shard's leader, since it started (counters of
+/// `/metrics`; another leader counts its own).
+#[derive(Debug, Default)]
+pub(super) struct LeaseCounters {
+    /// Grants applied.
+    pub(super) granted: AtomicU64,
+    /// Revocations finished (all three steps, decision D16), whatever started them.
+    pub(super) revoked: AtomicU64,
+    /// Expired leases whose revocation started (their `Revoke` applied).
+    pub(super) expired: AtomicU64,
+}
+
+/// One sample of `/metrics`: name, help, type, value.
+pub type MetricSample = (&'static str, &'static str, &'static str, String);
 
 /// The core and the term it belongs to; `core` is `None` while not leading or not loaded.
 #[derive(Default)]
@@ -67,7 +84,54 @@ impl LeaseManager {
             loading: tokio::sync::Mutex::new(()),
             revocations: Arc::new(Semaphore::new(LEASE_REVOCATIONS_IN_FLIGHT_MAX)),
             next_checkpoint_ms: AtomicU64::new(0),
+            counters: LeaseCounters::default(),
         }
+    }
+
+    /// The lease samples of `/metrics`. A follower holds no lease state (decision D16), so
+    /// its gauges are 0, the expiry heap's included.
+    pub(super) fn metric_samples(&self) -> Vec<MetricSample> {
+        let stats = self.lock().core.as_ref().map(|core| core.stats(self.now_ms()));
+        let stats = stats.unwrap_or_default();
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
+        vec![
+            (
+                "atoll_lease_granted_total",
+                "Leases this node granted as the meta shard's leader.",
+                "counter",
+                count(&self.counters.granted),
+            ),
+            (
+                "atoll_lease_revoked_total",
+                "Revocations (a client's or an expiry's) this node finished as the meta shard's leader.",
+                "counter",
+                count(&self.counters.revoked),
+            ),
+            (
+                "atoll_lease_expired_total",
+                "Expired leases whose revocation this node started as the meta shard's leader.",
+                "counter",
+                count(&self.counters.expired),
+            ),
+            (
+                "atoll_lease_active",
+                "Live leases in this node's lease state (0 unless it leads the meta shard).",
+                "gauge",
+                stats.active.to_string(),
+            ),
+            (
+                "atoll_lease_revocation_backlog",
+                "Leases expired or being revoked whose revocation has not finished.",
+                "gauge",
+                stats.revocation_backlog.to_string(),
+            ),
+            (
+                "atoll_lease_expiry_heap_entries",
+                "Entries of the leader's expiry heap, stale ones included (0 on followers).",
+                "gauge",
+                stats.heap_entries.to_string(),
+            ),
+        ]
     }
 
     /// Milliseconds on the manager's monotonic clock.

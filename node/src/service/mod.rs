@@ -403,6 +403,9 @@ impl NodeService {
             "counter",
             c.forwarded.load(Ordering::Relaxed).to_string(),
         ));
+        if let Ok(manager) = self.lease_manager() {
+            samples.extend(manager.metric_samples());
+        }
         if let Ok(status) = self.first_shard_status(Duration::from_secs(1)).await {
             let is_leader = u64::from(status.role == atoll_shard::actors::ReplicaRole::Leader);
             samples.push((

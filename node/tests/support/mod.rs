@@ -178,3 +178,13 @@ pub fn must_http_get(port: u16, path: &str) -> (u16, String) {
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, body)
 }
+
+/// The value of metric `name` on a node's `/metrics` (operator endpoint on `port`).
+pub fn must_metric(port: u16, name: &str) -> u64 {
+    let (status, body) = must_http_get(port, "/metrics");
+    assert_eq!(status, 200);
+    let sample = format!("{name} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&sample).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no metric {name} in {body}"))
+}

@@ -69,6 +69,39 @@ pub fn leases_to_pb(r: LeaseLeasesResponse) -> pb::LeaseLeasesResponse {
     }
 }
 
+/// A native grant request as etcd's (a gRPC client's direction).
+pub fn grant_to_pb_request(r: LeaseGrantRequest) -> pb::LeaseGrantRequest {
+    pb::LeaseGrantRequest { ttl: r.ttl, id: r.id }
+}
+
+/// A native revoke request as etcd's.
+pub fn revoke_to_pb_request(r: LeaseRevokeRequest) -> pb::LeaseRevokeRequest {
+    pb::LeaseRevokeRequest { id: r.id }
+}
+
+/// An etcd revoke answer as the native one.
+pub fn revoke_from_pb_response(r: pb::LeaseRevokeResponse) -> LeaseRevokeResponse {
+    LeaseRevokeResponse { header: header_from_pb(r.header) }
+}
+
+/// A native keepalive request as etcd's (one request of the `LeaseKeepAlive` stream).
+pub fn keep_alive_to_pb_request(r: LeaseKeepAliveRequest) -> pb::LeaseKeepAliveRequest {
+    pb::LeaseKeepAliveRequest { id: r.id }
+}
+
+/// An etcd keepalive answer as the native one.
+pub fn keep_alive_from_pb_response(r: pb::LeaseKeepAliveResponse) -> LeaseKeepAliveResponse {
+    LeaseKeepAliveResponse { header: header_from_pb(r.header), id: r.id, ttl: r.ttl }
+}
+
+/// An etcd lease list as the native one.
+pub fn leases_from_pb_response(r: pb::LeaseLeasesResponse) -> LeaseLeasesResponse {
+    LeaseLeasesResponse {
+        header: header_from_pb(r.header),
+        ids: r.leases.into_iter().map(|l| l.id).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +123,20 @@ mod tests {
         assert_eq!((pb.id, pb.ttl, pb.keys.len()), (7, -1, 1));
         let list = leases_to_pb(LeaseLeasesResponse { ids: vec![1, 2], ..Default::default() });
         assert_eq!(list.leases.iter().map(|l| l.id).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn client_side_conversions_round_trip_through_the_gateway_side() {
+        let grant = LeaseGrantRequest { ttl: 30, id: 9 };
+        assert_eq!(grant_from_pb(grant_to_pb_request(grant.clone())), grant);
+        assert_eq!(revoke_from_pb(revoke_to_pb_request(LeaseRevokeRequest { id: 9 })).id, 9);
+        let renew = keep_alive_from_pb(keep_alive_to_pb_request(LeaseKeepAliveRequest { id: 9 }));
+        assert_eq!(renew.id, 9);
+        let answer = LeaseKeepAliveResponse { id: 9, ttl: 30, ..Default::default() };
+        assert_eq!(keep_alive_from_pb_response(keep_alive_to_pb(answer.clone())), answer);
+        let revoked = LeaseRevokeResponse::default();
+        assert_eq!(revoke_from_pb_response(revoke_to_pb(revoked.clone())), revoked);
+        let list = LeaseLeasesResponse { ids: vec![3, 4], ..Default::default() };
+        assert_eq!(leases_from_pb_response(leases_to_pb(list.clone())), list);
     }
 }

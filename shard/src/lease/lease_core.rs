@@ -46,6 +46,18 @@ pub struct TimeToLive {
     pub remaining_seconds: i64,
 }
 
+/// What the leader's lease state holds, for the node's metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseStats {
+    /// Live leases (not expired, not being revoked).
+    pub active: usize,
+    /// Leases expired or being revoked whose revocation has not finished, plus revocations
+    /// a former leader left to finish.
+    pub revocation_backlog: usize,
+    /// Entries of the expiry heap, stale ones included.
+    pub heap_entries: usize,
+}
+
 /// The leader's lease state.
 #[derive(Debug, Default)]
 pub struct LeaseCore {
@@ -135,6 +147,23 @@ impl LeaseCore {
             granted_seconds: held.ttl_seconds,
             remaining_seconds: i64::try_from(left_ms / 1000).unwrap_or(i64::MAX),
         })
+    }
+
+    /// Counts for the metrics at `now_ms`: one pass over the held leases.
+    pub fn stats(&self, now_ms: u64) -> LeaseStats {
+        let waiting = self.leases.values().filter(|h| h.revoking || h.expiry_ms <= now_ms).count();
+        // A revocation queued to finish is counted once: held and revoking, or (a former
+        // leader's) queued alone.
+        let queued_alone = self
+            .unfinished
+            .iter()
+            .filter(|l| !self.leases.get(&l.id).is_some_and(|h| h.revoking && h.lease == **l))
+            .count();
+        LeaseStats {
+            active: self.leases.len() - waiting,
+            revocation_backlog: waiting + queued_alone,
+            heap_entries: self.heap.len(),
+        }
     }
 
     /// The live leases' IDs, ascending.

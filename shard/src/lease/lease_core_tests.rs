@@ -98,3 +98,30 @@ fn checkpoint_passes_skip_short_leases_and_resume_after_the_cap() {
     let third: Vec<i64> = core.checkpoints(0, 5_000, 10).iter().map(|c| c.0).collect();
     assert_eq!(third, [1, 2, 3, 4], "lease 9 expires before the next pass");
 }
+
+#[test]
+fn stats_count_live_leases_and_every_revocation_not_finished() {
+    let mut core = LeaseCore::default();
+    assert_eq!(core.stats(0), LeaseStats::default(), "nothing held, no heap");
+    for id in 1..=3 {
+        core.granted(record(id, 1), 0);
+    }
+    core.granted(record(4, 60), 0);
+    assert!(core.renew(4, 500).is_some());
+    let stats = core.stats(500);
+    assert_eq!((stats.active, stats.revocation_backlog, stats.heap_entries), (4, 0, 5));
+    // At 1 s leases 1..=3 expired: waiting before they are taken, revoking after.
+    assert_eq!(core.stats(1_000).revocation_backlog, 3);
+    let taken = core.take_expired(1_000, 2);
+    assert_eq!(core.stats(1_000), LeaseStats { active: 1, revocation_backlog: 3, heap_entries: 3 });
+    core.revoked(taken[0]);
+    core.finish_later(taken[1]);
+    assert_eq!(core.stats(1_000).revocation_backlog, 2, "a queued revocation counts once");
+    assert_eq!(core.take_unfinished(10), vec![taken[1]]);
+    core.revoked(taken[1]);
+    assert_eq!(core.stats(1_000).revocation_backlog, 1, "lease 3 is still to be taken");
+    let mut revoking = record(7, 60);
+    revoking.revoking = true;
+    let promoted = LeaseCore::promote(vec![revoking], 0, 0);
+    assert_eq!(promoted.stats(0).revocation_backlog, 1, "a former leader's, queued alone");
+}
