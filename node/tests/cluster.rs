@@ -325,12 +325,7 @@ async fn a_member_behind_the_truncated_log_catches_up_by_snapshot() {
     cluster.extra_flags.extend(["--listen-metrics-urls".to_string(), metrics_url]);
     cluster.must_start(2);
     cluster.must_agree_on_hashes(&[0, 1, 2]).await;
-    let (_, body) = support::must_http_get(metrics_port, "/metrics");
-    let installed: u64 = body
-        .lines()
-        .find_map(|l| l.strip_prefix("atoll_raft_snapshots_installed_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the snapshot metric");
+    let installed = support::must_metric(metrics_port, "atoll_raft_snapshots_installed_total");
     assert!(installed >= 2, "both written shards caught up by snapshot: {installed}");
 
     eprintln!("member 3 serves the writes it missed, and replicates new ones");

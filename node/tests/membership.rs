@@ -137,12 +137,7 @@ async fn a_learner_joins_catches_up_is_promoted_and_a_member_leaves() {
     let after = PutRequest { key: "/b/2".into(), value: b"after".to_vec(), ..Default::default() };
     until_ok(PATIENCE, "put", || client.put(after.clone())).await;
     cluster.must_agree_on_hashes(&[0, 1, 2, joiner]).await;
-    let (_, body) = support::must_http_get(metrics_port, "/metrics");
-    let installed: u64 = body
-        .lines()
-        .find_map(|l| l.strip_prefix("atoll_raft_snapshots_installed_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the snapshot metric");
+    let installed = support::must_metric(metrics_port, "atoll_raft_snapshots_installed_total");
     assert!(installed >= 2, "both data shards reached the learner by snapshot: {installed}");
 
     eprintln!("phase: the caught-up learner is promoted; promoting it again is refused");

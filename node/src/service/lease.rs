@@ -26,20 +26,33 @@ impl NodeService {
         self.until_led(origin, |deadline| self.lease_once(req.clone(), origin, deadline)).await
     }
 
+    /// `None` on the meta shard's leader, which serves `req` itself; elsewhere the leader's
+    /// answer to `req` forwarded from a client, or `NotLeader` to a peer (which retries).
+    pub(super) async fn unless_meta_leader(
+        &self,
+        req: &NativeRequest,
+        origin: Origin,
+        deadline: Instant,
+    ) -> Result<Option<NativeResponse>, AtollError> {
+        let meta = self.wait_for_leader(ShardId::META, deadline).await?;
+        let leader = meta.published.leader();
+        if leader == self.inner.identity.member_id {
+            return Ok(None);
+        }
+        if origin == Origin::Client {
+            return self.forward(meta, leader, req.clone()).await.map(Some);
+        }
+        Err(AtollError::NotLeader { shard: ShardId::META, leader_hint: Some(NodeId(leader)) })
+    }
+
     async fn lease_once(
         &self,
         req: NativeRequest,
         origin: Origin,
         deadline: Instant,
     ) -> Result<NativeResponse, AtollError> {
-        let meta = self.wait_for_leader(ShardId::META, deadline).await?;
-        let leader = meta.published.leader();
-        if leader != self.inner.identity.member_id {
-            if origin == Origin::Client {
-                return self.forward(meta, leader, req).await;
-            }
-            let leader_hint = Some(NodeId(leader));
-            return Err(AtollError::NotLeader { shard: ShardId::META, leader_hint });
+        if let Some(answer) = self.unless_meta_leader(&req, origin, deadline).await? {
+            return Ok(answer);
         }
         Ok(match req {
             NativeRequest::LeaseGrant(r) => NativeResponse::LeaseGrant(self.lease_grant(r).await?),

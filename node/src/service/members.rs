@@ -55,14 +55,8 @@ impl NodeService {
         origin: Origin,
         deadline: Instant,
     ) -> Result<NativeResponse, AtollError> {
-        let meta = self.wait_for_leader(ShardId::META, deadline).await?;
-        let leader = meta.published.leader();
-        if leader != self.inner.identity.member_id {
-            if origin == Origin::Client {
-                return self.forward(meta, leader, req).await;
-            }
-            let leader_hint = Some(NodeId(leader));
-            return Err(AtollError::NotLeader { shard: ShardId::META, leader_hint });
+        if let Some(answer) = self.unless_meta_leader(&req, origin, deadline).await? {
+            return Ok(answer);
         }
         // Every change below is checked against what the leader has applied of its term.
         self.read_index(ShardId::META).await?;
