@@ -23,6 +23,10 @@ use tokio::time::Instant;
 
 /// How often the membership task looks at the member records.
 pub const MEMBERSHIP_POLL: Duration = Duration::from_millis(500);
+/// Rounds between two reminders of an unchanged membership to the data shards this node
+/// leads (10 s): one actor message per led shard, so a thousand idle shards cost ~100
+/// messages a second, not 2,000.
+const FOLLOW_AGAIN_ROUNDS: u64 = 20;
 
 /// Where the membership task applies the peer set; `None` for a node without a peer
 /// transport (a single member started without certificates).
@@ -252,9 +256,10 @@ impl NodeService {
         let service = self.clone();
         runtime.spawn(async move {
             let mut known: std::collections::BTreeMap<NodeId, Vec<String>> = Default::default();
+            let mut followed: Option<(Vec<Member>, Vec<ShardId>)> = None;
             let mut ticker = tokio::time::interval(MEMBERSHIP_POLL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
+            for round in 0u64.. {
                 ticker.tick().await;
                 let members = match service.members() {
                     Ok(m) if !m.is_empty() => m,
@@ -265,7 +270,14 @@ impl NodeService {
                     service.follow_peers(peers.as_ref(), &members, &mut known);
                 }
                 service.publish_self(&members, &name, &client_urls).await;
-                service.follow_in_data_shards(&members);
+                // At once when the membership or the shards this node leads changed;
+                // otherwise now and then, for a learner that has caught up since or a change
+                // that failed.
+                let now = (members, service.led_data_shards());
+                if followed.as_ref() != Some(&now) || round % FOLLOW_AGAIN_ROUNDS == 0 {
+                    service.follow_in_data_shards(&now.0, &now.1);
+                    followed = Some(now);
+                }
             }
         });
     }
@@ -310,12 +322,17 @@ impl NodeService {
         }
     }
 
-    fn follow_in_data_shards(&self, members: &[Member]) {
+    fn led_data_shards(&self) -> Vec<ShardId> {
         let me = self.inner.identity.member_id;
+        let handles = self.inner.shards.handles();
+        handles.filter(|(_, h)| h.published.leader() == me).map(|(id, _)| id).collect()
+    }
+
+    fn follow_in_data_shards(&self, members: &[Member], led: &[ShardId]) {
         let desired: Vec<(NodeId, bool)> = members.iter().map(|m| (m.id, m.is_learner)).collect();
-        for (_, handle) in self.inner.shards.handles() {
-            if handle.published.leader() == me {
-                // A full mailbox skips this round; the next one asks again.
+        for id in led {
+            // A full mailbox skips this round; a later one asks again.
+            if let Ok(handle) = self.inner.shards.handle(*id) {
                 let _ = handle.addr.try_send(FollowMembers(desired.clone()));
             }
         }

@@ -94,7 +94,9 @@ impl<W, R> ReplicaCore<W, R> {
             return;
         }
         tracing::info!(shard_id = self.shard.0, ?changes, "following the cluster's membership");
-        // Nobody waits for the answer: the next call sees the outcome in the configuration.
+        // A hibernating shard wakes to replicate it. Nobody waits for the answer: the next
+        // call sees the outcome in the configuration.
+        self.wake(WakeReason::Local);
         let _ = self.propose_changes(changes, &ConfChangeContext::Follow);
     }
 
