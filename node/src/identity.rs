@@ -210,7 +210,7 @@ mod tests {
         let empty = tempfile::tempdir().expect("tempdir");
         let e = NodeIdentity::load_or_init(empty.path(), other, ClusterState::Existing)
             .expect_err("existing needs an identity");
-        assert!(e.contains("--initial-cluster-state new") && !e.contains('\n'), "{e}");
+        assert!(e.contains("when joining it") && !e.contains('\n'), "{e}");
         assert!(!empty.path().join(IDENTITY_FILE).exists(), "nothing written");
     }
 }
