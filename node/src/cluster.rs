@@ -14,7 +14,7 @@ use actix::Addr;
 use anyhow::{Context as _, bail};
 use atoll_proto::member::{JoinRequest, JoinResponse};
 use atoll_proto::peer::{ShardMessage, SnapshotHeader};
-use atoll_proto::shard_map::{ReplicaDescriptor, ReplicaRole, ShardMap};
+use atoll_proto::shard_map::{Member, ReplicaDescriptor, ReplicaRole, ShardMap};
 use atoll_proto::{AtollError, NativeRequest, NativeResponse, NodeId, ShardId};
 use atoll_router::shard_map::{bootstrap_map, validate};
 use atoll_shard::actors::{PeerSink, PeerUnreachable, ReplicaActor, SnapshotSendDone, Step};
@@ -29,13 +29,13 @@ use std::sync::{Arc, OnceLock};
 /// The shard map file in the data directory.
 pub const SHARD_MAP_FILE: &str = "shard-map.json";
 
-/// The other members of the cluster and the UDP address of each one's peer endpoint.
-pub fn peer_addresses(cfg: &NodeConfig, me: NodeId) -> anyhow::Result<HashMap<NodeId, SocketAddr>> {
+/// The members other than `me` and the UDP address of each one's peer endpoint.
+pub fn peer_addresses(
+    members: &[Member],
+    me: NodeId,
+) -> anyhow::Result<HashMap<NodeId, SocketAddr>> {
     let mut peers = HashMap::new();
-    for member in cfg.initial_members() {
-        if member.id == me {
-            continue;
-        }
+    for member in members.iter().filter(|m| m.id != me) {
         let url = member
             .peer_urls
             .first()

@@ -216,15 +216,9 @@ fn startup_peers(
     let members = match joined {
         _ if !stored.is_empty() => stored,
         Some(j) => j.members.clone(),
-        None => return cluster::peer_addresses(cfg, me),
+        None => cfg.initial_members(),
     };
-    let mut peers = HashMap::new();
-    for m in members.iter().filter(|m| m.id != me) {
-        if let Some(url) = m.peer_urls.first() {
-            peers.insert(m.id, url_socket_addr(url)?);
-        }
-    }
-    Ok(peers)
+    cluster::peer_addresses(&members, me)
 }
 
 /// The voters of a shard descriptor (the bootstrap voters of its Raft group).
