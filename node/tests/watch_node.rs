@@ -226,6 +226,69 @@ async fn a_long_history_does_not_starve_a_live_watch_on_the_same_stream() {
     assert!(history_events < 3000, "the live watch waited for the whole history");
 }
 
+#[tokio::test]
+async fn a_revision_is_never_split_unless_the_client_asks_for_fragments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limit = 256 * 1024;
+    let node =
+        TestNode::must_start_with(dir.path(), free_port(), &["--max-request-bytes", "262144"]);
+    let client = node.must_client().await;
+    let value = vec![b'f'; 10 * 1024];
+    let mut first = 0;
+    for i in 0..100 {
+        let revision = must_put(&client, format!("f/{i:03}").as_bytes(), &value).await;
+        first = if first == 0 { revision } else { first };
+    }
+    eprintln!("phase: one DeleteRange whose 100 events with prev_kv hold 1 MiB, 4x the limit");
+    let del = DeleteRangeRequest { key: b"f/".to_vec(), range_end: b"f0".to_vec(), prev_kv: false };
+    let deleted_at = client.delete_range(del).await.expect("delete").header.revision;
+    let watch = |watch_id, fragment| {
+        WatchRequest::Create(WatchCreateRequest {
+            key: b"f/".to_vec(),
+            range_end: b"f0".to_vec(),
+            start_revision: first,
+            prev_kv: true,
+            watch_id,
+            fragment,
+            ..Default::default()
+        })
+    };
+    let (_tx, mut whole) = client.watch(watch(1, false)).await.expect("watch");
+    let (_tx2, mut split) = client.watch(watch(2, true)).await.expect("watch");
+
+    eprintln!("phase: without fragment the revision comes in one response");
+    let mut responses = Vec::new();
+    while responses.last().is_none_or(|r: &WatchResponse| {
+        r.events.last().is_none_or(|e| e.kv.mod_revision < deleted_at)
+    }) {
+        responses.push(must_recv(&mut whole).await);
+    }
+    let last = responses.last().expect("responses");
+    assert!(responses.iter().all(|r| !r.fragment));
+    assert_eq!(last.events.iter().filter(|e| e.kv.mod_revision == deleted_at).count(), 100);
+
+    eprintln!("phase: with fragment it comes in pieces of at most the limit, joined by the flag");
+    let mut pieces: Vec<WatchResponse> = Vec::new();
+    let mut joined: Vec<Event> = Vec::new();
+    while joined.len() < 200 {
+        let r = must_recv(&mut split).await;
+        if r.events.is_empty() {
+            continue;
+        }
+        let bytes: usize = r.events.iter().map(atoll_shard::watch::event_bytes).sum();
+        assert!(bytes <= limit || r.events.len() == 1, "a fragment of {bytes} bytes");
+        joined.extend(r.events.iter().cloned());
+        pieces.push(r);
+    }
+    let deletes: Vec<&WatchResponse> =
+        pieces.iter().filter(|r| r.events[0].kv.mod_revision == deleted_at).collect();
+    assert!(deletes.len() >= 4, "the 1 MiB revision came in {} pieces", deletes.len());
+    let flags: Vec<bool> = deletes.iter().map(|r| r.fragment).collect();
+    assert!(flags[..flags.len() - 1].iter().all(|f| *f) && !flags[flags.len() - 1], "{flags:?}");
+    assert_eq!(joined.len(), 200);
+    assert!(joined[100..].iter().all(|e| e.kind == EventType::Delete && e.prev_kv.is_some()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_progress_and_ids_follow_etcd() {
     let dir = tempfile::tempdir().expect("tempdir");

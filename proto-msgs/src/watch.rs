@@ -64,8 +64,9 @@ pub struct WatchCreateRequest {
     pub prev_kv: bool,
     /// The client's ID for this watch; [`AUTO_WATCH_ID`] lets the server choose.
     pub watch_id: i64,
-    /// Split responses larger than a frame (etcd's `fragment`); responses are always cut
-    /// at a bounded size here, so this is accepted and has no further effect.
+    /// Split a response whose events exceed the server's `--max-request-bytes` into
+    /// several, all but the last marked `fragment` (etcd's `fragment`). Without it, a
+    /// response holds whole revisions, however large one is.
     pub fragment: bool,
 }
 
@@ -112,7 +113,8 @@ pub struct WatchResponse {
     pub compact_revision: i64,
     /// Why the watch was canceled, when not by the client.
     pub cancel_reason: String,
-    /// More responses of the same batch follow (etcd's `fragment`); never set here.
+    /// More responses of the same batch follow (etcd's `fragment`; only on a watch created
+    /// with `fragment`): the client joins them before handing the events out.
     pub fragment: bool,
     /// Events in revision order.
     pub events: Vec<Event>,

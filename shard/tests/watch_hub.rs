@@ -30,16 +30,29 @@ fn del_event(key: &[u8], revision: i64) -> Event {
 
 /// Takes steps until the watcher is synced; returns the events and the synced revision.
 async fn must_drain(w: &mut Watcher) -> (Vec<Event>, i64) {
-    let mut events = Vec::new();
+    let (steps, synced) = must_drain_steps(w).await;
+    (steps.concat(), synced)
+}
+
+/// Takes steps until the watcher is synced; returns each step's events and the synced
+/// revision. Checks what every step promises: never empty, at most a step's worth of events
+/// except to finish the revision the step is in, no revision continued in the next step.
+async fn must_drain_steps(w: &mut Watcher) -> (Vec<Vec<Event>>, i64) {
+    let mut steps: Vec<Vec<Event>> = Vec::new();
     loop {
         match w.next_step().await.expect("watch step") {
             WatchStep::Events { events: batch, revision } => {
                 assert!(!batch.is_empty(), "an events step is never empty");
-                assert!(batch.len() <= WATCH_STEP_EVENTS_MAX);
+                if let Some(over) = batch.get(WATCH_STEP_EVENTS_MAX - 1..) {
+                    let last = over[0].kv.mod_revision;
+                    assert!(over.iter().all(|e| e.kv.mod_revision == last), "step too long");
+                }
                 assert!(batch.iter().all(|e| e.kv.mod_revision <= revision));
-                events.extend(batch);
+                let previous = steps.last().and_then(|s| s.last()).map(|e| e.kv.mod_revision);
+                assert_ne!(previous, Some(batch[0].kv.mod_revision), "a revision was split");
+                steps.push(batch);
             }
-            WatchStep::Synced { revision } => return (events, revision),
+            WatchStep::Synced { revision } => return (steps, revision),
             WatchStep::Compacted { compact_revision } => {
                 panic!("unexpected compaction at {compact_revision}")
             }
@@ -163,6 +176,38 @@ async fn a_lagging_watcher_drops_its_buffer_and_catches_up_from_storage() {
     fx.must_apply(put(b"z", b"1")).expect("put");
     let (events, _) = must_drain(&mut slow).await;
     assert_eq!(revisions(&events), vec![100 * (writes as i64 + 1)]);
+}
+
+#[tokio::test]
+async fn a_revision_larger_than_a_step_is_handed_out_whole() {
+    let mut fx = Fixture::must_open();
+    let keys = WATCHER_BUFFER_EVENTS_MAX + WATCH_STEP_EVENTS_MAX / 2;
+    let mut live = fx.store.watch(spec(b"k", b"l"), 0).expect("watch");
+    eprintln!("{keys} puts, then one DeleteRange of all of them: one revision of {keys} events");
+    for i in 0..keys {
+        fx.must_apply(put(format!("k{i:05}").as_bytes(), b"v")).expect("put");
+        if i % 500 == 0 {
+            must_drain_steps(&mut live).await;
+        }
+    }
+    must_drain_steps(&mut live).await;
+    fx.must_apply(del(b"k", b"l")).expect("delete range");
+    let deleted_at = 100 * (keys as i64 + 1);
+
+    eprintln!("the live watcher lagged (the revision is larger than its buffer) and caught up");
+    let (steps, synced) = must_drain_steps(&mut live).await;
+    assert_eq!(synced, deleted_at);
+    assert_eq!(steps.len(), 1, "one step holds the whole revision");
+    assert_eq!(steps[0].len(), keys);
+
+    eprintln!("a watcher reading it all from history gets every revision whole");
+    let mut history = fx.store.watch(spec(b"k", b"l"), 1).expect("watch");
+    let (steps, _) = must_drain_steps(&mut history).await;
+    let last = steps.last().expect("steps");
+    let deletes: Vec<&Event> = last.iter().filter(|e| e.kv.mod_revision == deleted_at).collect();
+    assert_eq!(deletes.len(), keys, "the DeleteRange's events are all in the last step");
+    assert!(deletes.iter().all(|e| e.kind == EventType::Delete));
+    assert_eq!(steps.concat().len(), 2 * keys);
 }
 
 #[tokio::test]

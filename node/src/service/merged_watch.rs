@@ -59,10 +59,9 @@ impl MergedWatcher {
                 }
                 match part.watcher.next_step().await? {
                     WatchStep::Events { events, .. } => {
-                        // A step may end inside a revision: only the revisions before the
-                        // last one it carried are complete.
+                        // A step ends between revisions: the last one it carried is whole.
                         if let Some(last) = events.last() {
-                            part.frontier = part.frontier.max(last.kv.mod_revision - 1);
+                            part.frontier = part.frontier.max(last.kv.mod_revision);
                         }
                         part.held.extend(events);
                         pulled = true;
@@ -94,11 +93,13 @@ impl MergedWatcher {
     }
 
     /// Removes and returns the held events at or below `bound`, by revision then key (parts
-    /// hold disjoint keys, and two shards may stamp the same revision), at most a step's
-    /// worth.
+    /// hold disjoint keys, and two shards may stamp the same revision), about a step's
+    /// worth and whole revisions only.
     fn take_up_to(&mut self, bound: i64) -> Vec<Event> {
-        let mut out = Vec::new();
-        while out.len() < WATCH_STEP_EVENTS_MAX {
+        let mut out: Vec<Event> = Vec::new();
+        loop {
+            let last = out.last().map(|e| e.kv.mod_revision);
+            let room = out.len() < WATCH_STEP_EVENTS_MAX;
             let next = self
                 .parts
                 .iter_mut()
@@ -106,7 +107,8 @@ impl MergedWatcher {
                 .min_by(|a, b| {
                     let (ea, eb) = (&a.held[0], &b.held[0]);
                     (ea.kv.mod_revision, &ea.kv.key).cmp(&(eb.kv.mod_revision, &eb.kv.key))
-                });
+                })
+                .filter(|p| room || last == Some(p.held[0].kv.mod_revision));
             match next.and_then(|p| p.held.pop_front()) {
                 Some(event) => out.push(event),
                 None => break,

@@ -266,6 +266,7 @@ impl StreamState {
             reports: self.reports.clone(),
             epoch: self.epoch.subscribe(),
             progress_every: req.progress_notify.then_some(interval),
+            fragment_bytes: req.fragment.then_some(self.service.inner.limits.max_request_bytes),
             header,
             published,
         };

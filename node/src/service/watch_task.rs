@@ -3,7 +3,7 @@
 //! periodic progress notifications while idle.
 
 use super::merged_watch::MergedWatcher;
-use atoll_proto::{NativeResponse, ResponseHeader, WatchResponse};
+use atoll_proto::{Event, NativeResponse, ResponseHeader, WatchResponse};
 use atoll_shard::ShardError;
 use atoll_shard::actors::PublishedState;
 use atoll_shard::watch::{WatchStep, Watcher};
@@ -38,6 +38,9 @@ pub(super) struct WatcherTask {
     pub(super) reports: mpsc::Sender<Report>,
     pub(super) epoch: watch::Receiver<u64>,
     pub(super) progress_every: Option<Duration>,
+    /// The client asked for `fragment`: responses whose events exceed this many bytes are
+    /// split (etcd splits at `--max-request-bytes`).
+    pub(super) fragment_bytes: Option<usize>,
     pub(super) header: ResponseHeader,
     pub(super) published: Arc<PublishedState>,
 }
@@ -87,7 +90,7 @@ impl WatcherTask {
             };
             match step {
                 WatchStep::Events { events, revision } => {
-                    if !self.send(WatchResponse { events, ..self.response(revision) }).await {
+                    if !self.send_events(events, revision).await {
                         return;
                     }
                     sent_since_tick = true;
@@ -141,6 +144,25 @@ impl WatcherTask {
         WatchResponse { header, watch_id: self.id, ..Default::default() }
     }
 
+    /// Sends one step's events: in one response, as etcd does without `fragment` (a step
+    /// holds whole revisions), or, when the client asked for `fragment`, in responses of at
+    /// most `fragment_bytes` of events each (at least one event), every one but the last
+    /// marked `fragment`, for the client to join.
+    async fn send_events(&self, events: Vec<Event>, revision: i64) -> bool {
+        let Some(limit) = self.fragment_bytes else {
+            return self.send(WatchResponse { events, ..self.response(revision) }).await;
+        };
+        let mut pieces = fragments(events, limit).into_iter().peekable();
+        while let Some(events) = pieces.next() {
+            let fragment = pieces.peek().is_some();
+            let response = WatchResponse { events, fragment, ..self.response(revision) };
+            if !self.send(response).await {
+                return false;
+            }
+        }
+        true
+    }
+
     async fn send(&self, response: WatchResponse) -> bool {
         self.responses.send(NativeResponse::Watch(response)).await.is_ok()
     }
@@ -150,5 +172,47 @@ impl WatcherTask {
         if self.send(response).await {
             let _ = self.reports.send(Report::Ended { id: self.id }).await;
         }
+    }
+}
+
+/// Splits `events` into runs of at most `limit` bytes (as the wire counts keys and values),
+/// each holding at least one event.
+fn fragments(events: Vec<Event>, limit: usize) -> Vec<Vec<Event>> {
+    let mut out: Vec<Vec<Event>> = Vec::new();
+    let mut bytes = 0;
+    for event in events {
+        let size = atoll_shard::watch::event_bytes(&event);
+        match out.last_mut() {
+            Some(run) if bytes + size <= limit => run.push(event),
+            _ => {
+                bytes = 0;
+                out.push(vec![event]);
+            }
+        }
+        bytes += size;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atoll_proto::{EventType, KeyValue};
+
+    fn event(key: &str, value_bytes: usize) -> Event {
+        let kv = KeyValue { key: key.into(), value: vec![b'v'; value_bytes], ..Default::default() };
+        Event { kind: EventType::Put, kv, prev_kv: None }
+    }
+
+    #[test]
+    fn fragments_hold_at_most_the_limit_and_at_least_one_event() {
+        let sizes = |runs: &[Vec<Event>]| runs.iter().map(Vec::len).collect::<Vec<_>>();
+        let events = vec![event("a", 400), event("b", 400), event("c", 2_000), event("d", 10)];
+        let runs = fragments(events.clone(), 1_000);
+        // a+b fit in 1,000 bytes with overheads; c alone is over the limit; d follows it.
+        assert_eq!(sizes(&runs), vec![2, 1, 1]);
+        assert_eq!(runs.concat(), events);
+        assert_eq!(sizes(&fragments(events.clone(), usize::MAX)), vec![4]);
+        assert!(fragments(Vec::new(), 10).is_empty());
     }
 }

@@ -61,9 +61,10 @@ fn revision_of_cursor(cursor: &[u8]) -> i64 {
 
 impl MvccStore {
     /// Reads the events `spec` wants from change-log key `from` up to revision `upto`
-    /// (inclusive), with previous key-values when the spec asks for them: at most
-    /// [`WATCH_STEP_EVENTS_MAX`] events, about [`WATCH_STEP_BYTES_MAX`] bytes and
-    /// [`WATCH_CATCH_UP_SCAN_RECORDS_MAX`] records scanned. `Compacted` when the shard's
+    /// (inclusive), with previous key-values when the spec asks for them: about
+    /// [`WATCH_STEP_EVENTS_MAX`] events, [`WATCH_STEP_BYTES_MAX`] bytes and
+    /// [`WATCH_CATCH_UP_SCAN_RECORDS_MAX`] records scanned, never ending inside the revision
+    /// of an event it returns. `Compacted` when the shard's
     /// compacted revision is above the first revision wanted.
     pub(crate) fn read_changes(
         &self,
@@ -89,13 +90,16 @@ impl MvccStore {
         let mut bytes = 0;
         for (scanned, guard) in records.enumerate() {
             let (key, record) = guard.into_inner()?;
+            let (revision, encoded) = split_change_key(&key)?;
             let full = events.len() >= WATCH_STEP_EVENTS_MAX || bytes >= WATCH_STEP_BYTES_MAX;
-            if scanned >= WATCH_CATCH_UP_SCAN_RECORDS_MAX || full {
+            // Stop only between revisions once an event is taken: a revision is handed out
+            // whole (see `crate::watch`).
+            let inside = events.last().is_some_and(|e: &Event| e.kv.mod_revision == revision);
+            if (scanned >= WATCH_CATCH_UP_SCAN_RECORDS_MAX || full) && !inside {
                 // Resume at this record, which is not read yet.
                 self.fill_prev_kvs(&snap, spec, &mut events)?;
                 return Ok(ChangeChunk::Events { events, next: Some(key.to_vec()) });
             }
-            let (revision, encoded) = split_change_key(&key)?;
             let user_key = decode_key(encoded)?;
             if !self.range.contains(&user_key) || !spec.matches_key(&user_key) {
                 continue;

@@ -14,8 +14,12 @@
 //! - history and live events meet at a horizon: the published revision when the watcher
 //!   joined. Events at or below it are read from storage, events above it come from the
 //!   buffer, so the switch has no gap and no duplicate;
-//! - a consumer that asks for its next step gets at most [`crate::limits::WATCH_STEP_EVENTS_MAX`]
-//!   events, so a busy watcher cannot hog the stream it shares with others.
+//! - a consumer that asks for its next step gets about [`crate::limits::WATCH_STEP_EVENTS_MAX`]
+//!   events, so a busy watcher cannot hog the stream it shares with others. A step always
+//!   ends between two revisions: one revision (a Txn or DeleteRange) is never split across
+//!   steps, as etcd never splits one across responses, so a client that resumes from its
+//!   last revision + 1 misses nothing. One step may therefore exceed the bound by the size
+//!   of one revision.
 //!
 //! This module must not know about streams or the network: the node multiplexes watchers
 //! onto client streams.
@@ -25,5 +29,5 @@ pub(crate) mod watch_hub;
 mod watcher;
 
 pub use spec::WatchSpec;
-pub use watch_hub::WatchHub;
+pub use watch_hub::{WatchHub, event_bytes};
 pub use watcher::{WatchStep, Watcher};

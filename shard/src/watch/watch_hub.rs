@@ -224,8 +224,9 @@ impl WatchHub {
         self.lock().slots.remove(&id);
     }
 
-    /// Takes what watcher `id` has: at most `events_max` events and about `bytes_max`
-    /// bytes (at least one event), or the catch-up it needs, or its idle revision.
+    /// Takes what watcher `id` has: about `events_max` events and `bytes_max` bytes (at
+    /// least one event, and whole revisions only), or the catch-up it needs, or its idle
+    /// revision.
     pub(crate) fn take(&self, id: u64, events_max: usize, bytes_max: usize) -> Take {
         let mut state = self.lock();
         let published = state.published.unwrap_or(0);
@@ -243,11 +244,14 @@ impl WatchHub {
         if slot.buffer.is_empty() {
             return Take::Idle { revision: published };
         }
-        let mut events = Vec::new();
+        let mut events: Vec<Event> = Vec::new();
         let mut bytes = 0;
         while let Some(event) = slot.buffer.front() {
             let size = event_bytes(event);
-            if !events.is_empty() && (events.len() >= events_max || bytes + size > bytes_max) {
+            let full = events.len() >= events_max || bytes + size > bytes_max;
+            // A step ends between revisions, never inside one: publishing buffers a whole
+            // batch at once, so the rest of the last revision is here.
+            if full && events.last().is_some_and(|last| !same_revision(last, event)) {
                 break;
             }
             bytes += size;
@@ -291,8 +295,14 @@ impl Slot {
     }
 }
 
-/// What an event costs in a buffer: its key and value bytes plus a fixed overhead.
-pub(crate) fn event_bytes(event: &Event) -> usize {
+/// Whether two events come from one revision of the shard (one Txn or DeleteRange).
+fn same_revision(a: &Event, b: &Event) -> bool {
+    a.kv.mod_revision == b.kv.mod_revision
+}
+
+/// What an event costs in a buffer or a response: its key and value bytes (previous ones
+/// included) plus a fixed overhead.
+pub fn event_bytes(event: &Event) -> usize {
     const EVENT_OVERHEAD_BYTES: usize = 64;
     let prev = event.prev_kv.as_ref().map_or(0, |p| p.key.len() + p.value.len());
     event.kv.key.len() + event.kv.value.len() + prev + EVENT_OVERHEAD_BYTES
