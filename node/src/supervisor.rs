@@ -9,8 +9,8 @@ use crate::cluster::{self, PeerBridge};
 use crate::config::{ClusterState, NodeConfig, url_socket_addr};
 use crate::grpc::{self, GatewayConfig};
 use crate::identity::NodeIdentity;
-use crate::service::PeerSet;
 use crate::service::{Forwarder, LeaseConfig, NodeService, ShardHandle, ShardSet};
+use crate::service::{PeerSet, Removed};
 use crate::transport::peer::{PeerTransport, PeerTransportConfig, join_cluster};
 use crate::transport::{QuicServer, QuicServerConfig};
 use actix::Actor as _;
@@ -159,8 +159,8 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     bridge.set_service(service.clone());
     let peer_set = transport.clone().map(|t| t as Arc<dyn PeerSet>);
     let client_urls = cfg.advertise_client_urls.clone();
-    service.start_membership_task(&runtime, peer_set, cfg.name.clone(), client_urls);
-    serve(&cfg, runtime, tls, service, transport)
+    let removed = service.start_membership_task(&runtime, peer_set, cfg.name.clone(), client_urls);
+    serve(&cfg, runtime, tls, service, transport, removed)
 }
 
 /// A node started with `--initial-cluster-state existing` and no identity yet asks the
@@ -318,6 +318,7 @@ fn serve(
     tls: TlsMaterial,
     service: NodeService,
     transport: Option<Arc<PeerTransport>>,
+    removed: tokio::task::JoinHandle<Removed>,
 ) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let mut servers = Vec::new();
@@ -354,7 +355,13 @@ fn serve(
         }
         println!("atoll: ready to serve clients on {}", cfg.listen_client_urls.join(","));
         let tasks: Vec<_> = servers.into_iter().map(|s| tokio::spawn(s.run())).collect();
-        shutdown_signal().await;
+        let outcome = tokio::select! {
+            () = shutdown_signal() => Ok(()),
+            Ok(removed) = removed => {
+                tracing::error!(member = %format!("{:x}", removed.0.0), "{removed}");
+                Err(anyhow::anyhow!("{removed}"))
+            }
+        };
         tracing::info!("shutting down");
         for t in tasks.into_iter().chain(gateways) {
             t.abort();
@@ -362,7 +369,7 @@ fn serve(
         if let Some(transport) = transport {
             transport.close().await;
         }
-        Ok(())
+        outcome
     })
 }
 

@@ -124,10 +124,12 @@ async fn a_learner_joins_catches_up_is_promoted_and_a_member_leaves() {
     assert_eq!(added.members.len(), 4);
     let promote = NativeRequest::MemberPromote(MemberIdRequest { id: learner.id });
     let metrics_port = support::free_tcp_port();
+    let flags_before = cluster.extra_flags.clone();
     cluster
         .extra_flags
         .extend(["--listen-metrics-urls".into(), format!("http://127.0.0.1:{metrics_port}")]);
     cluster.must_start_joining(joiner);
+    cluster.extra_flags = flags_before;
     must_see_members(&client, "the learner publishes its name", |m| {
         m.iter().any(|m| m.id == learner.id && m.name == format!("n{}", joiner + 1))
     })
@@ -165,4 +167,15 @@ async fn a_learner_joins_catches_up_is_promoted_and_a_member_leaves() {
     let got = until_ok(PATIENCE, "read after the removal", || rest.range(read.clone())).await;
     assert_eq!(got.kvs[0].value, b"last");
     cluster.must_agree_on_hashes(&[1, 2, joiner]).await;
+
+    eprintln!("phase: the removed member stops by itself, and refuses to start again");
+    let status = cluster.wait_for_exit(0, PATIENCE).expect("the removed member stopped");
+    assert!(!status.success(), "{status}");
+    let (status, stderr) = cluster.must_run_to_exit(0, PATIENCE);
+    assert!(!status.success(), "{status}");
+    let gone = "the member has been permanently removed from the cluster";
+    assert!(
+        stderr.lines().any(|l| l.starts_with("atoll: error: ") && l.contains(gone)),
+        "{stderr}"
+    );
 }

@@ -28,6 +28,23 @@ pub const MEMBERSHIP_POLL: Duration = Duration::from_millis(500);
 /// messages a second, not 2,000.
 const FOLLOW_AGAIN_ROUNDS: u64 = 20;
 
+/// The membership task's end: this member was removed from the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Removed(pub NodeId);
+
+impl std::fmt::Display for Removed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // etcd's words when its removed member stops.
+        write!(
+            f,
+            "the member has been permanently removed from the cluster (member {:x}); to serve \
+             again, add it back with `member add` and start it with an empty data dir and \
+             --initial-cluster-state existing",
+            self.0.0
+        )
+    }
+}
+
 /// Where the membership task applies the peer set; `None` for a node without a peer
 /// transport (a single member started without certificates).
 pub trait PeerSet: Send + Sync + 'static {
@@ -245,14 +262,17 @@ impl NodeService {
     }
 
     /// Follows the member records until the node stops: the peer set, this node's published
-    /// name and client URLs, and the replicas of every data shard this node leads.
+    /// name and client URLs, and the replicas of every data shard this node leads. The task
+    /// ends when this member finds itself removed from the cluster (the removal applied here,
+    /// or found at start in a data dir of a removed member); the node then stops, as etcd's
+    /// removed member does.
     pub fn start_membership_task(
         &self,
         runtime: &tokio::runtime::Runtime,
         peers: Option<std::sync::Arc<dyn PeerSet>>,
         name: String,
         client_urls: Vec<String>,
-    ) {
+    ) -> tokio::task::JoinHandle<Removed> {
         let service = self.clone();
         runtime.spawn(async move {
             let mut known: std::collections::BTreeMap<NodeId, Vec<String>> = Default::default();
@@ -261,6 +281,9 @@ impl NodeService {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             for round in 0u64.. {
                 ticker.tick().await;
+                if service.is_removed() {
+                    break;
+                }
                 let members = match service.members() {
                     Ok(m) if !m.is_empty() => m,
                     // Not applied yet (a joining node catching up), or storage failed.
@@ -279,7 +302,16 @@ impl NodeService {
                     followed = Some(now);
                 }
             }
-        });
+            Removed(NodeId(service.inner.identity.member_id))
+        })
+    }
+
+    /// Whether this node's member ID is among the removed ones, as applied here. A storage
+    /// failure counts as not removed: the task looks again next round.
+    fn is_removed(&self) -> bool {
+        let storage = &self.inner.storage;
+        let me = NodeId(self.inner.identity.member_id);
+        atoll_shard::member::is_removed(storage, &storage.db.snapshot(), me).unwrap_or(false)
     }
 
     fn follow_peers(

@@ -20,7 +20,7 @@ mod watch;
 mod watch_task;
 
 pub use lease_manager::LeaseConfig;
-pub use members::{MEMBERSHIP_POLL, PeerSet};
+pub use members::{MEMBERSHIP_POLL, PeerSet, Removed};
 pub use shards::{ShardHandle, ShardSet};
 pub use watch::{WATCH_PROGRESS_INTERVAL_DEFAULT, WATCHERS_PER_STREAM_MAX};
 

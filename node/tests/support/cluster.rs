@@ -172,6 +172,55 @@ impl TestCluster {
         }
     }
 
+    /// Waits until member `i`'s process ends by itself; its exit status, or `None` at the
+    /// deadline (the process is then left running).
+    pub fn wait_for_exit(
+        &mut self,
+        i: usize,
+        within: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let node = self.nodes[i].as_mut().expect("member started");
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = node.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Starts member `i` from its data directory and waits for it to end by itself, as a
+    /// member that must refuse to run does; its exit status and what it wrote to stderr.
+    pub fn must_run_to_exit(
+        &self,
+        i: usize,
+        within: Duration,
+    ) -> (std::process::ExitStatus, String) {
+        let flags = self.flags(i);
+        let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let spec = &self.specs[i];
+        let log = self.root.join(format!("{}-exit.log", spec.name));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut child = super::atoll_command(&spec.data_dir, spec.client_port, &refs)
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn atoll");
+        let deadline = std::time::Instant::now() + within;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!("{} still runs after {within:?}", spec.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, std::fs::read_to_string(&log).unwrap_or_default())
+    }
+
     /// Kills member `i` with SIGKILL.
     pub fn kill9(&mut self, i: usize) {
         if let Some(node) = self.nodes[i].take() {
