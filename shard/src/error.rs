@@ -65,7 +65,18 @@ impl ShardError {
     pub fn to_wire(&self) -> AtollError {
         match self {
             ShardError::Request(e) => e.clone(),
-            ShardError::Storage(e) => AtollError::StorageFailed { reason: e.to_string() },
+            ShardError::Storage(e) => storage_failed(e),
         }
     }
+}
+
+/// A storage failure as a client sees it: the request failed, with the reason.
+impl From<StorageError> for AtollError {
+    fn from(e: StorageError) -> AtollError {
+        storage_failed(&e)
+    }
+}
+
+fn storage_failed(e: &StorageError) -> AtollError {
+    AtollError::StorageFailed { reason: e.to_string() }
 }

@@ -107,7 +107,7 @@ impl NodeService {
         let records = tokio::task::spawn_blocking(move || lease_records(&store, &db.snapshot()))
             .await
             .map_err(|_| AtollError::Stopping)?
-            .map_err(|e| AtollError::StorageFailed { reason: e.to_string() })?;
+            .map_err(AtollError::from)?;
         if meta.published.term() != term || meta.published.leader() != me {
             return Err(AtollError::LeaderChanged);
         }
@@ -278,7 +278,7 @@ impl NodeService {
         })
         .await
         .map_err(|_| AtollError::Stopping)?
-        .map_err(|e| AtollError::StorageFailed { reason: e.to_string() })?;
+        .map_err(AtollError::from)?;
         keys.sort();
         Ok(keys)
     }

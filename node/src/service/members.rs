@@ -107,7 +107,7 @@ impl NodeService {
     /// The members as this node has applied them.
     pub fn members(&self) -> Result<Vec<Member>, AtollError> {
         let storage = &self.inner.storage;
-        atoll_shard::member::members(storage, &storage.db.snapshot()).map_err(storage_error)
+        atoll_shard::member::members(storage, &storage.db.snapshot()).map_err(AtollError::from)
     }
 
     fn members_response(&self, member: Option<Member>) -> Result<MembersResponse, AtollError> {
@@ -152,7 +152,7 @@ impl NodeService {
             let token = format!("{:x}-{}", self.inner.identity.cluster_id, now + salt);
             let id = NodeId(identity::member_id(peer_urls, &token));
             let removed =
-                atoll_shard::member::is_removed(storage, &snap, id).map_err(storage_error)?;
+                atoll_shard::member::is_removed(storage, &snap, id).map_err(AtollError::from)?;
             if !removed && members.iter().all(|m| m.id != id) {
                 return Ok(id);
             }
@@ -369,8 +369,4 @@ impl NodeService {
             }
         }
     }
-}
-
-fn storage_error(e: atoll_shard::StorageError) -> AtollError {
-    AtollError::StorageFailed { reason: e.to_string() }
 }

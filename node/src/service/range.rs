@@ -174,7 +174,7 @@ impl NodeService {
                 .iter()
                 .map(|(store, _)| store.apply_state_at(&snap))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| AtollError::StorageFailed { reason: e.to_string() })?;
+                .map_err(AtollError::from)?;
             let heads: Vec<ShardHead> = states
                 .iter()
                 .map(|s| ShardHead { revision: s.revision, compact_revision: s.compact_revision })
