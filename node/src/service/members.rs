@@ -120,6 +120,9 @@ impl NodeService {
         if members.iter().any(|m| m.peer_urls.iter().any(|u| r.peer_urls.contains(u))) {
             return Err(AtollError::PeerUrlExists);
         }
+        if !r.is_learner && !started_quorum(&members, Reconfig::Add) {
+            return Err(AtollError::NotEnoughStartedMembers);
+        }
         let id = self.fresh_member_id(&r.peer_urls, &members)?;
         let member = Member {
             id,
@@ -167,6 +170,9 @@ impl NodeService {
         }
         let meta = self.inner.shards.meta();
         meta.addr.send(LearnerReady(r.id)).await.map_err(|_| AtollError::Stopping)??;
+        if !started_quorum(&self.members()?, Reconfig::Promote) {
+            return Err(AtollError::NotEnoughStartedMembers);
+        }
         let context = ConfChangeContext::Member(MemberChange::Promote(r.id));
         self.change_meta(vec![(r.id, ConfChangeType::AddNode)], context).await?;
         tracing::info!(member = r.id.0, "member promoted");
@@ -177,7 +183,9 @@ impl NodeService {
         let members = self.members()?;
         let member = members.iter().find(|m| m.id == r.id).ok_or(AtollError::MemberNotFound)?;
         let voters_left = members.iter().filter(|m| !m.is_learner && m.id != r.id).count();
-        if !member.is_learner && voters_left == 0 {
+        if !member.is_learner
+            && (voters_left == 0 || !started_quorum(&members, Reconfig::Remove(r.id)))
+        {
             return Err(AtollError::NotEnoughStartedMembers);
         }
         if r.id.0 == self.inner.identity.member_id {
@@ -368,5 +376,71 @@ impl NodeService {
                 let _ = handle.addr.try_send(FollowMembers(desired.clone()));
             }
         }
+    }
+}
+
+/// A change of the voters, as etcd's strict reconfiguration check sees it.
+#[derive(Clone, Copy, Debug)]
+enum Reconfig {
+    /// A new voter, not started yet.
+    Add,
+    /// A learner becomes a voter; it runs, so it counts as started.
+    Promote,
+    /// A voter leaves.
+    Remove(NodeId),
+}
+
+/// etcd's strict reconfiguration check (`--strict-reconfig-check`, on by default in etcd and
+/// always on here; `IsReadyToAddVotingMember` and its siblings): whether the voters that have
+/// started (published their name, etcd's `IsStarted`) make a quorum of the voters after the
+/// change. As in etcd, a second voter may join a single started one (restoring a cluster).
+fn started_quorum(members: &[Member], change: Reconfig) -> bool {
+    let leaving = match change {
+        Reconfig::Remove(id) => Some(id),
+        Reconfig::Add | Reconfig::Promote => None,
+    };
+    let voters = members.iter().filter(|m| !m.is_learner && Some(m.id) != leaving);
+    let (mut count, mut started) =
+        voters.fold((0, 0), |(n, s), m| (n + 1, s + usize::from(!m.name.is_empty())));
+    match change {
+        Reconfig::Add if count == 1 && started == 1 => return true,
+        Reconfig::Add => count += 1,
+        Reconfig::Promote => (count, started) = (count + 1, started + 1),
+        Reconfig::Remove(_) => {}
+    }
+    started > count / 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: u64, started: bool, is_learner: bool) -> Member {
+        let name = if started { format!("n{id}") } else { String::new() };
+        Member { id: NodeId(id), name, is_learner, ..Default::default() }
+    }
+
+    #[test]
+    fn the_strict_reconfig_check_counts_started_voters_as_etcd_does() {
+        let three = [member(1, true, false), member(2, true, false), member(3, false, false)];
+        // Four voters need three started; two of three are.
+        assert!(!started_quorum(&three, Reconfig::Add));
+        // A promoted learner counts as started: three of four.
+        assert!(started_quorum(&three, Reconfig::Promote));
+        // Without a started one, two voters need two started.
+        assert!(!started_quorum(&three, Reconfig::Remove(NodeId(1))));
+        assert!(started_quorum(&three, Reconfig::Remove(NodeId(3))));
+        let all = [member(1, true, false), member(2, true, false), member(3, true, false)];
+        assert!(started_quorum(&all, Reconfig::Add));
+        // A second voter may join one started voter; not one that has not started.
+        assert!(started_quorum(&[member(1, true, false)], Reconfig::Add));
+        assert!(!started_quorum(&[member(1, false, false)], Reconfig::Add));
+        // Learners are not voters: they neither count nor help.
+        let with_learner = [member(1, true, false), member(2, true, true)];
+        assert!(started_quorum(&with_learner, Reconfig::Add));
+        assert!(!started_quorum(
+            &[member(1, true, false), member(2, false, false)],
+            Reconfig::Remove(NodeId(1))
+        ));
     }
 }
