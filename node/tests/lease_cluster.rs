@@ -10,8 +10,8 @@ mod support;
 
 use atoll_proto::{
     AtollError, HashKvRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest,
-    LeaseRevokeRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest,
-    RangeRequest, ShardId,
+    LeaseRevokeRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest, RangeRequest,
+    ShardId,
 };
 use atoll_router::{Client, ClientError};
 use std::time::{Duration, Instant};
@@ -184,7 +184,8 @@ async fn must_count(client: &Client, prefix: &str) -> i64 {
     if let Some(last) = end.last_mut() {
         *last += 1;
     }
-    let req = RangeRequest { key: prefix.into(), range_end: end, count_only: true, ..Default::default() };
+    let req =
+        RangeRequest { key: prefix.into(), range_end: end, count_only: true, ..Default::default() };
     until_ok(PATIENCE, "count", || client.range(req.clone())).await.count
 }
 
@@ -270,7 +271,9 @@ async fn a_storm_whose_meta_leader_is_killed_mid_way_is_finished_by_the_next() {
     }
     let meta_leader = must_find_meta_leader(&cluster, &client, ids[0]).await;
 
-    eprintln!("phase: once the drain is under way, the meta leader (member {meta_leader}) is killed");
+    eprintln!(
+        "phase: once the drain is under way, the meta leader (member {meta_leader}) is killed"
+    );
     let deadline = Instant::now() + PATIENCE;
     loop {
         let left = must_count(&client, "/b/storm/").await + must_count(&client, "/m/storm/").await;

@@ -164,7 +164,8 @@ fn a_batch_deletes_the_keys_of_every_lease_it_names_at_one_revision() {
     fx.must_apply(put_leased(b"d", 8, 4)).expect("attach");
     let before = fx.state.revision;
     // Lease 7 has no key here; lease 5 is named twice, once with an older grant.
-    let leases = [(5, 1), (6, 2), (7, 3), (5, 0)].map(|(id, grant_index)| LeaseRef { id, grant_index });
+    let leases =
+        [(5, 1), (6, 2), (7, 3), (5, 0)].map(|(id, grant_index)| LeaseRef { id, grant_index });
     let batch = RevokeLeaseKeysBatchRequest { shard: SHARD, leases: leases.to_vec() };
     let Ok(WriteResponse::RevokeLeaseKeys(r)) = fx.must_apply(WriteOp::RevokeLeaseKeysBatch(batch))
     else {

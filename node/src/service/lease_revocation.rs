@@ -85,9 +85,10 @@ impl NodeService {
 
     /// The data shards that may hold keys of `f`'s lease.
     fn shards_of(&self, f: &Finishing) -> Vec<ShardId> {
-        let known = self.lease_manager().ok().and_then(|m| {
-            m.with_core(f.term, |core| core.shards_of(f.lease)).flatten()
-        });
+        let known = self
+            .lease_manager()
+            .ok()
+            .and_then(|m| m.with_core(f.term, |core| core.shards_of(f.lease)).flatten());
         known.unwrap_or_else(|| self.inner.shards.handles().map(|(id, _)| id).collect())
     }
 
