@@ -130,15 +130,7 @@ async fn a_new_meta_leader_continues_from_the_checkpointed_ttl() {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 
     eprintln!("phase: the meta shard's leader is killed; another takes over");
-    let mut killed = None;
-    for i in 0..3 {
-        let endpoint = cluster.endpoints(&[i])[0].clone();
-        let status = until_ok(PATIENCE, "status", || client.status(&endpoint)).await;
-        if status.header.member_id == meta_leader {
-            killed = Some(i);
-        }
-    }
-    let killed = killed.expect("the meta leader is a member");
+    let killed = must_find_meta_leader(&cluster, &client, meta_leader).await;
     cluster.kill9(killed);
     let survivors: Vec<usize> = (0..3).filter(|i| *i != killed).collect();
     let client = cluster.must_client(&survivors).await;
@@ -166,9 +158,8 @@ async fn must_applied(cluster: &TestCluster, client: &Client, i: usize) -> Vec<u
     hashes.hashes.iter().filter(|h| h.shard != ShardId::META).map(|h| h.applied_index).collect()
 }
 
-/// The member whose answers carry the meta shard's leader's ID.
-async fn must_find_meta_leader(cluster: &TestCluster, client: &Client, lease: i64) -> usize {
-    let leader = must_ttl(client, lease, false).await.header.member_id;
+/// The member whose ID is `leader` (lease answers carry the meta shard's leader's).
+async fn must_find_meta_leader(cluster: &TestCluster, client: &Client, leader: u64) -> usize {
     for i in 0..cluster.specs.len() {
         let endpoint = cluster.endpoints(&[i])[0].clone();
         let status = until_ok(PATIENCE, "status", || client.status(&endpoint)).await;
@@ -269,7 +260,8 @@ async fn a_storm_whose_meta_leader_is_killed_mid_way_is_finished_by_the_next() {
             until_ok(PATIENCE, "attach", || client.put(put.clone())).await;
         }
     }
-    let meta_leader = must_find_meta_leader(&cluster, &client, ids[0]).await;
+    let leader_id = must_ttl(&client, ids[0], false).await.header.member_id;
+    let meta_leader = must_find_meta_leader(&cluster, &client, leader_id).await;
 
     eprintln!(
         "phase: once the drain is under way, the meta leader (member {meta_leader}) is killed"

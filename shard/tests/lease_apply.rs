@@ -6,8 +6,8 @@
 mod mvcc_common;
 
 use atoll_proto::{
-    AtollError, CompactionRequest, LeaseOp, LeaseRef, PutRequest, RaftCommand, RequestOp,
-    RevokeLeaseKeysBatchRequest, RevokeLeaseKeysRequest, ShardId, TxnRequest, WriteOp,
+    AtollError, CompactionRequest, LeaseOp, LeaseOpResponse, LeaseRef, PutRequest, RaftCommand,
+    RequestOp, RevokeLeaseKeysBatchRequest, RevokeLeaseKeysRequest, ShardId, TxnRequest, WriteOp,
 };
 use atoll_shard::lease::{keys_of_lease, lease_records};
 use atoll_shard::mvcc::{ApplyState, MvccLimits, MvccStore, ShardRange, WriteResponse};
@@ -28,6 +28,28 @@ fn revoke(shard: ShardId, id: i64, grant_index: u64) -> WriteOp {
 fn must_keys(store: &MvccStore, id: i64, grant_index: u64) -> Vec<Vec<u8>> {
     let snap = store.storage().db.snapshot();
     keys_of_lease(store, &snap, LeaseRef { id, grant_index }).expect("read the index")
+}
+
+/// A meta shard's store in `dir`, empty.
+fn must_meta(dir: &std::path::Path) -> (MvccStore, ApplyState) {
+    let storage = must_storage(dir);
+    let meta = MvccStore::new(storage, ShardId::META, ShardRange { start: vec![0], end: vec![0] });
+    (meta, ApplyState::default())
+}
+
+/// Applies `op` as the meta shard's next entry.
+fn must_apply_meta(
+    meta: &MvccStore,
+    state: &mut ApplyState,
+    op: LeaseOp,
+) -> Result<LeaseOpResponse, AtollError> {
+    let index = state.applied_index + 1;
+    let cmd = RaftCommand { revision_stamp: 1, op: WriteOp::Lease(op) };
+    match meta.apply(state, index, &cmd, &MvccLimits::default()).expect("storage") {
+        Ok(WriteResponse::Lease(r)) => Ok(r),
+        Ok(other) => panic!("answered {other:?}"),
+        Err(e) => Err(e),
+    }
 }
 
 fn keys(list: &[&[u8]]) -> Vec<Vec<u8>> {
@@ -122,18 +144,8 @@ fn a_shard_revokes_only_its_own_keys_of_the_shared_index() {
 #[test]
 fn the_meta_shard_grants_revokes_and_checkpoints() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let storage = must_storage(dir.path());
-    let meta = MvccStore::new(storage, ShardId::META, ShardRange { start: vec![0], end: vec![0] });
-    let mut state = ApplyState::default();
-    let mut apply = |op: LeaseOp| {
-        let index = state.applied_index + 1;
-        let cmd = RaftCommand { revision_stamp: 1, op: WriteOp::Lease(op) };
-        match meta.apply(&mut state, index, &cmd, &MvccLimits::default()).expect("storage") {
-            Ok(WriteResponse::Lease(r)) => Ok(r.record),
-            Ok(other) => panic!("answered {other:?}"),
-            Err(e) => Err(e),
-        }
-    };
+    let (meta, mut state) = must_meta(dir.path());
+    let mut apply = |op: LeaseOp| must_apply_meta(&meta, &mut state, op).map(|r| r.record);
     let granted = apply(LeaseOp::Grant { id: 7, ttl: 60 }).expect("grant").expect("record");
     assert_eq!((granted.lease, granted.ttl), (LeaseRef { id: 7, grant_index: 1 }, 60));
     assert_eq!(apply(LeaseOp::Grant { id: 7, ttl: 5 }), Err(AtollError::LeaseExists));
@@ -188,17 +200,8 @@ fn a_batch_deletes_the_keys_of_every_lease_it_names_at_one_revision() {
 #[test]
 fn the_meta_shard_revokes_and_removes_a_batch_of_grants() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let storage = must_storage(dir.path());
-    let meta = MvccStore::new(storage, ShardId::META, ShardRange { start: vec![0], end: vec![0] });
-    let mut state = ApplyState::default();
-    let mut apply = |op: LeaseOp| {
-        let index = state.applied_index + 1;
-        let cmd = RaftCommand { revision_stamp: 1, op: WriteOp::Lease(op) };
-        match meta.apply(&mut state, index, &cmd, &MvccLimits::default()).expect("storage") {
-            Ok(WriteResponse::Lease(r)) => r,
-            other => panic!("answered {other:?}"),
-        }
-    };
+    let (meta, mut state) = must_meta(dir.path());
+    let mut apply = |op: LeaseOp| must_apply_meta(&meta, &mut state, op).expect("applies");
     let mut granted = Vec::new();
     for id in [1, 2, 3] {
         granted.push(apply(LeaseOp::Grant { id, ttl: 60 }).record.expect("record").lease);
