@@ -195,6 +195,9 @@ pub struct ScenarioFlags {
     /// Keys in the store of the 1M scenarios (default 1000000; 2000 with --smoke).
     #[arg(long, value_parser = parse_positive_count)]
     pub keys: Option<u64>,
+    /// Leases of lease-storm, all expiring together (default 100000; 300 with --smoke).
+    #[arg(long, value_parser = parse_positive_count)]
+    pub storm_leases: Option<u64>,
     /// Runs per measurement, of which the median is reported (default: per scenario; the
     /// rounds of compare).
     #[arg(long, value_parser = parse_positive_count)]

@@ -157,6 +157,7 @@ impl State {
             | NativeRequest::LeaseLookup(_)
             | NativeRequest::LeasedWrite(_)
             | NativeRequest::RevokeLeaseKeys(_)
+            | NativeRequest::RevokeLeaseKeysBatch(_)
             | NativeRequest::MemberList(_)
             | NativeRequest::MemberAdd(_)
             | NativeRequest::MemberRemove(_)

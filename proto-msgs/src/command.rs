@@ -38,6 +38,9 @@ pub enum WriteOp {
     RevokeLeaseKeys(crate::lease::RevokeLeaseKeysRequest),
     /// A change of a member's attributes (meta shard only; decision D18).
     Member(crate::member::MemberWrite),
+    /// Deletes the keys attached to several revoked leases in one entry (data shards;
+    /// decision D24).
+    RevokeLeaseKeysBatch(crate::lease::RevokeLeaseKeysBatchRequest),
 }
 
 impl WriteOp {
@@ -48,8 +51,12 @@ impl WriteOp {
         matches!(
             self,
             WriteOp::Lease(
-                crate::lease::LeaseOp::Revoke { .. } | crate::lease::LeaseOp::Revoked { .. }
+                crate::lease::LeaseOp::Revoke { .. }
+                    | crate::lease::LeaseOp::Revoked { .. }
+                    | crate::lease::LeaseOp::RevokeBatch { .. }
+                    | crate::lease::LeaseOp::RevokedBatch { .. }
             ) | WriteOp::RevokeLeaseKeys(_)
+                | WriteOp::RevokeLeaseKeysBatch(_)
         )
     }
 }

@@ -125,6 +125,9 @@ pub struct LeasedWrite {
 pub struct LeaseLookupRequest {
     /// The lease IDs.
     pub ids: Vec<i64>,
+    /// The data shard the write attaching them goes to: the leader remembers it, so a
+    /// revocation deletes keys only on shards that may hold some (decision D24).
+    pub shard: crate::ShardId,
 }
 
 /// Every lease asked for, with its grant; `LeaseNotFound` if any is missing or being revoked.
@@ -144,7 +147,19 @@ pub struct RevokeLeaseKeysRequest {
     pub lease: LeaseRef,
 }
 
-/// What a data shard did for a [`RevokeLeaseKeysRequest`].
+/// Deletes the keys of one data shard attached to several revoked leases, in one entry at
+/// one revision (nodes only; the meta shard's leader batches revocations ready together,
+/// decision D24). Each lease's part does what a [`RevokeLeaseKeysRequest`] of it would.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeLeaseKeysBatchRequest {
+    /// The data shard.
+    pub shard: crate::ShardId,
+    /// The leases being revoked, with their grants.
+    pub leases: Vec<LeaseRef>,
+}
+
+/// What a data shard did for a [`RevokeLeaseKeysRequest`] or a
+/// [`RevokeLeaseKeysBatchRequest`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokeLeaseKeysResponse {
     /// Header; `revision` is the deletes' revision (or the shard's, if none).
@@ -182,6 +197,17 @@ pub enum LeaseOp {
         /// (lease, remaining milliseconds); 0 clears the checkpoint (full TTL again).
         remaining: Vec<(i64, i64)>,
     },
+    /// [`LeaseOp::Revoke`] of several grants in one entry (decision D24): each one held
+    /// and not revoking yet is marked revoking; the others are skipped, not refused.
+    RevokeBatch {
+        /// The leases and the grants to revoke (never 0).
+        leases: Vec<LeaseRef>,
+    },
+    /// [`LeaseOp::Revoked`] of several grants in one entry (decision D24).
+    RevokedBatch {
+        /// The leases and their grants.
+        leases: Vec<LeaseRef>,
+    },
 }
 
 /// A lease record as the meta shard answers it after applying a [`LeaseOp`].
@@ -204,4 +230,6 @@ pub struct LeaseOpResponse {
     pub header: ResponseHeader,
     /// The record the op created or changed (Grant, Revoke); `None` otherwise.
     pub record: Option<LeaseRecord>,
+    /// The leases a [`LeaseOp::RevokeBatch`] marked revoking; empty otherwise.
+    pub revoking: Vec<LeaseRef>,
 }

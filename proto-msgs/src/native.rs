@@ -62,6 +62,8 @@ pub enum NativeRequest {
     /// A change of a member's attributes, forwarded to the meta shard's leader (between
     /// nodes only: a node publishing its own name and client URLs).
     MemberWrite(crate::member::MemberWrite),
+    /// Delete one data shard's keys of several revoked leases (between nodes only).
+    RevokeLeaseKeysBatch(RevokeLeaseKeysBatchRequest),
 }
 
 /// A compaction of one shard.
@@ -91,6 +93,7 @@ impl NativeRequest {
             | NativeRequest::LeaseLeases(_)
             | NativeRequest::LeaseLookup(_)
             | NativeRequest::RevokeLeaseKeys(_)
+            | NativeRequest::RevokeLeaseKeysBatch(_)
             | NativeRequest::MemberList(_)
             | NativeRequest::MemberPromote(_)
             | NativeRequest::MemberUpdate(_)
@@ -119,6 +122,7 @@ impl NativeRequest {
             | NativeRequest::LeaseLookup(_)
             | NativeRequest::LeasedWrite(_)
             | NativeRequest::RevokeLeaseKeys(_)
+            | NativeRequest::RevokeLeaseKeysBatch(_)
             | NativeRequest::MemberWrite(_) => true,
             NativeRequest::Range(_)
             | NativeRequest::Put(_)

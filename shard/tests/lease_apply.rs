@@ -6,8 +6,8 @@
 mod mvcc_common;
 
 use atoll_proto::{
-    AtollError, CompactionRequest, LeaseOp, LeaseRef, PutRequest, RaftCommand, RequestOp,
-    RevokeLeaseKeysRequest, ShardId, TxnRequest, WriteOp,
+    AtollError, CompactionRequest, LeaseOp, LeaseOpResponse, LeaseRef, PutRequest, RaftCommand,
+    RequestOp, RevokeLeaseKeysBatchRequest, RevokeLeaseKeysRequest, ShardId, TxnRequest, WriteOp,
 };
 use atoll_shard::lease::{keys_of_lease, lease_records};
 use atoll_shard::mvcc::{ApplyState, MvccLimits, MvccStore, ShardRange, WriteResponse};
@@ -28,6 +28,28 @@ fn revoke(shard: ShardId, id: i64, grant_index: u64) -> WriteOp {
 fn must_keys(store: &MvccStore, id: i64, grant_index: u64) -> Vec<Vec<u8>> {
     let snap = store.storage().db.snapshot();
     keys_of_lease(store, &snap, LeaseRef { id, grant_index }).expect("read the index")
+}
+
+/// A meta shard's store in `dir`, empty.
+fn must_meta(dir: &std::path::Path) -> (MvccStore, ApplyState) {
+    let storage = must_storage(dir);
+    let meta = MvccStore::new(storage, ShardId::META, ShardRange { start: vec![0], end: vec![0] });
+    (meta, ApplyState::default())
+}
+
+/// Applies `op` as the meta shard's next entry.
+fn must_apply_meta(
+    meta: &MvccStore,
+    state: &mut ApplyState,
+    op: LeaseOp,
+) -> Result<LeaseOpResponse, AtollError> {
+    let index = state.applied_index + 1;
+    let cmd = RaftCommand { revision_stamp: 1, op: WriteOp::Lease(op) };
+    match meta.apply(state, index, &cmd, &MvccLimits::default()).expect("storage") {
+        Ok(WriteResponse::Lease(r)) => Ok(r),
+        Ok(other) => panic!("answered {other:?}"),
+        Err(e) => Err(e),
+    }
 }
 
 fn keys(list: &[&[u8]]) -> Vec<Vec<u8>> {
@@ -122,18 +144,8 @@ fn a_shard_revokes_only_its_own_keys_of_the_shared_index() {
 #[test]
 fn the_meta_shard_grants_revokes_and_checkpoints() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let storage = must_storage(dir.path());
-    let meta = MvccStore::new(storage, ShardId::META, ShardRange { start: vec![0], end: vec![0] });
-    let mut state = ApplyState::default();
-    let mut apply = |op: LeaseOp| {
-        let index = state.applied_index + 1;
-        let cmd = RaftCommand { revision_stamp: 1, op: WriteOp::Lease(op) };
-        match meta.apply(&mut state, index, &cmd, &MvccLimits::default()).expect("storage") {
-            Ok(WriteResponse::Lease(r)) => Ok(r.record),
-            Ok(other) => panic!("answered {other:?}"),
-            Err(e) => Err(e),
-        }
-    };
+    let (meta, mut state) = must_meta(dir.path());
+    let mut apply = |op: LeaseOp| must_apply_meta(&meta, &mut state, op).map(|r| r.record);
     let granted = apply(LeaseOp::Grant { id: 7, ttl: 60 }).expect("grant").expect("record");
     assert_eq!((granted.lease, granted.ttl), (LeaseRef { id: 7, grant_index: 1 }, 60));
     assert_eq!(apply(LeaseOp::Grant { id: 7, ttl: 5 }), Err(AtollError::LeaseExists));
@@ -153,4 +165,57 @@ fn the_meta_shard_grants_revokes_and_checkpoints() {
     assert!(lease_records(&meta, &meta.storage().db.snapshot()).expect("records").is_empty());
     let regranted = apply(LeaseOp::Grant { id: 7, ttl: 5 }).expect("grant").expect("record");
     assert!(regranted.lease.grant_index > revoking.lease.grant_index);
+}
+
+#[test]
+fn a_batch_deletes_the_keys_of_every_lease_it_names_at_one_revision() {
+    let mut fx = Fixture::must_open();
+    fx.must_apply(put_leased(b"a", 5, 1)).expect("attach");
+    fx.must_apply(put_leased(b"b", 6, 2)).expect("attach");
+    fx.must_apply(put_leased(b"c", 6, 2)).expect("attach");
+    fx.must_apply(put_leased(b"d", 8, 4)).expect("attach");
+    let before = fx.state.revision;
+    // Lease 7 has no key here; lease 5 is named twice, once with an older grant.
+    let leases =
+        [(5, 1), (6, 2), (7, 3), (5, 0)].map(|(id, grant_index)| LeaseRef { id, grant_index });
+    let batch = RevokeLeaseKeysBatchRequest { shard: SHARD, leases: leases.to_vec() };
+    let Ok(WriteResponse::RevokeLeaseKeys(r)) = fx.must_apply(WriteOp::RevokeLeaseKeysBatch(batch))
+    else {
+        panic!("batch revocation failed")
+    };
+    assert_eq!(r.deleted, 3);
+    assert!(r.header.revision > before);
+    assert_eq!(r.header.revision, fx.state.revision, "one entry, one revision for every delete");
+    let all = fx.must_range(&range(b"\0", b"\0")).expect("range");
+    assert_eq!(all.kvs.iter().map(|kv| kv.key.clone()).collect::<Vec<_>>(), keys(&[b"d"]));
+    // Every lease of the batch is remembered as revoked, the older grant named last
+    // notwithstanding, and attaches checked before it are refused.
+    for (key, id, grant) in [(b"x", 5, 1), (b"y", 6, 2), (b"z", 7, 3)] {
+        assert_eq!(fx.must_apply(put_leased(key, id, grant)), Err(AtollError::LeaseNotFound));
+    }
+    fx.must_apply(put_leased(b"d2", 8, 4)).expect("a lease not in the batch still attaches");
+    fx.must_apply(put_leased(b"n", 5, 9)).expect("a later grant of a revoked ID attaches");
+}
+
+#[test]
+fn the_meta_shard_revokes_and_removes_a_batch_of_grants() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (meta, mut state) = must_meta(dir.path());
+    let mut apply = |op: LeaseOp| must_apply_meta(&meta, &mut state, op).expect("applies");
+    let mut granted = Vec::new();
+    for id in [1, 2, 3] {
+        granted.push(apply(LeaseOp::Grant { id, ttl: 60 }).record.expect("record").lease);
+    }
+    apply(LeaseOp::Revoke { id: 3, grant_index: 0 });
+    let stale = LeaseRef { id: 2, grant_index: 99 };
+    let missing = LeaseRef { id: 4, grant_index: 1 };
+    let leases = vec![granted[0], granted[1], granted[2], stale, missing, granted[0]];
+    let answer = apply(LeaseOp::RevokeBatch { leases });
+    assert_eq!(answer.revoking, vec![granted[0], granted[1]], "only held, not yet revoking grants");
+    let records = lease_records(&meta, &meta.storage().db.snapshot()).expect("records");
+    assert!(records.iter().all(|r| r.revoking), "all three are gone for clients");
+    let done = vec![granted[0], stale, granted[2]];
+    assert!(apply(LeaseOp::RevokedBatch { leases: done }).revoking.is_empty());
+    let records = lease_records(&meta, &meta.storage().db.snapshot()).expect("records");
+    assert_eq!(records.iter().map(|r| r.lease).collect::<Vec<_>>(), vec![granted[1]]);
 }

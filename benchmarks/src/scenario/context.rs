@@ -29,6 +29,8 @@ pub struct ScenarioContext {
     pub etcd_bin: PathBuf,
     /// Keys of the large-store scenarios.
     pub store_keys: u64,
+    /// Leases of lease-storm, when given; else its own default.
+    pub storm_leases: Option<u64>,
     /// Runs per measurement, when given; else each scenario's own default.
     pub repeat: Option<u64>,
     /// Measured phase of a throughput point.
@@ -68,6 +70,7 @@ impl ScenarioContext {
             atoll_bin,
             etcd_bin: args.etcd_bin.clone().unwrap_or_else(super::etcd_node::default_etcd_bin),
             store_keys: args.keys.unwrap_or(if smoke { SMOKE_KEYS } else { STORE_KEYS_DEFAULT }),
+            storm_leases: args.storm_leases,
             repeat: args.repeat,
             duration: args.duration.unwrap_or(if smoke {
                 SMOKE_DURATION

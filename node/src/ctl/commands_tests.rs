@@ -306,6 +306,7 @@ fn answering() -> Fake {
             | NativeRequest::LeaseLookup(_)
             | NativeRequest::LeasedWrite(_)
             | NativeRequest::RevokeLeaseKeys(_)
+            | NativeRequest::RevokeLeaseKeysBatch(_)
             | NativeRequest::MemberList(_)
             | NativeRequest::MemberAdd(_)
             | NativeRequest::MemberRemove(_)

@@ -1,7 +1,7 @@
 //! Lease requests (decision D16): served by the meta shard's leader, forwarded to it from any
 //! other node like a write; and the attach check of a Put or Txn that names leases.
 
-use super::lease_manager::{LEASE_ID_ATTEMPTS_MAX, LeaseManager};
+use super::lease_manager::{Finishing, LEASE_ID_ATTEMPTS_MAX, LeaseManager};
 use super::{NodeService, Origin, propose};
 use atoll_proto::*;
 use atoll_shard::lease::{keys_of_lease, lease_records};
@@ -69,7 +69,7 @@ impl NodeService {
                 NativeResponse::LeaseLeases(self.lease_leases().await?)
             }
             NativeRequest::LeaseLookup(r) => NativeResponse::LeaseLookup(LeaseLookupResponse {
-                leases: self.lease_lookup_here(&r.ids).await?,
+                leases: self.lease_lookup_here(&r.ids, r.shard).await?,
             }),
             other => {
                 let reason = format!("not a lease request: {other:?}");
@@ -198,8 +198,12 @@ impl NodeService {
             let op = LeaseOp::Revoke { id: req.id, grant_index: 0 };
             let record = this.propose_meta(op).await?.record.ok_or(AtollError::LeaseNotFound)?;
             let manager = this.lease_manager()?;
+            // Marked before the batch asks which shards to visit: no attach after this.
             manager.with_core(term, |core| core.revoking(req.id));
-            this.finish_revocation(term, record.lease).await
+            let (done, finished) = tokio::sync::oneshot::channel();
+            let lease = record.lease;
+            manager.queue_finish(Finishing { term, lease, permit: None, done: Some(done) });
+            finished.await.map_err(|_| AtollError::Stopping)?
         })
         .await?;
         Ok(LeaseRevokeResponse { header: self.header_at(term) })
@@ -292,23 +296,29 @@ impl NodeService {
         Ok(LeaseLeasesResponse { header: self.header_at(term), ids })
     }
 
-    /// The grants of live leases, on the meta shard's leader (etcd's `lessor.Lookup`).
-    async fn lease_lookup_here(&self, ids: &[i64]) -> Result<Vec<LeaseRef>, AtollError> {
+    /// The grants of live leases a write attaches on `shard`, on the meta shard's leader
+    /// (etcd's `lessor.Lookup`); the core remembers the shard for their revocation (D24).
+    async fn lease_lookup_here(
+        &self,
+        ids: &[i64],
+        shard: ShardId,
+    ) -> Result<Vec<LeaseRef>, AtollError> {
         let term = self.leading_term().await?;
         let found = self
             .lease_manager()?
             .with_core(term, |core| {
-                ids.iter().map(|id| core.lookup(*id)).collect::<Option<Vec<_>>>()
+                ids.iter().map(|id| core.attach(*id, shard)).collect::<Option<Vec<_>>>()
             })
             .ok_or(AtollError::LeaderChanged)?;
         found.ok_or(AtollError::LeaseNotFound)
     }
 
-    /// A Put or Txn naming leases becomes a [`LeasedWrite`] carrying the grants the meta
-    /// shard's leader vouched for; other writes pass unchanged.
+    /// A Put or Txn naming leases, going to `shard`, becomes a [`LeasedWrite`] carrying the
+    /// grants the meta shard's leader vouched for; other writes pass unchanged.
     pub(super) async fn attach_leases(
         &self,
         op: WriteOp,
+        shard: ShardId,
         origin: Origin,
     ) -> Result<WriteOp, AtollError> {
         let mut ids = Vec::new();
@@ -322,7 +332,7 @@ impl NodeService {
         }
         ids.sort_unstable();
         ids.dedup();
-        let req = NativeRequest::LeaseLookup(LeaseLookupRequest { ids });
+        let req = NativeRequest::LeaseLookup(LeaseLookupRequest { ids, shard });
         let leases = match self.serve_lease(req, origin).await? {
             NativeResponse::LeaseLookup(r) => r.leases,
             other => return Err(super::unexpected(&other)),

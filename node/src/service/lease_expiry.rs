@@ -5,16 +5,22 @@
 //! A revocation cannot be atomic across shards, so it runs in steps, each safe to repeat:
 //! 1. `Revoke` on the meta shard marks the record revoking: the lease is gone for clients,
 //!    a new attach is refused, and a new leader knows to finish the revocation;
-//! 2. `RevokeLeaseKeys` on every data shard deletes its keys of that grant in one entry and
-//!    remembers the grant as revoked, so an attach checked before step 1 but applied after
-//!    this is refused on that shard;
+//! 2. `RevokeLeaseKeys` on every data shard that may hold keys of it deletes them in one
+//!    entry and remembers the grant as revoked, so an attach checked before step 1 but
+//!    applied after this is refused on that shard;
 //! 3. `Revoked` on the meta shard removes the record.
+//!
+//! The expired leases of one pass take step 1 together, in one `RevokeBatch` entry; steps 2
+//! and 3 are batched with every other revocation ready at the time (`lease_revocation`,
+//! decision D24).
 
+use super::NodeService;
 use super::lease_manager::{
-    LEASE_CHECKPOINT_ENTRY_LEASES_MAX, LEASE_CHECKPOINTS_PER_PASS_MAX, LEASE_EXPIRY_PASS,
+    Finishing, LEASE_CHECKPOINT_ENTRY_LEASES_MAX, LEASE_CHECKPOINTS_PER_PASS_MAX,
+    LEASE_EXPIRY_PASS, LEASE_REVOCATION_BATCH_LEASES_MAX,
 };
-use super::{NodeService, Origin};
 use atoll_proto::*;
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -61,21 +67,22 @@ impl NodeService {
                 manager.with_core(term, |core| core.finish_later(lease));
                 continue;
             };
-            let this = self.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                if let Err(e) = this.finish_revocation(term, lease).await {
-                    tracing::debug!(lease = lease.id, error = %e, "revocation not finished yet");
-                }
-            });
+            manager.queue_finish(Finishing { term, lease, permit: Some(permit), done: None });
         }
+        let mut started = Vec::with_capacity(expired.len());
         for lease in expired {
-            let Some(permit) = self.revocation_permit() else {
-                manager.with_core(term, |core| core.revoke_failed(lease, now));
-                continue;
-            };
+            match self.revocation_permit() {
+                Some(permit) => started.push((lease, permit)),
+                None => {
+                    manager.with_core(term, |core| core.revoke_failed(lease, now));
+                }
+            }
+        }
+        while !started.is_empty() {
+            let rest = started.split_off(started.len().min(LEASE_REVOCATION_BATCH_LEASES_MAX));
+            let batch = std::mem::replace(&mut started, rest);
             let this = self.clone();
-            tokio::spawn(async move { this.revoke_expired(term, lease, permit).await });
+            tokio::spawn(async move { this.revoke_expired(term, batch).await });
         }
         if let Some(interval_ms) = manager.checkpoint_due(now) {
             self.checkpoint(term, now, interval_ms);
@@ -86,62 +93,36 @@ impl NodeService {
         self.lease_manager().ok()?.revocations.clone().try_acquire_owned().ok()
     }
 
-    async fn revoke_expired(&self, term: u64, lease: LeaseRef, _permit: OwnedSemaphorePermit) {
+    /// Step 1 of the revocations of expired leases, in one entry; the ones it marked are
+    /// queued to be finished.
+    async fn revoke_expired(&self, term: u64, batch: Vec<(LeaseRef, OwnedSemaphorePermit)>) {
         let Ok(manager) = self.lease_manager() else { return };
-        let op = LeaseOp::Revoke { id: lease.id, grant_index: lease.grant_index };
-        match self.propose_meta(op).await {
-            Ok(_) => {
-                // The lease is gone for clients from here on: it expired.
-                manager.counters.expired.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = self.finish_revocation(term, lease).await {
-                    tracing::debug!(lease = lease.id, error = %e, "revocation not finished yet");
+        let leases = batch.iter().map(|(lease, _)| *lease).collect();
+        match self.propose_meta(LeaseOp::RevokeBatch { leases }).await {
+            Ok(answer) => {
+                let marked: BTreeSet<LeaseRef> = answer.revoking.into_iter().collect();
+                for (lease, permit) in batch {
+                    if marked.contains(&lease) {
+                        // The lease is gone for clients from here on: it expired.
+                        manager.counters.expired.fetch_add(1, Ordering::Relaxed);
+                        let permit = Some(permit);
+                        manager.queue_finish(Finishing { term, lease, permit, done: None });
+                    } else {
+                        // Revoked meanwhile (a client's revoke, or a former leader's).
+                        manager.with_core(term, |core| core.revoked(lease));
+                    }
                 }
             }
-            // Revoked meanwhile (a client's revoke, or a former leader's).
-            Err(AtollError::LeaseNotFound) => {
-                manager.with_core(term, |core| core.revoked(lease));
-            }
             Err(e) => {
-                tracing::debug!(lease = lease.id, error = %e, "expired lease not revoked yet");
+                tracing::debug!(count = batch.len(), error = %e, "expired leases not revoked yet");
                 let now = manager.now_ms();
-                manager.with_core(term, |core| core.revoke_failed(lease, now));
+                manager.with_core(term, |core| {
+                    for (lease, _) in &batch {
+                        core.revoke_failed(*lease, now);
+                    }
+                });
             }
         }
-    }
-
-    /// Steps 2 and 3 of a revocation whose `Revoke` applied. On failure the lease is queued
-    /// to be finished by a later pass (or by the next leader, from its revoking record).
-    pub(super) async fn finish_revocation(
-        &self,
-        term: u64,
-        lease: LeaseRef,
-    ) -> Result<(), AtollError> {
-        let manager = self.lease_manager()?;
-        let result = self.delete_lease_keys(lease).await;
-        let result = match result {
-            Ok(()) => self.propose_meta(LeaseOp::Revoked { lease }).await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        match &result {
-            Ok(()) => {
-                manager.counters.revoked.fetch_add(1, Ordering::Relaxed);
-                manager.with_core(term, |core| core.revoked(lease))
-            }
-            Err(_) => manager.with_core(term, |core| core.finish_later(lease)),
-        };
-        result
-    }
-
-    /// Every data shard deletes its keys of `lease` (through its leader, wherever it is).
-    async fn delete_lease_keys(&self, lease: LeaseRef) -> Result<(), AtollError> {
-        let shards: Vec<ShardId> = self.inner.shards.handles().map(|(id, _)| id).collect();
-        // Each shard's step is idempotent (D16): all of them at once, one commit's wait.
-        let deletes = shards.into_iter().map(|shard| {
-            let op = WriteOp::RevokeLeaseKeys(RevokeLeaseKeysRequest { shard, lease });
-            self.write_on(shard, op, Origin::Client)
-        });
-        futures::future::try_join_all(deletes).await?;
-        Ok(())
     }
 
     /// Proposes the remaining TTLs due for a checkpoint, a bounded batch per entry, in a

@@ -8,17 +8,28 @@
 //! The core sits under a std mutex held only for in-memory steps of the core, never across
 //! an await or IO, the exception to STYLE's "no shared mutex" that D12 also makes.
 
-use atoll_proto::LeaseRecord;
+use atoll_proto::{AtollError, LeaseRecord, LeaseRef};
 use atoll_shard::lease::LeaseCore;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 /// How often the leader looks for expired leases (etcd's revoke loop: every 500 ms).
 pub const LEASE_EXPIRY_PASS: Duration = Duration::from_millis(500);
-/// Revocations (of expired leases, or finishing a former leader's) running at once.
-pub const LEASE_REVOCATIONS_IN_FLIGHT_MAX: usize = 256;
+/// Revocations (of expired leases, or finishing a former leader's) running at once: four
+/// seconds of the default rate, so a pass can take its whole budget (`rate / 2`) while the
+/// revocations of earlier passes are still finishing (256 capped a storm at 512/s, and at
+/// ~270/s with a revocation taking about a second under load; decision D24).
+pub const LEASE_REVOCATIONS_IN_FLIGHT_MAX: usize = 4_096;
+/// Revocations one batch finishes together: one `RevokeLeaseKeysBatch` entry per data shard
+/// holding keys of any of them and one `RevokedBatch` entry (decision D24). A 1,000-lease
+/// entry is about 16 KiB of lease references, far below `--max-request-bytes`.
+pub const LEASE_REVOCATION_BATCH_LEASES_MAX: usize = 1_000;
+/// Batches finishing at once; revocations ready meanwhile wait and go in the next batch
+/// together, as writes wait for the log writer's next fsync (group commit).
+pub const LEASE_REVOCATION_BATCHES_IN_FLIGHT_MAX: usize = 4;
 /// Remaining TTLs one checkpoint entry carries (etcd's `leaseCheckpointRate` per entry).
 pub const LEASE_CHECKPOINT_ENTRY_LEASES_MAX: usize = 1_000;
 /// Remaining TTLs one checkpoint pass takes; the next pass continues after them.
@@ -51,6 +62,27 @@ pub(super) struct LeaseManager {
     next_checkpoint_ms: AtomicU64,
     /// What this node did while it led the meta shard, for its metrics.
     pub(super) counters: LeaseCounters,
+    /// Revocations whose `Revoke` applied, waiting to be finished in a batch.
+    finishing: Mutex<VecDeque<Finishing>>,
+    /// Signalled when `finishing` gains one.
+    pub(super) finishing_ready: Notify,
+    /// Permits for batches finishing at once ([`LEASE_REVOCATION_BATCHES_IN_FLIGHT_MAX`]).
+    pub(super) batches: Arc<Semaphore>,
+}
+
+/// A revocation whose first step (`Revoke` on the meta shard) applied, waiting for its
+/// keys to be deleted and its record removed (decision D16's steps 2 and 3, batched D24).
+pub(super) struct Finishing {
+    /// The term of the lease state that started it.
+    pub(super) term: u64,
+    /// The lease and the grant being revoked.
+    pub(super) lease: LeaseRef,
+    /// Held until it finishes when it counts against [`LEASE_REVOCATIONS_IN_FLIGHT_MAX`]
+    /// (an expiry's revocation or a former leader's; a client's revoke does not).
+    #[allow(dead_code, reason = "held for its drop, which frees the slot")]
+    pub(super) permit: Option<OwnedSemaphorePermit>,
+    /// A client's revoke waiting for the outcome.
+    pub(super) done: Option<oneshot::Sender<Result<(), AtollError>>>,
 }
 
 /// Lease work this node finished as the meta shard's leader, since it started (counters of
@@ -85,7 +117,23 @@ impl LeaseManager {
             revocations: Arc::new(Semaphore::new(LEASE_REVOCATIONS_IN_FLIGHT_MAX)),
             next_checkpoint_ms: AtomicU64::new(0),
             counters: LeaseCounters::default(),
+            finishing: Mutex::new(VecDeque::new()),
+            finishing_ready: Notify::new(),
+            batches: Arc::new(Semaphore::new(LEASE_REVOCATION_BATCHES_IN_FLIGHT_MAX)),
         }
+    }
+
+    /// Queues a revocation to be finished in the next batch.
+    pub(super) fn queue_finish(&self, finishing: Finishing) {
+        self.finishing.lock().unwrap_or_else(|p| p.into_inner()).push_back(finishing);
+        self.finishing_ready.notify_one();
+    }
+
+    /// Up to `max` revocations waiting to be finished, oldest first.
+    pub(super) fn take_finishing(&self, max: usize) -> Vec<Finishing> {
+        let mut queue = self.finishing.lock().unwrap_or_else(|p| p.into_inner());
+        let n = max.min(queue.len());
+        queue.drain(..n).collect()
     }
 
     /// The lease samples of `/metrics`. A follower holds no lease state (decision D16), so

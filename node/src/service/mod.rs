@@ -12,6 +12,7 @@
 mod lease;
 mod lease_expiry;
 mod lease_manager;
+mod lease_revocation;
 mod members;
 mod merged_watch;
 mod range;
@@ -143,6 +144,7 @@ impl NodeService {
             return;
         }
         runtime.spawn(self.clone().run_lease_expiry());
+        runtime.spawn(self.clone().run_lease_revocations());
     }
 
     /// The node's storage (backups read it).
@@ -261,6 +263,9 @@ impl NodeService {
             NativeRequest::LeasedWrite(w) => self.write(WriteOp::Leased(w), origin).await,
             NativeRequest::RevokeLeaseKeys(r) => {
                 self.write(WriteOp::RevokeLeaseKeys(r), origin).await
+            }
+            NativeRequest::RevokeLeaseKeysBatch(r) => {
+                self.write(WriteOp::RevokeLeaseKeysBatch(r), origin).await
             }
             NativeRequest::MemberList(_)
             | NativeRequest::MemberAdd(_)
@@ -466,12 +471,15 @@ impl NodeService {
 
     async fn write(&self, op: WriteOp, origin: Origin) -> Result<NativeResponse, AtollError> {
         validate_write(&op, &self.inner.limits)?;
-        let op = self.attach_leases(op, origin).await?;
         if let WriteOp::Compact(c) = op {
             return self.compact_every_shard(c, origin).await.map(NativeResponse::Compact);
         }
         match self.inner.shards.single_shard_of(&op) {
-            Some(shard) => self.write_on(shard, op, origin).await,
+            Some(shard) => {
+                // The meta shard's leader learns the shard a lease is attached on (D24).
+                let op = self.attach_leases(op, shard, origin).await?;
+                self.write_on(shard, op, origin).await
+            }
             None => match op {
                 WriteOp::DeleteRange(d) => {
                     self.delete_across(d, origin).await.map(NativeResponse::DeleteRange)
@@ -817,6 +825,7 @@ fn native_request(shard: ShardId, op: WriteOp) -> Result<NativeRequest, AtollErr
         WriteOp::Close(r) => NativeRequest::Close(r),
         WriteOp::Leased(r) => NativeRequest::LeasedWrite(r),
         WriteOp::RevokeLeaseKeys(r) => NativeRequest::RevokeLeaseKeys(r),
+        WriteOp::RevokeLeaseKeysBatch(r) => NativeRequest::RevokeLeaseKeysBatch(r),
         WriteOp::Member(w) => NativeRequest::MemberWrite(w),
         // Only the meta shard's leader proposes lease record changes, to itself.
         WriteOp::Lease(_) => {

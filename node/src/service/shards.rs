@@ -100,6 +100,7 @@ impl ShardSet {
             WriteOp::Close(c) => return Some(c.shard),
             WriteOp::Lease(_) | WriteOp::Member(_) => return Some(ShardId::META),
             WriteOp::RevokeLeaseKeys(r) => return Some(r.shard),
+            WriteOp::RevokeLeaseKeysBatch(r) => return Some(r.shard),
             WriteOp::Leased(l) => return self.single_shard_of(&l.op),
         };
         if all_in_one { owner.or_else(|| self.first().map(|(id, _)| id)) } else { None }

@@ -56,7 +56,29 @@ pub(crate) fn revoke_lease_keys(
         // A key the index names but that no longer carries the lease leaves no entry.
         txn.lease_writes.insert(entry_key, None);
     }
-    let newest = revoked_grant(view, shard, lease.id)?.unwrap_or(0).max(lease.grant_index);
-    txn.lease_writes.insert(revoked_key(shard, lease.id), Some(encode_grant(newest)));
+    // The marker as this entry left it (a batch may name two grants of one ID), else as
+    // stored: it only ever rises.
+    let marker = revoked_key(shard, lease.id);
+    let before = match txn.lease_writes.get(&marker) {
+        Some(Some(bytes)) => Some(decode_grant(bytes)?),
+        _ => revoked_grant(view, shard, lease.id)?,
+    };
+    let newest = before.unwrap_or(0).max(lease.grant_index);
+    txn.lease_writes.insert(marker, Some(encode_grant(newest)));
+    Ok(deleted)
+}
+
+/// [`revoke_lease_keys`] of every lease of `leases` through one `txn`: one entry, one
+/// revision for all their keys (decision D24).
+pub(crate) fn revoke_leases_keys(
+    txn: &mut WriteTxn<'_>,
+    view: &LeaseView<'_>,
+    shard: ShardId,
+    leases: &[LeaseRef],
+) -> Result<i64, ShardError> {
+    let mut deleted = 0;
+    for lease in leases {
+        deleted += revoke_lease_keys(txn, view, shard, *lease)?;
+    }
     Ok(deleted)
 }

@@ -6,7 +6,7 @@
 //!
 //! Time is the caller's monotonic clock in milliseconds, so tests drive it by hand.
 
-use atoll_proto::{LeaseRecord, LeaseRef};
+use atoll_proto::{LeaseRecord, LeaseRef, ShardId};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
@@ -69,6 +69,12 @@ pub struct LeaseCore {
     unfinished: VecDeque<LeaseRef>,
     /// Where the next checkpoint pass starts (IDs above it go first).
     checkpoint_cursor: Option<i64>,
+    /// For each lease this core granted: its grant and the data shards attaches of it were
+    /// approved for (decision D24). Every approval of such a lease is this core's (it was
+    /// granted in this term, and lookups are answered from the core), so a revocation
+    /// deletes keys on these shards only. A lease loaded at promotion has no entry: an
+    /// earlier leader approved its attaches, so its revocation visits every data shard.
+    attached: BTreeMap<i64, (u64, Vec<ShardId>)>,
 }
 
 impl LeaseCore {
@@ -108,6 +114,7 @@ impl LeaseCore {
     /// A grant was applied: the lease lives its full TTL from now.
     pub fn granted(&mut self, record: LeaseRecord, now_ms: u64) {
         self.hold(record, now_ms.saturating_add(ttl_ms(record.ttl)), false);
+        self.attached.insert(record.lease.id, (record.lease.grant_index, Vec::new()));
     }
 
     /// Whether `id` is held, revoking or not (a server-chosen ID must be new).
@@ -118,6 +125,31 @@ impl LeaseCore {
     /// The grant of a live lease; `None` if absent or being revoked.
     pub fn lookup(&self, id: i64) -> Option<LeaseRef> {
         self.live(id).map(|h| h.lease)
+    }
+
+    /// The grant of a live lease a write is about to attach on `shard` (etcd's
+    /// `lessor.Lookup`); remembers the shard, so the lease's revocation goes there.
+    /// `None` if absent or being revoked.
+    pub fn attach(&mut self, id: i64, shard: ShardId) -> Option<LeaseRef> {
+        let lease = self.lookup(id)?;
+        if let Some((grant, shards)) = self.attached.get_mut(&id)
+            && *grant == lease.grant_index
+            && !shards.contains(&shard)
+        {
+            shards.push(shard);
+        }
+        Some(lease)
+    }
+
+    /// The data shards that may hold keys of `lease`, asked once its revocation started
+    /// (the lease is marked revoking, so no attach is approved after): the shards this core
+    /// approved attaches for, or `None` if it does not know them all (a lease loaded at
+    /// promotion, or one it no longer holds): then every data shard.
+    pub fn shards_of(&self, lease: LeaseRef) -> Option<Vec<ShardId>> {
+        match self.attached.get(&lease.id) {
+            Some((grant, shards)) if *grant == lease.grant_index => Some(shards.clone()),
+            _ => None,
+        }
     }
 
     fn live(&self, id: i64) -> Option<&Held> {
@@ -210,6 +242,9 @@ impl LeaseCore {
     pub fn revoked(&mut self, lease: LeaseRef) {
         if self.leases.get(&lease.id).is_some_and(|h| h.lease == lease) {
             self.leases.remove(&lease.id);
+        }
+        if self.attached.get(&lease.id).is_some_and(|(grant, _)| *grant == lease.grant_index) {
+            self.attached.remove(&lease.id);
         }
     }
 

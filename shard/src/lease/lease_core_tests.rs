@@ -1,7 +1,7 @@
 //! Unit tests of the lease manager's core: expiry, renewal, checkpoints, promotion.
 
 use super::lease_core::*;
-use atoll_proto::{LeaseRecord, LeaseRef};
+use atoll_proto::{LeaseRecord, LeaseRef, ShardId};
 
 fn record(id: i64, ttl: i64) -> LeaseRecord {
     LeaseRecord {
@@ -124,4 +124,28 @@ fn stats_count_live_leases_and_every_revocation_not_finished() {
     revoking.revoking = true;
     let promoted = LeaseCore::promote(vec![revoking], 0, 0);
     assert_eq!(promoted.stats(0).revocation_backlog, 1, "a former leader's, queued alone");
+}
+
+#[test]
+fn a_revocation_visits_the_shards_attaches_were_approved_for_or_all_if_unknown() {
+    let mut core = LeaseCore::default();
+    core.granted(record(1, 10), 0);
+    core.granted(record(2, 10), 0);
+    let one = LeaseRef { id: 1, grant_index: 10 };
+    assert_eq!(core.shards_of(one), Some(vec![]), "granted here, no attach yet");
+    assert_eq!(core.attach(1, ShardId(3)), Some(one));
+    assert_eq!(core.attach(1, ShardId(1)), Some(one));
+    assert_eq!(core.attach(1, ShardId(3)), Some(one));
+    assert_eq!(core.shards_of(one), Some(vec![ShardId(3), ShardId(1)]));
+    // Another grant of the ID is not this one: unknown, so every shard.
+    assert_eq!(core.shards_of(LeaseRef { id: 1, grant_index: 99 }), None);
+    assert_eq!(core.attach(7, ShardId(1)), None, "no such lease");
+    core.revoking(1);
+    assert_eq!(core.attach(1, ShardId(2)), None, "no attach once revoking");
+    assert_eq!(core.shards_of(one), Some(vec![ShardId(3), ShardId(1)]));
+    core.revoked(one);
+    assert_eq!(core.shards_of(one), None);
+    // A lease a new leader loads was attached under an earlier leader: unknown.
+    let promoted = LeaseCore::promote(vec![record(5, 60)], 0, 0);
+    assert_eq!(promoted.shards_of(LeaseRef { id: 5, grant_index: 50 }), None);
 }

@@ -15,6 +15,7 @@ pub(crate) fn apply_lease_op(
     op: &LeaseOp,
 ) -> Result<(LeaseOpResponse, LeaseWrites), ShardError> {
     let mut writes = LeaseWrites::new();
+    let mut revoking = Vec::new();
     let record = match op {
         LeaseOp::Grant { id, ttl } => {
             if *id == 0 {
@@ -48,6 +49,29 @@ pub(crate) fn apply_lease_op(
             }
             None
         }
+        LeaseOp::RevokeBatch { leases } => {
+            for lease in leases {
+                // Read through this entry's writes: a lease named twice is marked once.
+                match load_pending(view, &writes, lease.id)? {
+                    Some(mut record) if !record.revoking && record.lease == *lease => {
+                        record.revoking = true;
+                        put(&mut writes, &record)?;
+                        revoking.push(*lease);
+                    }
+                    // Revoked meanwhile, or a later grant of the ID: not this batch's.
+                    _ => {}
+                }
+            }
+            None
+        }
+        LeaseOp::RevokedBatch { leases } => {
+            for lease in leases {
+                if load_pending(view, &writes, lease.id)?.is_some_and(|r| r.lease == *lease) {
+                    writes.insert(record_key(lease.id), None);
+                }
+            }
+            None
+        }
         LeaseOp::Checkpoint { remaining } => {
             for (id, remaining_ms) in remaining {
                 if let Some(mut record) = load(view, *id)?.filter(|r| !r.revoking) {
@@ -58,11 +82,24 @@ pub(crate) fn apply_lease_op(
             None
         }
     };
-    Ok((LeaseOpResponse { header: Default::default(), record }, writes))
+    Ok((LeaseOpResponse { header: Default::default(), record, revoking }, writes))
 }
 
 fn load(view: &LeaseView<'_>, id: i64) -> Result<Option<LeaseRecord>, StorageError> {
     view.get(&record_key(id))?.map(|bytes| decode_lease_record(&bytes)).transpose()
+}
+
+/// The record of `id` as this entry left it so far: its own writes over `view`.
+fn load_pending(
+    view: &LeaseView<'_>,
+    writes: &LeaseWrites,
+    id: i64,
+) -> Result<Option<LeaseRecord>, StorageError> {
+    match writes.get(&record_key(id)) {
+        Some(Some(bytes)) => decode_lease_record(bytes).map(Some),
+        Some(None) => Ok(None),
+        None => load(view, id),
+    }
 }
 
 fn put(writes: &mut LeaseWrites, record: &LeaseRecord) -> Result<(), StorageError> {

@@ -16,7 +16,7 @@ mod lease_read;
 mod lease_writes;
 mod meta_apply;
 
-pub(crate) use data_apply::{check_not_revoked, revoke_lease_keys};
+pub(crate) use data_apply::{check_not_revoked, revoke_leases_keys};
 pub use lease_core::{LeaseCore, LeaseStats, REVOKE_RETRY_MS, Renewed, TimeToLive};
 pub(crate) use lease_keys::{encode_grant, index_key};
 pub use lease_read::{keys_of_lease, lease_records};

@@ -3,7 +3,7 @@
 //! together with the final [`ApplyState`] (DESIGN §5: the applied index rides with the data).
 
 use crate::error::{ShardError, StorageError};
-use crate::lease::{LeaseView, LeaseWrites, apply_lease_op, check_not_revoked, revoke_lease_keys};
+use crate::lease::{LeaseView, LeaseWrites, apply_lease_op, check_not_revoked, revoke_leases_keys};
 use crate::member::{apply_conf_context, apply_member_write};
 use crate::mvcc::apply_state::{ApplyState, apply_state_key};
 use crate::mvcc::codec::{
@@ -181,11 +181,10 @@ impl<'s> ApplyBatch<'s> {
             WriteOp::DeleteRange(req) => WriteResponse::DeleteRange(txn.delete_range(req)?),
             WriteOp::Txn(req) => WriteResponse::Txn(txn.txn(req)?),
             WriteOp::RevokeLeaseKeys(req) if !is_meta => {
-                let deleted = revoke_lease_keys(&mut txn, &lease_view, shard, req.lease)?;
-                let revision =
-                    if txn.overlay.is_empty() { self.state.revision } else { new_revision };
-                let header = ResponseHeader { revision, ..Default::default() };
-                WriteResponse::RevokeLeaseKeys(RevokeLeaseKeysResponse { header, deleted })
+                revoke_keys(&mut txn, &lease_view, std::slice::from_ref(&req.lease))?
+            }
+            WriteOp::RevokeLeaseKeysBatch(req) if !is_meta => {
+                revoke_keys(&mut txn, &lease_view, &req.leases)?
             }
             WriteOp::Close(req) => {
                 // Raising the revision without a write: apply gives every later write a
@@ -203,6 +202,7 @@ impl<'s> ApplyBatch<'s> {
             WriteOp::Lease(_)
             | WriteOp::Leased(_)
             | WriteOp::RevokeLeaseKeys(_)
+            | WriteOp::RevokeLeaseKeysBatch(_)
             | WriteOp::Member(_) => {
                 let reason = format!("lease command not applicable on shard {shard}");
                 return Err(AtollError::Malformed { reason }.into());
@@ -275,4 +275,17 @@ fn compact(state: &ApplyState, revision: i64) -> Result<WriteResponse, AtollErro
     }
     let header = ResponseHeader { revision: state.revision, ..Default::default() };
     Ok(WriteResponse::Compact(CompactionResponse { header }))
+}
+
+/// Deletes the shard's keys of revoked `leases` through `txn` (decision D16, batched as D24);
+/// the answer's revision is the deletes' (the shard's if nothing was deleted).
+fn revoke_keys(
+    txn: &mut WriteTxn<'_>,
+    view: &LeaseView<'_>,
+    leases: &[LeaseRef],
+) -> Result<WriteResponse, ShardError> {
+    let deleted = revoke_leases_keys(txn, view, txn.shard, leases)?;
+    let revision = if txn.overlay.is_empty() { txn.base_revision } else { txn.new_revision };
+    let header = ResponseHeader { revision, ..Default::default() };
+    Ok(WriteResponse::RevokeLeaseKeys(RevokeLeaseKeysResponse { header, deleted }))
 }

@@ -82,7 +82,7 @@ impl Storm {
 
 /// Runs the scenario; returns its table for `suite`.
 pub async fn run_scenario(ctx: &ScenarioContext) -> anyhow::Result<Summary> {
-    let leases = if ctx.smoke { LEASES_SMOKE } else { LEASES_DEFAULT };
+    let leases = ctx.storm_leases.unwrap_or(if ctx.smoke { LEASES_SMOKE } else { LEASES_DEFAULT });
     let mut rows = Vec::new();
     for system in systems(ctx, NAME)? {
         let mut storms = Vec::new();
