@@ -38,6 +38,8 @@ pub enum WriteOp {
     RevokeLeaseKeys(crate::lease::RevokeLeaseKeysRequest),
     /// A change of a member's attributes (meta shard only; decision D18).
     Member(crate::member::MemberWrite),
+    /// A change of the shard map record (meta shard only; decision D23).
+    ShardMap(crate::shard_map::ShardMapWrite),
 }
 
 impl WriteOp {

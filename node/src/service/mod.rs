@@ -15,6 +15,7 @@ mod lease_manager;
 mod members;
 mod merged_watch;
 mod range;
+mod shard_map;
 mod shards;
 mod watch;
 mod watch_task;
@@ -268,6 +269,8 @@ impl NodeService {
             | NativeRequest::MemberPromote(_)
             | NativeRequest::MemberUpdate(_) => self.serve_members(req, origin).await,
             NativeRequest::MemberWrite(w) => self.write(WriteOp::Member(w), origin).await,
+            NativeRequest::ShardMap(r) => self.serve_shard_map(r).await,
+            NativeRequest::AtLeader(r) => self.serve_at_leader(r).await,
         }
     }
 
@@ -818,8 +821,9 @@ fn native_request(shard: ShardId, op: WriteOp) -> Result<NativeRequest, AtollErr
         WriteOp::Leased(r) => NativeRequest::LeasedWrite(r),
         WriteOp::RevokeLeaseKeys(r) => NativeRequest::RevokeLeaseKeys(r),
         WriteOp::Member(w) => NativeRequest::MemberWrite(w),
-        // Only the meta shard's leader proposes lease record changes, to itself.
-        WriteOp::Lease(_) => {
+        // Only the meta shard's leader proposes lease record changes and the shard map
+        // migration, to itself.
+        WriteOp::Lease(_) | WriteOp::ShardMap(_) => {
             return Err(AtollError::NotLeader { shard: ShardId::META, leader_hint: None });
         }
     })

@@ -14,6 +14,7 @@ use crate::mvcc::store::{MvccStore, WriteResponse};
 use crate::mvcc::validate::check_shape;
 use crate::mvcc::view::{History, Overlay};
 use crate::mvcc::write_txn::WriteTxn;
+use crate::shard_map_record::apply_shard_map_write;
 use crate::storage::records;
 use atoll_proto::member::ConfChangeContext;
 use atoll_proto::{
@@ -153,6 +154,15 @@ impl<'s> ApplyBatch<'s> {
                 let reason = format!("member write for a data shard ({shard})");
                 return Err(AtollError::Malformed { reason }.into());
             }
+            WriteOp::ShardMap(write) if is_meta => {
+                let writes = apply_shard_map_write(&lease_view, write)?;
+                let header = ResponseHeader { revision: self.state.revision, ..Default::default() };
+                return Ok((WriteResponse::Membership(header), Overlay::new(), writes));
+            }
+            WriteOp::ShardMap(_) => {
+                let reason = format!("shard map write for a data shard ({shard})");
+                return Err(AtollError::Malformed { reason }.into());
+            }
             WriteOp::Leased(leased) if !is_meta => {
                 check_not_revoked(&lease_view, shard, &leased.leases)?;
                 (leased.op.as_ref(), &leased.leases)
@@ -203,7 +213,8 @@ impl<'s> ApplyBatch<'s> {
             WriteOp::Lease(_)
             | WriteOp::Leased(_)
             | WriteOp::RevokeLeaseKeys(_)
-            | WriteOp::Member(_) => {
+            | WriteOp::Member(_)
+            | WriteOp::ShardMap(_) => {
                 let reason = format!("lease command not applicable on shard {shard}");
                 return Err(AtollError::Malformed { reason }.into());
             }
