@@ -64,14 +64,17 @@ pub fn read_legacy_map(cfg: &NodeConfig) -> anyhow::Result<Option<ShardMap>> {
 }
 
 /// The shard map a new cluster starts with: `--initial-split` over every initial member, all
-/// voters. Every initial member computes the same map from the same flags, and the meta
-/// shard's bootstrap records it (decision D23).
+/// voters, in ID order. Every initial member computes the same map from the same flags
+/// whatever order its `--initial-cluster` lists them in, and the meta shard's bootstrap
+/// records it (decision D23).
 pub fn initial_shard_map(cfg: &NodeConfig) -> anyhow::Result<ShardMap> {
-    let replicas: Vec<ReplicaDescriptor> = cfg
+    let mut replicas: Vec<ReplicaDescriptor> = cfg
         .initial_members()
         .iter()
         .map(|m| ReplicaDescriptor { node: m.id, role: ReplicaRole::Voter })
         .collect();
+    replicas.sort_by_key(|r| r.node);
+    replicas.dedup();
     Ok(bootstrap_map(&cfg.cluster.initial_split, &replicas)?)
 }
 

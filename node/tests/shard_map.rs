@@ -133,24 +133,28 @@ async fn the_meta_shard_holds_the_map_every_member_and_a_joiner_agree_on() {
     eprintln!("phase: a router connected only to the joiner routes a write to the leader");
     let key = "/a/routed";
     only_n4.refresh_shard_map().await.expect("map from the joiner");
+    // A second router, connected only to an initial member, caches the same leader.
+    let only_n1 = cluster.must_client(&[0]).await;
+    only_n1.refresh_shard_map().await.expect("map from n1");
     let endpoints = cluster.endpoints(&[0, 1, 2]);
     let leader = first_shard_leader(&only_n4, &endpoints[0]).await;
-    let write = KeyedWrite::Put(put(key, "v2"));
-    let NativeResponse::Put(resp) = only_n4.write_at_leader(write).await.expect("routed put")
-    else {
-        panic!("a put answers a put")
-    };
-    assert_eq!(resp.header.member_id, leader, "served by the shard's leader itself");
+    assert_eq!(must_routed_put(&only_n4, key, "v2").await, leader, "served by the leader itself");
     assert_eq!(only_n4.cached_leader(key.as_bytes()), Some(NodeId(leader)));
+    assert_eq!(only_n1.cached_leader(key.as_bytes()), Some(NodeId(leader)));
 
-    eprintln!("phase: leadership moves to the joiner; the router follows the NotLeader hint");
+    eprintln!("phase: leadership moves to the joiner; the routers follow the NotLeader hint");
     // The data shards promote the joiner's replicas once caught up (decision D18); until
     // then it is no valid transferee.
     let joiner_endpoint = cluster.endpoints(&[joiner]).remove(0);
+    let mut member_ids = Vec::new();
+    for endpoint in &endpoints {
+        let status = until_ok(PATIENCE, "status", || only_n4.status(endpoint)).await;
+        member_ids.push(status.header.member_id);
+    }
     let deadline = Instant::now() + PATIENCE;
     while first_shard_leader(&only_n4, &joiner_endpoint).await != added.id.0 {
         let now = first_shard_leader(&only_n4, &joiner_endpoint).await;
-        let at = ids.iter().position(|id| id.0 == now).expect("an initial member leads");
+        let at = member_ids.iter().position(|id| *id == now).expect("an initial member leads");
         let moved = async {
             let mut etcd = etcd_client::Client::connect([&endpoints[at]], None).await?;
             etcd.move_leader(added.id.0).await
@@ -161,19 +165,26 @@ async fn the_meta_shard_holds_the_map_every_member_and_a_joiner_agree_on() {
         assert!(Instant::now() < deadline, "the joiner never led the first shard");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The cache still names the old leader, and the map lists only the initial members as
-    // replicas: the old leader's hint names a member the map does not list.
+    // Both caches still name the old leader, whose hint names the joiner, which the map's
+    // replica lists (the initial members) do not: the routers find it in the member list.
+    // The router on n1 has no other way to the joiner: its own endpoint does not lead.
     assert!(!wanted.shards[0].replicas.iter().any(|r| r.node == added.id));
-    let write = KeyedWrite::Put(put(key, "v3"));
-    let NativeResponse::Put(resp) = only_n4.write_at_leader(write).await.expect("routed put")
-    else {
-        panic!("a put answers a put")
-    };
-    assert_eq!(resp.header.member_id, added.id.0, "the hint led to the joiner");
+    assert_eq!(must_routed_put(&only_n1, key, "v3").await, added.id.0, "hint followed");
+    assert_eq!(only_n1.cached_leader(key.as_bytes()), Some(added.id));
+    assert_eq!(must_routed_put(&only_n4, key, "v4").await, added.id.0, "hint followed");
     assert_eq!(only_n4.cached_leader(key.as_bytes()), Some(added.id));
     let read = RangeRequest { key: key.as_bytes().to_vec(), ..Default::default() };
     let got = until_ok(PATIENCE, "read the routed write", || client.range(read.clone())).await;
-    assert_eq!(got.kvs[0].value, b"v3");
+    assert_eq!(got.kvs[0].value, b"v4");
+}
+
+/// Puts `key` through [`Client::write_at_leader`]; the member that served it.
+async fn must_routed_put(client: &Client, key: &str, value: &str) -> u64 {
+    let write = KeyedWrite::Put(put(key, value));
+    match client.write_at_leader(write).await.expect("routed put") {
+        NativeResponse::Put(resp) => resp.header.member_id,
+        other => panic!("a put answers a put: {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
