@@ -145,23 +145,20 @@ impl<'s> ApplyBatch<'s> {
                 let (response, writes) = apply_lease_op(&lease_view, index, lease_op)?;
                 return Ok((WriteResponse::Lease(response), Overlay::new(), writes));
             }
-            WriteOp::Member(write) if is_meta => {
-                let writes = apply_member_write(&lease_view, write)?;
+            // The meta shard's own records (decisions D18, D23).
+            WriteOp::Member(_) | WriteOp::ShardMap(_) => {
+                let writes = match op {
+                    WriteOp::Member(write) if is_meta => apply_member_write(&lease_view, write)?,
+                    WriteOp::ShardMap(write) if is_meta => {
+                        apply_shard_map_write(&lease_view, write)?
+                    }
+                    _ => {
+                        let reason = format!("meta shard record write for a data shard ({shard})");
+                        return Err(AtollError::Malformed { reason }.into());
+                    }
+                };
                 let header = ResponseHeader { revision: self.state.revision, ..Default::default() };
                 return Ok((WriteResponse::Membership(header), Overlay::new(), writes));
-            }
-            WriteOp::Member(_) => {
-                let reason = format!("member write for a data shard ({shard})");
-                return Err(AtollError::Malformed { reason }.into());
-            }
-            WriteOp::ShardMap(write) if is_meta => {
-                let writes = apply_shard_map_write(&lease_view, write)?;
-                let header = ResponseHeader { revision: self.state.revision, ..Default::default() };
-                return Ok((WriteResponse::Membership(header), Overlay::new(), writes));
-            }
-            WriteOp::ShardMap(_) => {
-                let reason = format!("shard map write for a data shard ({shard})");
-                return Err(AtollError::Malformed { reason }.into());
             }
             WriteOp::Leased(leased) if !is_meta => {
                 check_not_revoked(&lease_view, shard, &leased.leases)?;
