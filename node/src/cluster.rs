@@ -1,10 +1,9 @@
 //! What a node knows about its cluster at start-up: the members and their peer addresses,
-//! the shard map (created from the flags on first start and kept in the data directory so a
-//! restart with other flags cannot silently re-cut the key space), and the bridge between
-//! the peer transport and the local replicas.
+//! the shard map (read from the meta shard's applied state, decision D23, or from an older
+//! data directory's `shard-map.json`), and the bridge between the peer transport and the
+//! local replicas.
 
 use crate::config::{NodeConfig, url_socket_addr};
-use crate::durable_file::write_atomically;
 use crate::service::{Forwarder, NodeService, PeerSet};
 use crate::snapshot_sink;
 use crate::transport::peer::{
@@ -17,16 +16,18 @@ use atoll_proto::peer::{ShardMessage, SnapshotHeader};
 use atoll_proto::shard_map::{Member, ReplicaDescriptor, ReplicaRole, ShardMap};
 use atoll_proto::{AtollError, NativeRequest, NativeResponse, NodeId, ShardId};
 use atoll_router::shard_map::{bootstrap_map, validate};
+use atoll_shard::Storage;
 use atoll_shard::actors::{PeerSink, PeerUnreachable, ReplicaActor, SnapshotSendDone, Step};
 use atoll_shard::snapshot::GeneratedSnapshot;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
-/// The shard map file in the data directory.
+/// The shard map file of data directories from before decision D23.
 pub const SHARD_MAP_FILE: &str = "shard-map.json";
 
 /// The members other than `me` and the UDP address of each one's peer endpoint.
@@ -45,56 +46,97 @@ pub fn peer_addresses(
     Ok(peers)
 }
 
-/// The shard map of this node: the stored one, or on first start the bootstrap map of
-/// `--initial-split` over every initial member (all voters), stored before it is used.
-pub fn load_or_create_shard_map(cfg: &NodeConfig) -> anyhow::Result<ShardMap> {
+/// The shard map file of data directories from before the map moved into the meta shard
+/// (decision D23): read, never written.
+pub fn read_legacy_map(cfg: &NodeConfig) -> anyhow::Result<Option<ShardMap>> {
     let path = cfg.data_dir.join(SHARD_MAP_FILE);
-    let replicas: Vec<ReplicaDescriptor> = cfg
-        .initial_members()
-        .iter()
-        .map(|m| ReplicaDescriptor { node: m.id, role: ReplicaRole::Voter })
-        .collect();
-    let wanted = bootstrap_map(&cfg.cluster.initial_split, &replicas)?;
-    if path.exists() {
-        let stored = read_map(&path)?;
-        if stored != wanted {
-            tracing::warn!(
-                path = %path.display(),
-                "the stored shard map differs from --initial-cluster/--initial-split; the \
-                 stored one is used (initial flags only apply to a new data directory)"
-            );
-        }
-        return Ok(stored);
+    if !path.exists() {
+        return Ok(None);
     }
-    write_map(&path, &wanted)?;
-    Ok(wanted)
-}
-
-/// Stores the shard map a joining node was given (decision D18) and returns it.
-pub fn store_joined_shard_map(cfg: &NodeConfig, map: &ShardMap) -> anyhow::Result<ShardMap> {
-    if let Err(e) = validate(map) {
-        bail!("the cluster answered the join with an invalid shard map: {e}");
-    }
-    write_map(&cfg.data_dir.join(SHARD_MAP_FILE), map)?;
-    Ok(map.clone())
-}
-
-fn read_map(path: &Path) -> anyhow::Result<ShardMap> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {shown}"))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {shown}"))?;
     let map: ShardMap = serde_json::from_str(&text)
         .with_context(|| format!("{shown} is not a shard map; restore it from a backup"))?;
     if let Err(e) = validate(&map) {
         bail!("{shown} holds an invalid shard map: {e}");
     }
-    Ok(map)
+    Ok(Some(map))
 }
 
-/// Writes the map so that a crash leaves either no map or the whole map.
-fn write_map(path: &Path, map: &ShardMap) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(map)?;
-    write_atomically(path, text.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
+/// The shard map a new cluster starts with: `--initial-split` over every initial member, all
+/// voters, in ID order. Every initial member computes the same map from the same flags
+/// whatever order its `--initial-cluster` lists them in, and the meta shard's bootstrap
+/// records it (decision D23).
+pub fn initial_shard_map(cfg: &NodeConfig) -> anyhow::Result<ShardMap> {
+    let mut replicas: Vec<ReplicaDescriptor> = cfg
+        .initial_members()
+        .iter()
+        .map(|m| ReplicaDescriptor { node: m.id, role: ReplicaRole::Voter })
+        .collect();
+    replicas.sort_by_key(|r| r.node);
+    replicas.dedup();
+    Ok(bootstrap_map(&cfg.cluster.initial_split, &replicas)?)
+}
+
+/// How often start-up looks for the shard map in the meta shard's applied state.
+const SHARD_MAP_POLL: Duration = Duration::from_millis(10);
+/// How often start-up says it is still waiting for the shard map.
+const SHARD_MAP_WAIT_LOG: Duration = Duration::from_secs(5);
+
+/// Where this node's shard map came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapSource {
+    /// The meta shard's applied state (decision D23).
+    MetaShard,
+    /// `shard-map.json` of an older data directory whose meta shard holds no map yet; the
+    /// meta leader writes it into the meta shard (`NodeService::migrate_shard_map`).
+    LegacyFile,
+}
+
+/// The shard map from the meta shard's applied state, waiting until it is there: at once on
+/// a restart, after the local bootstrap entries are applied on a new cluster's first start
+/// (milliseconds), after the meta shard caught up from its leader on a joining node. A data
+/// directory from before decision D23 (a `shard-map.json`, no map record) uses its file.
+/// `wanted` is the map the flags ask for, compared only to warn.
+pub fn await_shard_map(
+    storage: &Storage,
+    legacy: Option<ShardMap>,
+    wanted: Option<&ShardMap>,
+) -> anyhow::Result<(ShardMap, MapSource)> {
+    let started = Instant::now();
+    let mut told = started;
+    loop {
+        let snap = storage.db.snapshot();
+        if let Some(map) = atoll_shard::shard_map_record::load(storage, &snap)? {
+            if let Err(e) = validate(&map) {
+                bail!("the meta shard holds an invalid shard map: {e}");
+            }
+            if wanted.is_some_and(|w| w.shards != map.shards) {
+                tracing::warn!(
+                    "the meta shard's shard map differs from --initial-cluster/--initial-split; \
+                     the meta shard's is used (initial flags only apply to a new cluster)"
+                );
+            }
+            return Ok((map, MapSource::MetaShard));
+        }
+        if let Some(map) = legacy {
+            tracing::info!(
+                file = SHARD_MAP_FILE,
+                "the meta shard holds no shard map yet; using the data directory's file until \
+                 the meta leader records it"
+            );
+            return Ok((map, MapSource::LegacyFile));
+        }
+        if told.elapsed() >= SHARD_MAP_WAIT_LOG {
+            told = Instant::now();
+            tracing::warn!(
+                waited_s = started.elapsed().as_secs(),
+                "waiting for the meta shard to hold the shard map (a joining node gets it from \
+                 the meta leader; check that a member is reachable on its peer URL)"
+            );
+        }
+        std::thread::sleep(SHARD_MAP_POLL);
+    }
 }
 
 impl PeerSet for PeerTransport {
@@ -123,7 +165,12 @@ pub struct PeerBridge {
     runtime: OnceLock<tokio::runtime::Handle>,
     /// Where received snapshots are written (decision D20).
     snapshot_dir: OnceLock<PathBuf>,
-    replicas: OnceLock<BTreeMap<ShardId, Addr<ReplicaActor>>>,
+    /// The local replicas: the meta shard's first, the data shards' once the meta shard
+    /// gave the map (decision D23). Read per delivered batch, written twice per run.
+    replicas: RwLock<Arc<BTreeMap<ShardId, Addr<ReplicaActor>>>>,
+    /// Whether every local replica is started (before, a message for a data shard is
+    /// expected and not worth a warning).
+    all_started: std::sync::atomic::AtomicBool,
     service: OnceLock<NodeService>,
 }
 
@@ -139,11 +186,18 @@ impl PeerBridge {
         }
     }
 
-    /// Sets where incoming messages go (once the replicas are started).
-    pub fn set_replicas(&self, replicas: BTreeMap<ShardId, Addr<ReplicaActor>>) {
-        if self.replicas.set(replicas).is_err() {
-            tracing::warn!("replicas set twice; keeping the first");
-        }
+    /// Adds where incoming messages go (as replicas start); `all` once every local replica
+    /// is among them.
+    pub fn add_replicas(&self, replicas: BTreeMap<ShardId, Addr<ReplicaActor>>, all: bool) {
+        let mut guard = self.replicas.write().unwrap_or_else(|e| e.into_inner());
+        let mut merged = BTreeMap::clone(&guard);
+        merged.extend(replicas);
+        *guard = Arc::new(merged);
+        self.all_started.store(all, std::sync::atomic::Ordering::Release);
+    }
+
+    fn replicas(&self) -> Arc<BTreeMap<ShardId, Addr<ReplicaActor>>> {
+        self.replicas.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Sets the directory received snapshots are written to.
@@ -190,10 +244,9 @@ impl PeerSink for PeerBridge {
 
 impl PeerInbox for PeerBridge {
     fn deliver(&self, from: NodeId, batch: Vec<ShardMessage>) {
-        let Some(replicas) = self.replicas.get() else {
-            // Replicas start right after the transport; Raft retransmits what is lost here.
-            return;
-        };
+        // Replicas start after the transport; Raft retransmits what is lost here.
+        let replicas = self.replicas();
+        let all_started = self.all_started.load(std::sync::atomic::Ordering::Acquire);
         for msg in batch {
             match replicas.get(&msg.shard) {
                 // A full mailbox drops the message like a lossy network would; Raft
@@ -207,17 +260,22 @@ impl PeerInbox for PeerBridge {
                         );
                     }
                 }
-                None => tracing::warn!(
+                None if all_started => tracing::warn!(
                     shard_id = msg.shard.0,
                     from = from.0,
                     "raft message for a shard this node does not host"
+                ),
+                None => tracing::debug!(
+                    shard_id = msg.shard.0,
+                    from = from.0,
+                    "raft message for a shard not started yet"
                 ),
             }
         }
     }
 
     fn peer_unreachable(&self, node: NodeId) {
-        let Some(replicas) = self.replicas.get() else { return };
+        let replicas = self.replicas();
         // Every replica hears it and its core decides (only followers of a leader on that
         // node act). A full mailbox misses it: that replica is busy with messages, each of
         // which wakes it, and it then elects a leader on Raft's own timeout (D14).
@@ -234,10 +292,9 @@ impl PeerInbox for PeerBridge {
         let refused = |why: &str| SinkRefused {
             reason: format!("shard {} snapshot refused: {why}", header.shard.0),
         };
-        let replica = self
-            .replicas
-            .get()
-            .and_then(|r| r.get(&header.shard))
+        let replicas = self.replicas();
+        let replica = replicas
+            .get(&header.shard)
             .ok_or_else(|| refused("this node does not host the shard"))?;
         let dir = self.snapshot_dir.get().ok_or_else(|| refused("the node is starting"))?;
         let sink = snapshot_sink::open_sink(dir, header, replica.clone())?;

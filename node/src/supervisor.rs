@@ -1,6 +1,7 @@
-//! Starts a node: opens storage, loads identity, certificates and the shard map, starts the
-//! peer transport (clusters of more than one member), the log writer, the apply worker, the
-//! actor system with a replica of every shard, the QUIC endpoint and the etcd gRPC gateway;
+//! Starts a node: opens storage, loads identity and certificates, starts the peer transport
+//! (clusters of more than one member), the log writer, the apply worker, the actor system
+//! with the meta shard's replica, then, once the meta shard holds the shard map (decision
+//! D23), a replica of every data shard, the QUIC endpoint and the etcd gRPC gateway;
 //! then waits for a signal. Any storage failure poisons the node: it logs one line and exits
 //! non-zero.
 
@@ -19,7 +20,9 @@ use atoll_proto::member::{JoinRequest, JoinResponse};
 use atoll_proto::shard_map::{Member, ReplicaRole};
 use atoll_proto::{NodeId, ShardId};
 use atoll_shard::Storage;
-use atoll_shard::actors::{PublishedState, ReplicaActor, ReplicaDeps, TickedReplica, TickerActor};
+use atoll_shard::actors::{
+    AddTickedReplicas, PublishedState, ReplicaActor, ReplicaDeps, TickedReplica, TickerActor,
+};
 use atoll_shard::apply_worker::{ApplyWorker, HeaderIdentity};
 use atoll_shard::config::{CompactorConfig, ReplicaConfig};
 use atoll_shard::core::{AutoCompactionConfig, SystemClock};
@@ -56,10 +59,16 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         );
     }
     let tls = load_tls(&cfg)?;
-    let map = match &joined {
-        Some(j) => cluster::store_joined_shard_map(&cfg, &j.shard_map)?,
-        None => cluster::load_or_create_shard_map(&cfg)?,
-    };
+    // Only a new cluster bootstraps its shards; a node joining a running one starts them
+    // empty and learns everything from the leaders (decision D18), the shard map included
+    // (D23): the join answer's copy is not used.
+    let bootstrap = cfg.cluster.initial_cluster_state == ClusterState::New && joined.is_none();
+    let legacy_map = cluster::read_legacy_map(&cfg)?;
+    // The map the flags ask for, and what the meta shard's bootstrap records: an older data
+    // directory's file if it has one (its meta shard was bootstrapped already, so this only
+    // matters for one from before D16), else the flags' map.
+    let wanted = bootstrap.then(|| cluster::initial_shard_map(&cfg)).transpose()?;
+    let bootstrap_map = legacy_map.clone().or_else(|| wanted.clone());
     let bridge = Arc::new(PeerBridge::default());
     // Snapshot files of a previous run are transient: Raft asks again for what it needs.
     atoll_shard::snapshot::clear_snapshot_dir(storage.path())?;
@@ -84,9 +93,6 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         bridge.set_sender(transport.sender());
         Some(Arc::new(transport))
     };
-    // Only a new cluster bootstraps its shards; a node joining a running one starts them
-    // empty and learns everything from the leaders (decision D18).
-    let bootstrap = cfg.cluster.initial_cluster_state == ClusterState::New;
     let initial_members: Vec<Member> = if bootstrap {
         // The bootstrap entries must be the same bytes on every member: client URLs are
         // published by each member once it runs.
@@ -110,6 +116,7 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         config: replica_config(&cfg, identity.member_id),
         initial_voters: if bootstrap { voters } else { Vec::new() },
         initial_members: initial_members.clone(),
+        initial_shard_map: bootstrap_map.clone().filter(|_| shard == ShardId::META),
         store: MvccStore::new(storage.clone(), shard, range),
         limits: limits.clone(),
         identity: HeaderIdentity { cluster_id: identity.cluster_id, member_id: identity.member_id },
@@ -126,28 +133,22 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         },
     };
     // The meta shard (decision D16): every member a voter, on every member; an existing data
-    // directory without one bootstraps it here exactly as a new one does.
-    let meta_voters = map.shards.first().map(voters_of).unwrap_or_default();
-    let mut deps = vec![replica_deps(ShardId::META, meta_range(), meta_voters)];
+    // directory without one bootstraps it here exactly as a new one does. It starts first:
+    // the data shards come from the shard map it holds (decision D23).
+    let meta_voters = bootstrap_map.as_ref().and_then(|m| m.shards.first()).map(voters_of);
+    let meta_deps = replica_deps(ShardId::META, meta_range(), meta_voters.unwrap_or_default());
+    let mut actors = ActorSystem::start(cfg.heartbeat_interval)?;
+    let mut meta = actors.place(vec![meta_deps])?;
+    bridge.add_replicas(meta.iter().map(|(id, h)| (*id, h.addr.clone())).collect(), false);
+    let (map, map_source) = cluster::await_shard_map(&storage, legacy_map, wanted.as_ref())?;
+    let mut deps = Vec::new();
     for shard in &map.shards {
         let range = ShardRange { start: shard.start.clone(), end: shard.end.clone() };
         deps.push(replica_deps(shard.id, range, voters_of(shard)));
     }
-    let mut replicas = Vec::new();
-    let mut handles = BTreeMap::new();
-    for d in deps {
-        let (id, store, published) = (d.shard, d.store.clone(), d.published.clone());
-        replicas.push((ReplicaActor::new(d)?, published.clone()));
-        handles.insert(id, (store, published));
-    }
-    let addrs = start_actors(replicas, cfg.heartbeat_interval)?;
-    let mut handles: BTreeMap<ShardId, ShardHandle> = handles
-        .into_iter()
-        .zip(addrs)
-        .map(|((id, (store, published)), addr)| (id, ShardHandle { addr, store, published }))
-        .collect();
-    bridge.set_replicas(handles.iter().map(|(id, h)| (*id, h.addr.clone())).collect());
-    let meta = handles.remove(&ShardId::META).context("the meta shard did not start")?;
+    let handles = actors.place(deps)?;
+    bridge.add_replicas(handles.iter().map(|(id, h)| (*id, h.addr.clone())).collect(), true);
+    let meta = meta.remove(&ShardId::META).context("the meta shard did not start")?;
     let shards = ShardSet::new(map, handles, meta)?;
     let timeout = cfg.request_timeout();
     // The bridge forwards writes to shard leaders on other nodes and serves theirs here.
@@ -159,7 +160,9 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     bridge.set_service(service.clone());
     let peer_set = transport.clone().map(|t| t as Arc<dyn PeerSet>);
     let client_urls = cfg.advertise_client_urls.clone();
-    let removed = service.start_membership_task(&runtime, peer_set, cfg.name.clone(), client_urls);
+    let migrate = map_source == cluster::MapSource::LegacyFile;
+    let removed =
+        service.start_membership_task(&runtime, peer_set, cfg.name.clone(), client_urls, migrate);
     serve(&cfg, runtime, tls, service, transport, removed)
 }
 
@@ -271,45 +274,66 @@ fn advertised_hosts(cfg: &NodeConfig) -> Vec<String> {
         .collect()
 }
 
-/// Starts the actix system on its own thread with one arbiter per core, spreads the
-/// replicas over them and gives each arbiter one ticker for its replicas (DESIGN §3); returns
-/// the replicas' addresses in the order given.
-fn start_actors(
-    replicas: Vec<(ReplicaActor, Arc<PublishedState>)>,
-    tick_interval: std::time::Duration,
-) -> anyhow::Result<Vec<actix::Addr<ReplicaActor>>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let arbiters_count = std::thread::available_parallelism().map_or(1, |n| n.get());
-    std::thread::Builder::new().name("atoll-actors".into()).spawn(move || {
-        let system = actix::System::new();
-        system.block_on(async move {
-            let arbiters: Vec<actix::Arbiter> =
-                (0..arbiters_count).map(|_| actix::Arbiter::new()).collect();
-            let mut ticked: Vec<Vec<TickedReplica>> = arbiters.iter().map(|_| Vec::new()).collect();
-            let addrs: Vec<_> = replicas
-                .into_iter()
-                .enumerate()
-                .map(|(i, (replica, published))| {
-                    let arbiter = &arbiters[i % arbiters.len()];
-                    let addr = ReplicaActor::start_in_arbiter(&arbiter.handle(), move |_| replica);
-                    let on_arbiter = addr.clone();
-                    ticked[i % arbiters.len()].push(TickedReplica { addr: on_arbiter, published });
-                    addr
-                })
-                .collect();
-            for (arbiter, replicas) in arbiters.iter().zip(ticked) {
-                TickerActor::start_in_arbiter(&arbiter.handle(), move |_| {
-                    TickerActor::new(tick_interval, replicas)
-                });
+/// The actix system on its own thread with one arbiter per core, each with one ticker for
+/// the replicas placed on it (DESIGN §3). Replicas are placed in two steps: the meta shard,
+/// then the data shards its shard map names (decision D23).
+struct ActorSystem {
+    arbiters: Vec<actix::ArbiterHandle>,
+    tickers: Vec<actix::Addr<TickerActor>>,
+    /// Replicas placed so far; the next goes to arbiter `placed % arbiters`.
+    placed: usize,
+}
+
+impl ActorSystem {
+    fn start(tick_interval: std::time::Duration) -> anyhow::Result<ActorSystem> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let arbiters_count = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::thread::Builder::new().name("atoll-actors".into()).spawn(move || {
+            let system = actix::System::new();
+            system.block_on(async move {
+                let arbiters: Vec<actix::ArbiterHandle> =
+                    (0..arbiters_count).map(|_| actix::Arbiter::new().handle()).collect();
+                let tickers: Vec<_> = arbiters
+                    .iter()
+                    .map(|arbiter| {
+                        TickerActor::start_in_arbiter(arbiter, move |_| {
+                            TickerActor::new(tick_interval, Vec::new())
+                        })
+                    })
+                    .collect();
+                let _ = tx.send((arbiters, tickers));
+            });
+            if let Err(e) = system.run() {
+                eprintln!("atoll: fatal: actor system stopped: {e}");
+                std::process::exit(EXIT_STORAGE_FAILED);
             }
-            let _ = tx.send(addrs);
-        });
-        if let Err(e) = system.run() {
-            eprintln!("atoll: fatal: actor system stopped: {e}");
-            std::process::exit(EXIT_STORAGE_FAILED);
+        })?;
+        let (arbiters, tickers) = rx.recv().context("actor system failed to start")?;
+        Ok(ActorSystem { arbiters, tickers, placed: 0 })
+    }
+
+    /// Builds the replicas of `deps` (on this thread: start-up loads their logs) and spreads
+    /// them over the arbiters, each ticked by its arbiter's ticker.
+    fn place(&mut self, deps: Vec<ReplicaDeps>) -> anyhow::Result<BTreeMap<ShardId, ShardHandle>> {
+        let mut ticked: Vec<Vec<TickedReplica>> =
+            self.arbiters.iter().map(|_| Vec::new()).collect();
+        let mut handles = BTreeMap::new();
+        for d in deps {
+            let (id, store, published) = (d.shard, d.store.clone(), d.published.clone());
+            let replica = ReplicaActor::new(d)?;
+            let slot = self.placed % self.arbiters.len();
+            self.placed += 1;
+            let addr = ReplicaActor::start_in_arbiter(&self.arbiters[slot], move |_| replica);
+            ticked[slot].push(TickedReplica { addr: addr.clone(), published: published.clone() });
+            handles.insert(id, ShardHandle { addr, store, published });
         }
-    })?;
-    rx.recv().context("actor system failed to start")
+        for (ticker, replicas) in self.tickers.iter().zip(ticked) {
+            if !replicas.is_empty() {
+                ticker.do_send(AddTickedReplicas(replicas));
+            }
+        }
+        Ok(handles)
+    }
 }
 
 fn serve(

@@ -163,7 +163,9 @@ impl State {
             | NativeRequest::MemberRemove(_)
             | NativeRequest::MemberPromote(_)
             | NativeRequest::MemberUpdate(_)
-            | NativeRequest::MemberWrite(_) => NativeResponse::Error(AtollError::Malformed {
+            | NativeRequest::MemberWrite(_)
+            | NativeRequest::ShardMap(_)
+            | NativeRequest::AtLeader(_) => NativeResponse::Error(AtollError::Malformed {
                 reason: "not in the stand-in".into(),
             }),
         })

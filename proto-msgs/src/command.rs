@@ -41,6 +41,8 @@ pub enum WriteOp {
     /// Deletes the keys attached to several revoked leases in one entry (data shards;
     /// decision D24).
     RevokeLeaseKeysBatch(crate::lease::RevokeLeaseKeysBatchRequest),
+    /// A change of the shard map record (meta shard only; decision D23).
+    ShardMap(crate::shard_map::ShardMapWrite),
 }
 
 impl WriteOp {

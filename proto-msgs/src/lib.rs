@@ -32,8 +32,8 @@ pub use ids::{LogIndex, NodeId, Revision, ShardId, Term};
 pub use kv::*;
 pub use lease::*;
 pub use native::{
-    CompactShardRequest, HashKvRequest, HashKvResponse, NativeRequest, NativeResponse, ShardHash,
-    StatusRequest, StatusResponse,
+    AtLeaderRequest, CompactShardRequest, HashKvRequest, HashKvResponse, KeyedWrite, NativeRequest,
+    NativeResponse, ShardHash, StatusRequest, StatusResponse,
 };
 pub use watch::{
     Event, EventType, WatchCancelRequest, WatchCreateRequest, WatchFilter, WatchProgressRequest,

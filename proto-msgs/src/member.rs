@@ -123,7 +123,8 @@ pub struct JoinResponse {
     pub cluster_id: u64,
     /// The members as the answering node knows them (the joining node's peers).
     pub members: Vec<Member>,
-    /// The data shards; the joining node hosts a replica of each.
+    /// The data shards as the answering node routes by them. Kept in the wire format; since
+    /// decision D23 the joining node takes the map from its meta shard instead.
     pub shard_map: ShardMap,
 }
 

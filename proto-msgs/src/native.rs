@@ -64,6 +64,75 @@ pub enum NativeRequest {
     MemberWrite(crate::member::MemberWrite),
     /// Delete one data shard's keys of several revoked leases (between nodes only).
     RevokeLeaseKeysBatch(RevokeLeaseKeysBatchRequest),
+    /// The shard map held by the meta shard, with its epoch (decision D23).
+    ShardMap(crate::shard_map::ShardMapRequest),
+    /// A keyed write sent by a router straight to the node it believes leads the write's
+    /// shard: served only there; anywhere else answered `NotLeader` with the leader as the
+    /// hint (or `WrongShard` for a stale map), never forwarded (DESIGN §6, decision D23).
+    AtLeader(AtLeaderRequest),
+}
+
+/// A keyed write (Put, DeleteRange or Txn within one shard) routed by the client to the
+/// shard's leader, with the epoch of the shard map the client routed it by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AtLeaderRequest {
+    /// The version (epoch) of the client's shard map; a node whose map is newer answers
+    /// `WrongShard` with its own, so the client refreshes.
+    pub map_version: u64,
+    /// The write.
+    pub write: KeyedWrite,
+}
+
+/// A write whose keys name its shard. Its own type rather than a boxed [`NativeRequest`],
+/// so a frame cannot nest requests without bound.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyedWrite {
+    /// A put.
+    Put(PutRequest),
+    /// A delete of a key or range within one shard.
+    DeleteRange(DeleteRangeRequest),
+    /// A transaction within one shard.
+    Txn(TxnRequest),
+}
+
+impl KeyedWrite {
+    /// The same write as a plain request.
+    pub fn into_request(self) -> NativeRequest {
+        match self {
+            KeyedWrite::Put(r) => NativeRequest::Put(r),
+            KeyedWrite::DeleteRange(r) => NativeRequest::DeleteRange(r),
+            KeyedWrite::Txn(r) => NativeRequest::Txn(r),
+        }
+    }
+
+    /// The key that names the write's shard: a Txn's first compared or written key.
+    pub fn routing_key(&self) -> &[u8] {
+        match self {
+            KeyedWrite::Put(r) => &r.key,
+            KeyedWrite::DeleteRange(r) => &r.key,
+            KeyedWrite::Txn(t) => txn_first_key(t),
+        }
+    }
+}
+
+fn txn_first_key(txn: &TxnRequest) -> &[u8] {
+    if let Some(c) = txn.compare.first() {
+        return &c.key;
+    }
+    for op in txn.success.iter().chain(&txn.failure) {
+        match op {
+            RequestOp::Range(r) => return &r.key,
+            RequestOp::Put(p) => return &p.key,
+            RequestOp::DeleteRange(d) => return &d.key,
+            RequestOp::Txn(t) => {
+                let key = txn_first_key(t);
+                if !key.is_empty() {
+                    return key;
+                }
+            }
+        }
+    }
+    &[]
 }
 
 /// A compaction of one shard.
@@ -97,7 +166,12 @@ impl NativeRequest {
             | NativeRequest::MemberList(_)
             | NativeRequest::MemberPromote(_)
             | NativeRequest::MemberUpdate(_)
-            | NativeRequest::MemberWrite(_) => true,
+            | NativeRequest::MemberWrite(_)
+            | NativeRequest::ShardMap(_) => true,
+            NativeRequest::AtLeader(r) => match &r.write {
+                KeyedWrite::Txn(txn) => txn_is_read_only(txn),
+                KeyedWrite::Put(_) | KeyedWrite::DeleteRange(_) => false,
+            },
             NativeRequest::Txn(txn) => txn_is_read_only(txn),
             // A grant with a server-chosen ID sent twice grants two leases.
             NativeRequest::Put(_)
@@ -141,7 +215,9 @@ impl NativeRequest {
             | NativeRequest::MemberAdd(_)
             | NativeRequest::MemberRemove(_)
             | NativeRequest::MemberPromote(_)
-            | NativeRequest::MemberUpdate(_) => false,
+            | NativeRequest::MemberUpdate(_)
+            | NativeRequest::ShardMap(_)
+            | NativeRequest::AtLeader(_) => false,
         }
     }
 }
@@ -193,6 +269,8 @@ pub enum NativeResponse {
     Error(AtollError),
     /// The members, after a change when the request was one.
     Members(crate::member::MembersResponse),
+    /// The shard map.
+    ShardMap(crate::shard_map::ShardMapResponse),
 }
 
 /// Asks a node for its status (`etcdctl endpoint status`).

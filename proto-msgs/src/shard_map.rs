@@ -85,6 +85,47 @@ pub struct ShardMap {
     pub shards: Vec<ShardDescriptor>,
 }
 
+/// A change of the shard map record the meta shard holds (decision D23). Replicated
+/// through the meta shard's log; appended to [`crate::WriteOp`], never reordered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShardMapWrite {
+    /// Writes `map` if the meta shard holds no map yet, and nothing otherwise: the entry a
+    /// new cluster's meta log carries right after its bootstrap conf changes, and the one a
+    /// meta leader proposes for a data directory from before the map moved into the meta
+    /// shard (its `shard-map.json`). Applying it twice, or two of them, keeps the first.
+    Init {
+        /// The map; its `version` is the map's epoch.
+        map: ShardMap,
+    },
+}
+
+/// Asks any node for the shard map its meta shard holds, with the members' client URLs so
+/// a router can reach every replica a map or a `NotLeader` hint names.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMapRequest {
+    /// Read through the meta shard's leader (a read index) rather than the serving node's
+    /// applied state.
+    pub linearizable: bool,
+}
+
+/// The answer to a [`ShardMapRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMapResponse {
+    /// Response header (the meta shard's).
+    pub header: crate::ResponseHeader,
+    /// The map; `version` is its epoch.
+    pub map: ShardMap,
+    /// The current leader of each data shard as the serving node sees it (0: none known),
+    /// in the order of `map.shards`.
+    pub leaders: Vec<NodeId>,
+    /// Every member, with its client URLs.
+    pub members: Vec<Member>,
+    /// Whether the map comes from the meta shard; false only on a node started from a data
+    /// directory of before decision D23 whose `shard-map.json` the meta leader has not
+    /// recorded in the meta shard yet.
+    pub from_meta_shard: bool,
+}
+
 /// A member of the cluster, as etcd's `Cluster.MemberList` reports it (ETCD_API.md §1.6).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Member {

@@ -13,10 +13,12 @@ use atoll_proto::frame::FRAME_HEADER_BYTES;
 use atoll_proto::kv::*;
 use atoll_proto::lease::*;
 use atoll_proto::member::MembersResponse;
+use atoll_proto::shard_map::{ShardMapRequest, ShardMapResponse};
 use atoll_proto::{
     HashKvRequest, HashKvResponse, NativeRequest, NativeResponse, StatusRequest, StatusResponse,
 };
 use atoll_proto::{decode_frame, encode_frame};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -25,15 +27,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// stream; the server bounds how many are open per connection).
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    config: ClientConfig,
-    local: LocalEndpoints,
+pub(crate) struct Inner {
+    pub(crate) config: ClientConfig,
+    pub(crate) local: LocalEndpoints,
     slots: Vec<EndpointSlot>,
     /// Index into `slots` of the endpoint requests go to; advanced when it fails.
     current: AtomicUsize,
+    /// The shard map and members for writes routed to leaders (`crate::routed`); `None`
+    /// until first needed.
+    pub(crate) routing: std::sync::Mutex<Option<crate::shard_map::ShardMapCache>>,
+    /// Connections to the members' client URLs that routed writes went to.
+    pub(crate) leader_slots: std::sync::Mutex<BTreeMap<String, Arc<EndpointSlot>>>,
 }
 
 impl Drop for Inner {
@@ -52,7 +59,7 @@ enum Route<'a> {
 }
 
 /// An attempt's failure: how far it got (for the retry rules) and the error to return.
-type AttemptError = (Failure, ClientError);
+pub(crate) type AttemptError = (Failure, ClientError);
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,7 +79,14 @@ impl Client {
             .map(|e| parse_endpoint(e, config.server_name.as_deref()).map(EndpointSlot::new))
             .collect::<Result<Vec<_>, _>>()?;
         let local = LocalEndpoints::bind(quic_client_config(&config.trust)?)?;
-        let inner = Inner { config, local, slots, current: AtomicUsize::new(0) };
+        let inner = Inner {
+            config,
+            local,
+            slots,
+            current: AtomicUsize::new(0),
+            routing: std::sync::Mutex::new(None),
+            leader_slots: std::sync::Mutex::new(BTreeMap::new()),
+        };
         let client = Client { inner: Arc::new(inner) };
         client.dial_first_reachable().await?;
         Ok(client)
@@ -192,6 +206,11 @@ impl Client {
         }
     }
 
+    /// The endpoint requests currently go to (moved on by failures).
+    pub(crate) fn current_slot(&self) -> (usize, &EndpointSlot) {
+        self.pick(&Route::Rotating)
+    }
+
     fn pick<'a>(&'a self, route: &Route<'a>) -> (usize, &'a EndpointSlot) {
         match route {
             Route::Pinned(slot) => (usize::MAX, slot),
@@ -204,7 +223,7 @@ impl Client {
     }
 
     /// Moves on from a failed endpoint, unless another task already did.
-    fn advance_from(&self, index: usize) {
+    pub(crate) fn advance_from(&self, index: usize) {
         let count = self.inner.slots.len();
         if index < count {
             let next = (index + 1) % count;
@@ -218,7 +237,7 @@ impl Client {
     }
 
     /// One request on one stream.
-    async fn attempt(
+    pub(crate) async fn attempt(
         &self,
         slot: &EndpointSlot,
         frame: &[u8],
@@ -343,6 +362,11 @@ impl Client {
         /// Lists the leases.
         lease_leases, LeaseLeases, LeaseLeasesRequest, LeaseLeasesResponse, "lease list"
     );
+    typed_request!(
+        /// The shard map the meta shard holds, with its version (epoch), each shard's
+        /// leader as the answering node sees it and the members' client URLs (decision D23).
+        shard_map, ShardMap, ShardMapRequest, ShardMapResponse, "shard map"
+    );
 
     /// Sends a membership request (`MemberList`, `MemberAdd`, `MemberRemove`,
     /// `MemberPromote` or `MemberUpdate`); each answers with the members.
@@ -367,7 +391,7 @@ fn too_large_response(limit: usize) -> ClientError {
     }
 }
 
-fn unexpected(expected: &str, got: &NativeResponse) -> ClientError {
+pub(crate) fn unexpected(expected: &str, got: &NativeResponse) -> ClientError {
     let got = match got {
         NativeResponse::Range(_) => "range",
         NativeResponse::Put(_) => "put",
@@ -387,6 +411,7 @@ fn unexpected(expected: &str, got: &NativeResponse) -> ClientError {
         NativeResponse::RevokeLeaseKeys(_) => "lease key revocation",
         NativeResponse::Error(_) => "error",
         NativeResponse::Members(_) => "members",
+        NativeResponse::ShardMap(_) => "shard map",
     };
     ClientError::Protocol {
         reason: format!("expected a {expected} response, got a {got} response"),

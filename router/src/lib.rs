@@ -1,6 +1,7 @@
 //! Atoll's client library: connects to nodes over QUIC, sends native requests, and retries
-//! them on retryable errors with bounded backoff. Later it caches the shard map and routes by
-//! key to shard leaders.
+//! them on retryable errors with bounded backoff. It caches the shard map and the members'
+//! client URLs and can send keyed writes straight to their shard's leader, following
+//! `NotLeader` hints and refreshing on `WrongShard` ([`routed`]).
 //!
 //! It owns the client side of the native protocol (one request frame and one response frame
 //! per bidirectional stream, ALPN `atoll-client/1`, plus long-lived watch streams) and where local clients find the CA to
@@ -17,6 +18,7 @@ pub mod error;
 pub mod limits;
 pub mod merge;
 pub mod retry;
+pub mod routed;
 pub mod shard_map;
 pub mod tls;
 pub mod watch;

@@ -13,6 +13,9 @@ pub const RETRIES_MAX_DEFAULT: u32 = 5;
 /// Largest response payload the client accepts. A range over many large values can be big,
 /// but an unbounded read would let a broken server exhaust the client's memory.
 pub const MAX_RESPONSE_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
+/// Attempts of one write routed to its shard's leader (`Client::write_at_leader`): each
+/// `NotLeader` hint followed, refresh or election waited out costs one.
+pub const ROUTED_ATTEMPTS_MAX: u32 = 10;
 /// First retry delay; each further retry doubles it up to [`BACKOFF_MAX`].
 pub const BACKOFF_BASE: Duration = Duration::from_millis(50);
 /// Longest delay between two attempts. Half of it is fixed and half is random ("equal

@@ -13,7 +13,9 @@
 //! nothing. A shard's empty `end` means unbounded.
 
 use atoll_proto::prefix_range_end;
-use atoll_proto::shard_map::{Epoch, META_SHARD, ReplicaDescriptor, ShardDescriptor, ShardMap};
+use atoll_proto::shard_map::{
+    Epoch, META_SHARD, Member, ReplicaDescriptor, ShardDescriptor, ShardMap,
+};
 use atoll_proto::{NodeId, ShardId};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -242,13 +244,36 @@ pub enum ShardUpdate {
 pub struct ShardMapCache {
     map: ShardMap,
     leaders: BTreeMap<ShardId, NodeId>,
+    /// The client URLs of every member, from the last member list taken. A member added
+    /// after bootstrap hosts a replica of every shard (decision D18) without being in the
+    /// map's replica lists, so a `NotLeader` hint may name it.
+    members: BTreeMap<NodeId, Vec<String>>,
 }
 
 impl ShardMapCache {
     /// A cache holding `map`, which must be valid.
     pub fn new(map: ShardMap) -> Result<ShardMapCache, ShardMapError> {
         validate(&map)?;
-        Ok(ShardMapCache { map, leaders: BTreeMap::new() })
+        Ok(ShardMapCache { map, leaders: BTreeMap::new(), members: BTreeMap::new() })
+    }
+
+    /// Takes the member list (with client URLs): hints naming these members are followed.
+    /// Leader hints of members no longer listed are forgotten.
+    pub fn set_members(&mut self, members: &[Member]) {
+        self.members = members.iter().map(|m| (m.id, m.client_urls.clone())).collect();
+        self.leaders.retain(|_, node| members.iter().any(|m| m.id == *node));
+    }
+
+    /// The client URLs of `node`, as the last member list gave them (empty if unknown or
+    /// not published yet).
+    pub fn client_urls(&self, node: NodeId) -> &[String] {
+        self.members.get(&node).map_or(&[], Vec::as_slice)
+    }
+
+    /// The client URLs of the leader `shard` was last reported to have; empty when no
+    /// leader is known or its URLs are not.
+    pub fn leader_urls(&self, shard: ShardId) -> &[String] {
+        self.leader_hint(shard).map_or(&[], |node| self.client_urls(node))
     }
 
     /// The cached map.
@@ -288,15 +313,22 @@ impl ShardMapCache {
         spans
     }
 
+    /// Remembers `node` as the leader of `shard` (from a map answer listing leaders); a
+    /// node that is neither a replica nor a known member is ignored.
+    pub fn set_leader(&mut self, shard: ShardId, node: NodeId) {
+        let _ = self.on_not_leader(shard, Some(node));
+    }
+
     /// The leader `shard` was last reported to have, if any.
     pub fn leader_hint(&self, shard: ShardId) -> Option<NodeId> {
         self.leaders.get(&shard).copied()
     }
 
     /// Takes a `NotLeader { shard, leader_hint }` answer: remembers the hinted leader, or
-    /// forgets the old one when there is no hint. A hint naming a node that the cached
-    /// descriptor does not list as a replica means the replica set changed: the answer is
-    /// then [`ShardUpdate::NeedsRefresh`] and the hint is not kept.
+    /// forgets the old one when there is no hint. A hint naming a node that is neither a
+    /// replica in the cached descriptor nor a known member (one added after the map was
+    /// taken, decision D18) is not kept: the answer is [`ShardUpdate::NeedsRefresh`], and
+    /// the caller takes a fresh map and member list, then the hint again.
     pub fn on_not_leader(&mut self, shard: ShardId, leader_hint: Option<NodeId>) -> ShardUpdate {
         let Some(descriptor) = self.map.shards.iter().find(|s| s.id == shard) else {
             return ShardUpdate::NeedsRefresh;
@@ -306,7 +338,10 @@ impl ShardMapCache {
                 self.leaders.remove(&shard);
                 ShardUpdate::Applied
             }
-            Some(node) if descriptor.replicas.iter().any(|r| r.node == node) => {
+            Some(node)
+                if descriptor.replicas.iter().any(|r| r.node == node)
+                    || self.members.contains_key(&node) =>
+            {
                 self.leaders.insert(shard, node);
                 ShardUpdate::Applied
             }

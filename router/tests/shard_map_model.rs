@@ -2,7 +2,9 @@
 //! universe of keys, where the right answer is computed key by key. A failing case prints
 //! its seed; rerun one with `ATOLL_TEST_SEED=<seed>`.
 
-use atoll_proto::shard_map::{Epoch, ReplicaDescriptor, ReplicaRole, ShardDescriptor, ShardMap};
+use atoll_proto::shard_map::{
+    Epoch, Member, ReplicaDescriptor, ReplicaRole, ShardDescriptor, ShardMap,
+};
 use atoll_proto::{NodeId, ShardId, prefix_range_end};
 use atoll_router::shard_map::{ShardMapCache, ShardMapError, ShardUpdate, bootstrap_map, validate};
 use rand::rngs::StdRng;
@@ -324,6 +326,33 @@ fn not_leader_hints_are_kept_only_for_known_replicas() {
     assert_eq!(cache.on_not_leader(ShardId(2), None), ShardUpdate::Applied);
     assert_eq!(cache.leader_hint(ShardId(2)), None);
     assert_eq!(cache.on_not_leader(ShardId(42), None), ShardUpdate::NeedsRefresh, "unknown shard");
+}
+
+#[test]
+fn a_hint_naming_a_member_added_after_bootstrap_is_followed_once_the_members_are_known() {
+    let map = bootstrap_map(&[b"m".to_vec()], &voters(&[1, 2, 3])).expect("bootstrap");
+    let mut cache = ShardMapCache::new(map).expect("valid");
+    let member = |id: u64, url: &str| Member {
+        id: NodeId(id),
+        client_urls: vec![url.to_string()],
+        ..Member::default()
+    };
+    // Node 4 joined after the map was made: no replica list names it.
+    assert_eq!(cache.on_not_leader(ShardId(2), Some(NodeId(4))), ShardUpdate::NeedsRefresh);
+    assert_eq!(cache.leader_hint(ShardId(2)), None);
+    assert!(cache.leader_urls(ShardId(2)).is_empty());
+    let members: Vec<Member> =
+        (1..=4).map(|id| member(id, &format!("http://127.0.0.{id}:2379"))).collect();
+    cache.set_members(&members);
+    assert_eq!(cache.on_not_leader(ShardId(2), Some(NodeId(4))), ShardUpdate::Applied);
+    assert_eq!(cache.leader_hint(ShardId(2)), Some(NodeId(4)));
+    assert_eq!(cache.leader_urls(ShardId(2)), ["http://127.0.0.4:2379".to_string()]);
+    assert_eq!(cache.on_not_leader(ShardId(2), Some(NodeId(9))), ShardUpdate::NeedsRefresh);
+    // A member removed since: its hint goes with it.
+    cache.on_not_leader(ShardId(1), Some(NodeId(4)));
+    cache.set_members(&members[..3]);
+    assert_eq!(cache.leader_hint(ShardId(1)), None);
+    assert_eq!(cache.client_urls(NodeId(4)), [] as [String; 0]);
 }
 
 #[test]

@@ -5,8 +5,8 @@
 //! history below the compacted revision in the background and runs auto-compaction, and the
 //! Raft snapshots of one shard (generated into a file, installed in one batch).
 //!
-//! This crate must not know about the network, the router or the shard map beyond the range a
-//! replica owns: the node wires replicas to transports, and the router decides where keys go.
+//! This crate must not know about the network or the router; of the shard map it knows the
+//! range a replica owns and, on the meta shard, how the map record is stored (decision D23): the node wires replicas to transports, and the router decides where keys go.
 
 #![warn(missing_docs)]
 
@@ -20,6 +20,7 @@ pub mod limits;
 pub mod member;
 pub mod mvcc;
 pub mod peer_codec;
+pub mod shard_map_record;
 pub mod snapshot;
 pub mod storage;
 pub mod watch;

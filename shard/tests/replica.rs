@@ -35,6 +35,7 @@ fn must_start(storage: &Storage) -> (actix::Addr<ReplicaActor>, MvccStore, Arc<P
         config,
         initial_voters: vec![7],
         initial_members: Vec::new(),
+        initial_shard_map: None,
         store: store.clone(),
         limits: MvccLimits::default(),
         identity: HeaderIdentity { cluster_id: 1, member_id: 7 },

@@ -114,18 +114,12 @@ impl AtollCluster {
         pids.enumerate().map(|(i, pid)| (member_name(i), pid)).collect()
     }
 
-    /// Shards in the cluster's map, read from member n1's stored copy (`shard-map.json`).
-    pub fn shard_count(&self) -> anyhow::Result<usize> {
-        let Some(first) = self.members.first() else { bail!("the cluster has no members") };
-        let path = first.dir.data_dir().join("shard-map.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let map: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not JSON", path.display()))?;
-        match map.get("shards").and_then(serde_json::Value::as_array) {
-            Some(shards) => Ok(shards.len()),
-            None => bail!("{} has no \"shards\" list", path.display()),
-        }
+    /// Data shards in the cluster's map, as the meta shard holds it (decision D23).
+    pub async fn shard_count(&self) -> anyhow::Result<usize> {
+        let client = Client::connect(self.client_config()?).await?;
+        let req = atoll_proto::shard_map::ShardMapRequest { linearizable: true };
+        let resp = client.shard_map(req).await.context("cannot read the shard map")?;
+        Ok(resp.map.shards.len())
     }
 
     /// The members' client endpoints, first member first.

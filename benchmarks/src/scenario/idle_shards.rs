@@ -85,7 +85,7 @@ async fn measure(
     window: Duration,
 ) -> anyhow::Result<Measured> {
     let cluster = AtollCluster::start_with(&ctx.atoll_bin, NAME, MEMBERS, flags).await?;
-    let shards = cluster.shard_count()?;
+    let shards = cluster.shard_count().await?;
     tokio::time::sleep(settle).await;
     let pids = cluster.pids();
     let before: Vec<u64> =

@@ -290,3 +290,30 @@ fn compaction_flags_and_file_keys_map_onto_the_compactor() {
     let zero = NodeConfig::load(&flags(&["--compaction-batch-limit", "0"])).expect_err("zero");
     assert_eq!(zero.to_string(), "--compaction-batch-limit must be at least 1");
 }
+
+#[test]
+fn every_member_computes_the_same_initial_shard_map_whatever_its_flag_order() {
+    let listed = |cluster: &str, name: &str, url: &str| {
+        NodeConfig::load(&flags(&[
+            "--name",
+            name,
+            "--initial-cluster",
+            cluster,
+            "--initial-advertise-peer-urls",
+            url,
+            "--initial-cluster-token",
+            "tok",
+            "--initial-split",
+            "/registry/pods/,/registry/events/",
+        ]))
+        .expect("flags load")
+    };
+    let one = listed(THREE, "n1", "https://10.0.0.1:2380");
+    let reversed: Vec<&str> = THREE.split(',').rev().collect();
+    let other = listed(&reversed.join(","), "n3", "https://10.0.0.3:2380");
+    let map = crate::cluster::initial_shard_map(&one).expect("map");
+    assert_eq!(crate::cluster::initial_shard_map(&other).expect("map"), map);
+    assert_eq!(map.shards.len(), 5);
+    let nodes: Vec<NodeId> = map.shards[0].replicas.iter().map(|r| r.node).collect();
+    assert!(nodes.windows(2).all(|w| w[0] < w[1]), "replicas in ID order: {nodes:?}");
+}

@@ -128,6 +128,17 @@ pub enum Command {
     /// Membership related commands.
     #[command(subcommand)]
     Member(MemberCommand),
+    /// Shard map related commands (Atoll's own; etcd has no shards).
+    #[command(subcommand)]
+    Shard(ShardCommand),
+}
+
+/// `shard <subcommand>`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ShardCommand {
+    /// Lists the data shards of the shard map the meta shard holds: ID, key range, leader
+    /// (member ID in hexadecimal), epoch and the map's version.
+    List,
 }
 
 /// `member <subcommand>`, as etcdctl 3.4's; member IDs in hexadecimal.

@@ -55,6 +55,11 @@ pub trait KvClient {
         &self,
         req: atoll_proto::NativeRequest,
     ) -> impl Future<Output = Result<atoll_proto::member::MembersResponse, CtlError>>;
+    /// The shard map the meta shard holds (decision D23).
+    fn shard_map(
+        &self,
+        req: atoll_proto::shard_map::ShardMapRequest,
+    ) -> impl Future<Output = Result<atoll_proto::shard_map::ShardMapResponse, CtlError>>;
     /// Lists the leases.
     fn lease_leases(
         &self,

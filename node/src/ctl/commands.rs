@@ -5,6 +5,7 @@
 
 mod lease;
 mod member;
+mod shard;
 
 use crate::ctl::args::{
     Cli, Command, CompactionArgs, DelArgs, EndpointCommand, GetArgs, GlobalArgs, OutputFormat,
@@ -57,6 +58,7 @@ pub async fn execute<C: Connector>(
         Command::Watch(args) => session.watch(args, io).await,
         Command::Lease(cmd) => session.lease(cmd, io).await,
         Command::Member(cmd) => session.member(cmd, io).await,
+        Command::Shard(cmd) => session.shard(cmd, io).await,
     }
 }
 

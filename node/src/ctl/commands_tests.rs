@@ -143,6 +143,15 @@ impl KvClient for Fake {
             other => panic!("fake answered {other:?}"),
         }
     }
+    async fn shard_map(
+        &self,
+        req: atoll_proto::shard_map::ShardMapRequest,
+    ) -> Result<atoll_proto::shard_map::ShardMapResponse, CtlError> {
+        match self.call(NativeRequest::ShardMap(req)).await? {
+            NativeResponse::ShardMap(resp) => Ok(resp),
+            other => panic!("fake answered {other:?}"),
+        }
+    }
     async fn status(&self, endpoint: &str) -> Result<StatusResponse, CtlError> {
         if endpoint.starts_with("down") {
             return Err(CtlError::Request { message: format!("cannot reach {endpoint}") });
@@ -312,7 +321,9 @@ fn answering() -> Fake {
             | NativeRequest::MemberRemove(_)
             | NativeRequest::MemberPromote(_)
             | NativeRequest::MemberUpdate(_)
-            | NativeRequest::MemberWrite(_) => NativeResponse::Error(AtollError::Malformed {
+            | NativeRequest::MemberWrite(_)
+            | NativeRequest::ShardMap(_)
+            | NativeRequest::AtLeader(_) => NativeResponse::Error(AtollError::Malformed {
                 reason:
                     "atollctl sends no hashkv, shard compaction, close, member or node-only lease \
                          request, and watches on a stream"

@@ -353,3 +353,37 @@ pub fn members(resp: &atoll_proto::member::MembersResponse) -> String {
         .array("members", resp.members.iter().map(member))
         .finish()
 }
+
+/// `shard list`: the map in the shape of etcd's JSON answers (camel-case names, byte
+/// strings base64, zeros omitted, IDs decimal as `member list`'s): `{"header":{...},
+/// "version":1,"shards":[{"ID":1,"start":..,"end":..,"leader":..,"epoch":{"rangeVersion":1,
+/// "confVersion":1},"replicas":[{"ID":..,"isLearner":true}]}]}`.
+pub fn shard_map(resp: &atoll_proto::shard_map::ShardMapResponse) -> String {
+    use atoll_proto::shard_map::{ReplicaDescriptor, ReplicaRole, ShardDescriptor};
+    let replica = |r: &ReplicaDescriptor| {
+        Object::new()
+            .always("ID", r.node.0)
+            .flag("isLearner", r.role == ReplicaRole::Learner)
+            .finish()
+    };
+    let shard = |(s, leader): (&ShardDescriptor, u64)| {
+        let epoch = Object::new()
+            .number("rangeVersion", s.epoch.range_version)
+            .number("confVersion", s.epoch.conf_version)
+            .finish();
+        Object::new()
+            .always("ID", s.id.0)
+            .bytes("start", &s.start)
+            .bytes("end", &s.end)
+            .number("leader", leader)
+            .raw("epoch", &epoch)
+            .array("replicas", s.replicas.iter().map(replica))
+            .finish()
+    };
+    let leaders = resp.leaders.iter().map(|l| l.0).chain(std::iter::repeat(0));
+    Object::new()
+        .raw("header", &header(&resp.header))
+        .number("version", resp.map.version)
+        .array("shards", resp.map.shards.iter().zip(leaders).map(shard))
+        .finish()
+}

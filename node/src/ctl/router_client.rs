@@ -162,6 +162,13 @@ impl KvClient for RouterClient {
         self.client.members(req).await.map_err(|e| self.map_error(e))
     }
 
+    async fn shard_map(
+        &self,
+        req: atoll_proto::shard_map::ShardMapRequest,
+    ) -> Result<atoll_proto::shard_map::ShardMapResponse, CtlError> {
+        self.client.shard_map(req).await.map_err(|e| self.map_error(e))
+    }
+
     type Watch = RouterWatch;
 
     async fn watch(&self, req: WatchCreateRequest) -> Result<RouterWatch, CtlError> {

@@ -270,19 +270,23 @@ impl NodeService {
     }
 
     /// Follows the member records until the node stops: the peer set, this node's published
-    /// name and client URLs, and the replicas of every data shard this node leads. The task
-    /// ends when this member finds itself removed from the cluster (the removal applied here,
-    /// or found at start in a data dir of a removed member); the node then stops, as etcd's
-    /// removed member does.
+    /// name and client URLs, and the replicas of every data shard this node leads. A node
+    /// started from an older data directory's `shard-map.json` (`migrate_shard_map`) also
+    /// records that map in the meta shard once it leads it and the meta shard has none
+    /// (decision D23). The task ends when this member finds itself removed from the cluster
+    /// (the removal applied here, or found at start in a data dir of a removed member); the
+    /// node then stops, as etcd's removed member does.
     pub fn start_membership_task(
         &self,
         runtime: &tokio::runtime::Runtime,
         peers: Option<std::sync::Arc<dyn PeerSet>>,
         name: String,
         client_urls: Vec<String>,
+        migrate_shard_map: bool,
     ) -> tokio::task::JoinHandle<Removed> {
         let service = self.clone();
         runtime.spawn(async move {
+            let mut map_recorded = !migrate_shard_map;
             let mut known: std::collections::BTreeMap<NodeId, Vec<String>> = Default::default();
             let mut followed: Option<(Vec<Member>, Vec<ShardId>)> = None;
             let mut ticker = tokio::time::interval(MEMBERSHIP_POLL);
@@ -301,6 +305,9 @@ impl NodeService {
                     service.follow_peers(peers.as_ref(), &members, &mut known);
                 }
                 service.publish_self(&members, &name, &client_urls).await;
+                if !map_recorded {
+                    map_recorded = service.migrate_shard_map().await;
+                }
                 // At once when the membership or the shards this node leads changed;
                 // otherwise now and then, for a learner that has caught up since or a change
                 // that failed.

@@ -16,6 +16,7 @@ mod lease_revocation;
 mod members;
 mod merged_watch;
 mod range;
+mod shard_map;
 mod shards;
 mod watch;
 mod watch_task;
@@ -273,6 +274,8 @@ impl NodeService {
             | NativeRequest::MemberPromote(_)
             | NativeRequest::MemberUpdate(_) => self.serve_members(req, origin).await,
             NativeRequest::MemberWrite(w) => self.write(WriteOp::Member(w), origin).await,
+            NativeRequest::ShardMap(r) => self.serve_shard_map(r).await,
+            NativeRequest::AtLeader(r) => self.serve_at_leader(r).await,
         }
     }
 
@@ -827,8 +830,9 @@ fn native_request(shard: ShardId, op: WriteOp) -> Result<NativeRequest, AtollErr
         WriteOp::RevokeLeaseKeys(r) => NativeRequest::RevokeLeaseKeys(r),
         WriteOp::RevokeLeaseKeysBatch(r) => NativeRequest::RevokeLeaseKeysBatch(r),
         WriteOp::Member(w) => NativeRequest::MemberWrite(w),
-        // Only the meta shard's leader proposes lease record changes, to itself.
-        WriteOp::Lease(_) => {
+        // Only the meta shard's leader proposes lease record changes and the shard map
+        // migration, to itself.
+        WriteOp::Lease(_) | WriteOp::ShardMap(_) => {
             return Err(AtollError::NotLeader { shard: ShardId::META, leader_hint: None });
         }
     })

@@ -12,4 +12,4 @@ pub use compactor_actor::{CompactorActor, CompactorDeps};
 pub use messages::*;
 pub use peers::{NoPeers, PeerSink, SnapshotSendDone};
 pub use replica_actor::{ReplicaActor, ReplicaDeps};
-pub use ticker_actor::{TickedReplica, TickerActor};
+pub use ticker_actor::{AddTickedReplicas, TickedReplica, TickerActor};

@@ -33,6 +33,9 @@ pub struct ReplicaDeps {
     pub initial_voters: Vec<u64>,
     /// The initial members' records, which the meta shard's bootstrap entries carry.
     pub initial_members: Vec<atoll_proto::shard_map::Member>,
+    /// The initial shard map, which the meta shard's bootstrap entries record after the
+    /// conf changes (decision D23); ignored by data shards.
+    pub initial_shard_map: Option<atoll_proto::shard_map::ShardMap>,
     /// The MVCC store of the shard.
     pub store: MvccStore,
     /// Request limits.
@@ -88,6 +91,7 @@ impl ReplicaActor {
             config,
             initial_voters,
             initial_members,
+            initial_shard_map,
             store,
             limits,
             identity,
@@ -99,6 +103,7 @@ impl ReplicaActor {
             config: config.clone(),
             initial_voters: &initial_voters,
             initial_members: &initial_members,
+            initial_shard_map: initial_shard_map.as_ref(),
             store: &store,
             clock: deps.clock,
         })?;

@@ -57,3 +57,17 @@ impl Actor for TickerActor {
         ctx.run_interval(self.tick_interval, |act, _| act.tick_all());
     }
 }
+
+/// Adds replicas started after the ticker (a node starts its data shards once the meta
+/// shard has given it the shard map, decision D23).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddTickedReplicas(pub Vec<TickedReplica>);
+
+impl Handler<AddTickedReplicas> for TickerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddTickedReplicas, _: &mut Context<Self>) {
+        self.replicas.extend(msg.0);
+    }
+}

@@ -40,6 +40,9 @@ pub struct ReplicaCoreDeps<'a> {
     /// The initial members' records, carried by the meta shard's bootstrap entries (only
     /// their IDs matter to other shards); used with `initial_voters`.
     pub initial_members: &'a [atoll_proto::shard_map::Member],
+    /// The initial shard map, which the meta shard's bootstrap records after its conf
+    /// changes (decision D23); used with `initial_voters`, ignored by data shards.
+    pub initial_shard_map: Option<&'a atoll_proto::shard_map::ShardMap>,
     /// The MVCC store of the shard (its storage also holds the Raft log).
     pub store: &'a MvccStore,
     /// Wall clock for revision stamps.
@@ -97,10 +100,24 @@ impl<W, R> ReplicaCore<W, R> {
     /// Loads the replica's log and apply state and creates the `RawNode`, as at every start
     /// of the node. Returns the apply state, which the shell hands to whoever applies.
     pub fn new(deps: ReplicaCoreDeps<'_>) -> Result<(Self, ApplyState), StorageError> {
-        let ReplicaCoreDeps { shard, config, initial_voters, initial_members, store, clock } = deps;
+        let ReplicaCoreDeps {
+            shard,
+            config,
+            initial_voters,
+            initial_members,
+            initial_shard_map,
+            store,
+            clock,
+        } = deps;
         store.prepare_dir_counts()?;
         let state = store.load_apply_state()?;
-        let conf = bootstrap_shard(store.storage(), shard, initial_voters, initial_members)?;
+        let conf = bootstrap_shard(
+            store.storage(),
+            shard,
+            initial_voters,
+            initial_members,
+            initial_shard_map,
+        )?;
         let mut log = RaftLogStore::open(store.storage().clone(), shard, conf)?;
         // The apply batch can reach the disk before the hard state that carries its commit
         // index; entries are applied only once committed, so raising commit is safe (TiKV

@@ -54,6 +54,7 @@ impl Trio {
                 config,
                 initial_voters: &[1, 2, 3],
                 initial_members: &[],
+                initial_shard_map: None,
                 store: &store,
                 clock: Arc::new(SystemClock),
             };

@@ -16,6 +16,7 @@ fn must_core(storage: &Storage, voters: &[u64]) -> ReplicaCore<u32, u32> {
         config: ReplicaConfig { node_id: 1, ..ReplicaConfig::default() },
         initial_voters: voters,
         initial_members: &[],
+        initial_shard_map: None,
         store: &store,
         clock: Arc::new(SystemClock),
     };

@@ -14,6 +14,7 @@ use crate::mvcc::store::{MvccStore, WriteResponse};
 use crate::mvcc::validate::check_shape;
 use crate::mvcc::view::{History, Overlay};
 use crate::mvcc::write_txn::WriteTxn;
+use crate::shard_map_record::apply_shard_map_write;
 use crate::storage::records;
 use atoll_proto::member::ConfChangeContext;
 use atoll_proto::{
@@ -144,14 +145,20 @@ impl<'s> ApplyBatch<'s> {
                 let (response, writes) = apply_lease_op(&lease_view, index, lease_op)?;
                 return Ok((WriteResponse::Lease(response), Overlay::new(), writes));
             }
-            WriteOp::Member(write) if is_meta => {
-                let writes = apply_member_write(&lease_view, write)?;
+            // The meta shard's own records (decisions D18, D23).
+            WriteOp::Member(_) | WriteOp::ShardMap(_) => {
+                let writes = match op {
+                    WriteOp::Member(write) if is_meta => apply_member_write(&lease_view, write)?,
+                    WriteOp::ShardMap(write) if is_meta => {
+                        apply_shard_map_write(&lease_view, write)?
+                    }
+                    _ => {
+                        let reason = format!("meta shard record write for a data shard ({shard})");
+                        return Err(AtollError::Malformed { reason }.into());
+                    }
+                };
                 let header = ResponseHeader { revision: self.state.revision, ..Default::default() };
                 return Ok((WriteResponse::Membership(header), Overlay::new(), writes));
-            }
-            WriteOp::Member(_) => {
-                let reason = format!("member write for a data shard ({shard})");
-                return Err(AtollError::Malformed { reason }.into());
             }
             WriteOp::Leased(leased) if !is_meta => {
                 check_not_revoked(&lease_view, shard, &leased.leases)?;
@@ -203,7 +210,8 @@ impl<'s> ApplyBatch<'s> {
             | WriteOp::Leased(_)
             | WriteOp::RevokeLeaseKeys(_)
             | WriteOp::RevokeLeaseKeysBatch(_)
-            | WriteOp::Member(_) => {
+            | WriteOp::Member(_)
+            | WriteOp::ShardMap(_) => {
                 let reason = format!("lease command not applicable on shard {shard}");
                 return Err(AtollError::Malformed { reason }.into());
             }

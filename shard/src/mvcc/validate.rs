@@ -49,6 +49,7 @@ pub(crate) fn check_shape(op: &WriteOp, max_txn_ops: Option<usize>) -> Result<()
             atoll_proto::member::check_peer_urls(peer_urls)
         }
         WriteOp::Member(atoll_proto::member::MemberWrite::Publish { .. }) => Ok(()),
+        WriteOp::ShardMap(_) => Ok(()),
         WriteOp::Leased(leased) => match leased.op.as_ref() {
             inner @ (WriteOp::Put(_) | WriteOp::Txn(_)) => check_shape(inner, max_txn_ops),
             _ => {

@@ -11,7 +11,7 @@ use crate::storage::Storage;
 use crate::storage::records::{self, StateTag};
 use atoll_proto::ShardId;
 use atoll_proto::member::ConfChangeContext;
-use atoll_proto::shard_map::Member;
+use atoll_proto::shard_map::{Member, ShardMap};
 use atoll_proto::{NodeId, frame};
 use protobuf::Message as _;
 use raft::eraftpb::{
@@ -284,11 +284,17 @@ impl raft::Storage for RaftLogStore {
 /// configuration comes from applying them like any later change, so a node that joins later
 /// learns the initial voters by replaying them (or from a snapshot). A joining node, with no
 /// `voters`, starts with an empty log and configuration and waits for the leader.
+///
+/// The meta shard's log goes on with one more committed entry at term 1 when `shard_map` is
+/// given: the initial shard map (decision D23), so the map is in the meta shard's applied
+/// state on every member, the same bytes on each, and a node joining later gets it from the
+/// same log or a snapshot.
 pub fn bootstrap_shard(
     storage: &Storage,
     shard: ShardId,
     voters: &[u64],
     members: &[Member],
+    shard_map: Option<&ShardMap>,
 ) -> Result<ConfState, StorageError> {
     if let Some(cs) = records::load_conf_state(storage, shard)? {
         return Ok(cs);
@@ -300,15 +306,23 @@ pub fn bootstrap_shard(
     // The empty configuration marks the shard as created here; apply replaces it.
     let cs = ConfState::default();
     records::put_conf_state(storage, &mut batch, shard, &cs)?;
+    let mut entries = Vec::with_capacity(voters.len() + 1);
     for (i, &id) in voters.iter().enumerate() {
-        let e = bootstrap_entry(i as u64 + 1, id, members)?;
+        entries.push(bootstrap_entry(i as u64 + 1, id, members)?);
+    }
+    // Only with voters: a joining node gets the map from the leader's log like the rest.
+    if let Some(map) = shard_map.filter(|_| shard == ShardId::META && !voters.is_empty()) {
+        let index = entries.len() as u64 + 1;
+        entries.push(crate::shard_map_record::bootstrap_entry(index, BOOTSTRAP_TERM, map)?);
+    }
+    for e in &entries {
         batch.insert(
             &storage.raft_log,
             records::log_key(shard, e.index),
-            records::encode_entry(&e)?,
+            records::encode_entry(e)?,
         );
     }
-    if let Some(commit) = u64::try_from(voters.len()).ok().filter(|n| *n > 0) {
+    if let Some(commit) = u64::try_from(entries.len()).ok().filter(|n| *n > 0) {
         let hs = HardState { term: BOOTSTRAP_TERM, commit, ..HardState::default() };
         records::put_hard_state(storage, &mut batch, shard, &hs)?;
     }

@@ -153,6 +153,7 @@ impl SimNode {
                 config,
                 initial_voters: voters,
                 initial_members: &[],
+                initial_shard_map: None,
                 store: &store,
                 clock: self.clock.clone(),
             })

@@ -83,7 +83,7 @@ impl Cluster {
                 let split = vec!["--initial-split".to_string(), LEASE_PREFIXES.join(",")];
                 let cluster =
                     AtollCluster::start_with(&ctx.atoll_bin, tag, MEMBERS, &split).await?;
-                let shards = cluster.shard_count()?;
+                let shards = cluster.shard_count().await?;
                 Ok(Cluster::Atoll(cluster, shards))
             }
             System::Etcd => {
