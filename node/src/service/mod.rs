@@ -753,7 +753,9 @@ impl NodeService {
             raft_index: status.last_index,
             raft_term: status.term,
             raft_applied_index: status.applied_index,
-            is_learner: status.is_learner,
+            // The member record says, as etcd's does; the data shard's own replica may
+            // still be a learner a moment after a promotion (decision D22).
+            is_learner: self.is_learner(),
             ..StatusResponse::default()
         };
         resp.header.revision = status.revision;
