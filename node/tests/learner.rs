@@ -2,9 +2,9 @@
 //! loopback with several shards. The learner refuses what etcd's learners refuse, with
 //! etcd's error, serves Status (is_learner) and every Range, serializable from its own
 //! replicas and linearizable through each shard leader's read index, so a read on the
-//! learner sees a write the voters acknowledged just before. The native protocol on the
-//! learner serves everything, writes forwarded as from any member. After `member promote`
-//! the gateway serves everything.
+//! learner sees a write the voters acknowledged just before, and RangeStream. The native
+//! protocol on the learner serves everything, writes forwarded as from any member. After
+//! `member promote` the gateway serves everything.
 
 mod support;
 
@@ -131,6 +131,21 @@ async fn a_learner_serves_reads_refuses_the_rest_and_serves_everything_once_prom
     until_ok(PATIENCE, "native put through the learner", || native.put(put.clone())).await;
     let got = voter.get("/b/native", None).await.expect("get on a voter");
     assert_eq!(values(&got), [("/b/native".to_string(), "through the learner".to_string())]);
+
+    eprintln!("phase: the learner serves RangeStream, a Range in chunks");
+    let mut kv = support::etcd::must_kv_client(&learner_endpoint).await;
+    let everything = atoll_proto::etcd::etcdserverpb::RangeRequest {
+        key: b"/".to_vec(),
+        range_end: b"0".to_vec(),
+        ..Default::default()
+    };
+    let mut stream = kv.range_stream(everything).await.expect("range stream").into_inner();
+    let mut streamed = Vec::new();
+    while let Some(chunk) = stream.message().await.expect("chunk") {
+        let chunk = chunk.range_response.expect("range_response");
+        streamed.extend(chunk.kvs.into_iter().map(|kv| kv.key));
+    }
+    assert_eq!(streamed, [&b"/a/1"[..], b"/b/1", b"/b/native", b"/m/1", b"/z/1"]);
 
     eprintln!("phase: etcdctl against the learner gets etcd's message");
     let stderr = support::etcdctl::must_fail(&learner_endpoint, &["put", "/a/ctl", "x"]);

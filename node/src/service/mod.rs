@@ -15,12 +15,14 @@ mod lease_manager;
 mod members;
 mod merged_watch;
 mod range;
+mod range_stream;
 mod shards;
 mod watch;
 mod watch_task;
 
 pub use lease_manager::LeaseConfig;
 pub use members::{MEMBERSHIP_POLL, PeerSet};
+pub use range_stream::{RANGE_STREAM_FIRST_CHUNK_KEYS, RangeChunk};
 pub use shards::{ShardHandle, ShardSet};
 pub use watch::{WATCH_PROGRESS_INTERVAL_DEFAULT, WATCHERS_PER_STREAM_MAX};
 
