@@ -37,12 +37,16 @@ struct Streamed {
 }
 
 /// Reads a whole stream, `pause` between chunks (a slow client), checking etcd's layout:
-/// only the last chunk carries header, more and count.
+/// only the last chunk carries header, more and count. With `late` (a client of the
+/// streaming member), writes `/z/late-*` once the first chunk arrived: the server has then
+/// read at most the chunks that fill the stream's buffer, so the range past them changes
+/// on the streaming member before it is read.
 async fn must_stream(
     client: &mut KvClient<Channel>,
     req: pb::RangeRequest,
     pause: Duration,
     progress: &AtomicU64,
+    mut late: Option<&mut etcd_client::Client>,
 ) -> Streamed {
     let mut stream = client.range_stream(req).await.expect("range stream").into_inner();
     let mut chunks = Vec::new();
@@ -50,6 +54,13 @@ async fn must_stream(
     while let Some(msg) = stream.message().await.expect("chunk") {
         chunks.push(msg.range_response.expect("range_response"));
         at_first.get_or_insert(progress.load(Ordering::SeqCst));
+        if let Some(writer) = late.take() {
+            for i in 0..5 {
+                writer.put(format!("/z/late-{i}"), "late", None).await.expect("late put");
+            }
+            // A linearizable read through the streaming member: its replica has applied them.
+            writer.get("/z/late-4", None).await.expect("late get");
+        }
         tokio::time::sleep(pause).await;
     }
     let progress_during = progress.load(Ordering::SeqCst) - at_first.unwrap_or(0);
@@ -94,20 +105,21 @@ async fn a_range_stream_arrives_whole_in_order_at_one_revision() {
     let progress = Arc::clone(&written);
     let writers = tokio::spawn(async move {
         // Bounded: the stream ends long before, and the task is aborted then.
+        // Into the last shard, which the stream reaches last: a stream that did not read
+        // every chunk at its first chunk's revision would see these.
         for round in 0..10_000u64 {
-            for prefix in PREFIXES {
-                let key = format!("{prefix}{:05}", round % KEYS_PER_PREFIX as u64);
-                writer.put(key, format!("changed {round}"), None).await.expect("put");
-                writer.put(format!("{prefix}new-{round}"), "new", None).await.expect("put");
-                progress.fetch_add(2, Ordering::SeqCst);
-            }
+            let key = format!("/z/{:05}", KEYS_PER_PREFIX as u64 - 1 - round % 100);
+            writer.put(key, format!("changed {round}"), None).await.expect("put");
+            writer.put(format!("/z/new-{round}"), "new", None).await.expect("put");
+            progress.fetch_add(2, Ordering::SeqCst);
         }
     });
     // Writes under way before the stream starts.
     while written.load(Ordering::SeqCst) < 8 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let streamed = must_stream(&mut kv, everything(), Duration::from_millis(30), &written).await;
+    let streamed =
+        must_stream(&mut kv, everything(), Duration::from_millis(50), &written, None).await;
     assert!(streamed.progress_during > 0, "writes landed while the stream was read");
     let revision = streamed.merged.header.expect("header").revision;
     assert!(streamed.chunks.len() > 3, "{} chunks", streamed.chunks.len());
@@ -119,6 +131,24 @@ async fn a_range_stream_arrives_whole_in_order_at_one_revision() {
     assert_eq!(streamed.merged.kvs, unary.kvs, "the stream is the range at its revision");
     assert_eq!((streamed.merged.count, streamed.merged.more), (unary.count, false));
     assert!(streamed.merged.count >= total);
+    // Within one shard too, where no other shard's revision holds a read of now back.
+    let last_shard =
+        pb::RangeRequest { key: b"/z/".to_vec(), range_end: b"/z0".to_vec(), ..Default::default() };
+    let mut late_writer = must_connect(&endpoints[1]).await;
+    let streamed =
+        must_stream(&mut kv, last_shard.clone(), Duration::ZERO, &written, Some(&mut late_writer))
+            .await;
+    let late = |kvs: &[KeyValue]| kvs.iter().any(|kv| kv.key.starts_with(b"/z/late-"));
+    assert!(!late(&streamed.merged.kvs), "keys written after the first chunk are not streamed");
+    let now = kv.range(last_shard.clone()).await.expect("range now").into_inner();
+    assert!(late(&now.kvs), "they were written before the rest was read");
+    assert!(streamed.chunks.len() > 3, "{} chunks", streamed.chunks.len());
+    let at = pb::RangeRequest {
+        revision: streamed.merged.header.expect("header").revision,
+        ..last_shard
+    };
+    let unary = kv.range(at).await.expect("range at the stream's revision").into_inner();
+    assert_eq!(streamed.merged.kvs, unary.kvs, "the stream is the range at its revision");
     writers.abort();
     let still = AtomicU64::new(0);
 
@@ -128,6 +158,7 @@ async fn a_range_stream_arrives_whole_in_order_at_one_revision() {
         pb::RangeRequest { limit: 1_500, keys_only: true, ..everything() },
         Duration::ZERO,
         &still,
+        None,
     )
     .await;
     let revision = limited.merged.header.expect("header").revision;
@@ -142,16 +173,17 @@ async fn a_range_stream_arrives_whole_in_order_at_one_revision() {
         pb::RangeRequest { count_only: true, revision, ..everything() },
         Duration::ZERO,
         &still,
+        None,
     )
     .await;
     assert_eq!(counted.chunks.len(), 1);
     assert_eq!((counted.merged.count, counted.merged.kvs.len()), (unary.count, 0));
     let old = pb::RangeRequest { revision, ..everything() };
-    let streamed = must_stream(&mut kv, old.clone(), Duration::ZERO, &still).await;
+    let streamed = must_stream(&mut kv, old.clone(), Duration::ZERO, &still, None).await;
     assert_eq!(streamed.merged.kvs, kv.range(old).await.expect("range").into_inner().kvs);
     let mut follower = must_kv_client(&endpoints[2]).await;
     let serializable = pb::RangeRequest { serializable: true, ..everything() };
-    let streamed = must_stream(&mut follower, serializable, Duration::ZERO, &still).await;
+    let streamed = must_stream(&mut follower, serializable, Duration::ZERO, &still, None).await;
     let revision = streamed.merged.header.expect("header").revision;
     let at = pb::RangeRequest { revision, ..everything() };
     assert_eq!(streamed.merged.kvs, follower.range(at).await.expect("range").into_inner().kvs);
@@ -160,7 +192,7 @@ async fn a_range_stream_arrives_whole_in_order_at_one_revision() {
         range_end: b"/nothing0".to_vec(),
         ..Default::default()
     };
-    let streamed = must_stream(&mut kv, empty, Duration::ZERO, &still).await;
+    let streamed = must_stream(&mut kv, empty, Duration::ZERO, &still, None).await;
     assert_eq!((streamed.chunks.len(), streamed.merged.count), (1, 0));
 
     eprintln!("phase: what etcd 3.7 refuses");
@@ -183,5 +215,8 @@ async fn a_range_stream_arrives_whole_in_order_at_one_revision() {
     );
     // Ascending by key is key order: streamed, not refused.
     let ascending = pb::RangeRequest { sort_order: 1, sort_target: 0, limit: 5, ..everything() };
-    assert_eq!(must_stream(&mut kv, ascending, Duration::ZERO, &still).await.merged.kvs.len(), 5);
+    assert_eq!(
+        must_stream(&mut kv, ascending, Duration::ZERO, &still, None).await.merged.kvs.len(),
+        5
+    );
 }
