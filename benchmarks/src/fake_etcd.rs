@@ -108,4 +108,18 @@ impl Kv for Service {
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         Err(Status::unimplemented("not in the stand-in"))
     }
+
+    type RangeStreamStream = std::pin::Pin<
+        Box<
+            dyn tonic::codegen::tokio_stream::Stream<Item = Result<pb::RangeStreamResponse, Status>>
+                + Send,
+        >,
+    >;
+
+    async fn range_stream(
+        &self,
+        _: Request<pb::RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        Err(Status::unimplemented("not in the stand-in"))
+    }
 }

@@ -174,6 +174,9 @@ pub enum AtollError {
     /// The change would leave the voters without a quorum of started members.
     #[error("etcdserver: re-configuration failed due to not enough started members")]
     NotEnoughStartedMembers,
+    /// A learner was asked for an RPC etcd's learners do not serve (decision D22).
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
 }
 
 impl AtollError {
@@ -211,6 +214,7 @@ impl AtollError {
             AtollError::LearnerNotReady => 29,
             AtollError::MemberBadUrls => 30,
             AtollError::NotEnoughStartedMembers => 31,
+            AtollError::NotSupportedForLearner => 32,
         }
     }
 
@@ -239,7 +243,8 @@ impl AtollError {
             | AtollError::LeaseExists
             | AtollError::MemberNotLearner
             | AtollError::LearnerNotReady
-            | AtollError::NotEnoughStartedMembers => GrpcCode::FailedPrecondition,
+            | AtollError::NotEnoughStartedMembers
+            | AtollError::NotSupportedForLearner => GrpcCode::FailedPrecondition,
             // etcd's ErrGRPCTooManyRequests.
             AtollError::Busy { .. } => GrpcCode::ResourceExhausted,
             AtollError::NoLeader { .. }
@@ -286,5 +291,8 @@ mod tests {
         assert_eq!(AtollError::LeaseTtlTooLarge.to_string(), "etcdserver: too large lease TTL");
         assert_eq!(AtollError::LeaseTtlTooLarge.grpc_code(), GrpcCode::OutOfRange);
         assert_eq!(AtollError::LeaseExists.grpc_code(), GrpcCode::FailedPrecondition);
+        let learner = AtollError::NotSupportedForLearner;
+        assert_eq!(learner.to_string(), "etcdserver: rpc not supported for learner");
+        assert_eq!(learner.grpc_code(), GrpcCode::FailedPrecondition);
     }
 }

@@ -85,6 +85,14 @@ mod tests {
     }
 
     #[test]
+    fn a_range_stream_chunk_wraps_a_range_response_in_field_1() {
+        let inner = RangeResponse { count: 2, ..Default::default() };
+        let chunk = RangeStreamResponse { range_response: Some(inner) };
+        // range_response (field 1, length-delimited) holding count (field 4) = 2.
+        assert_eq!(chunk.encode_to_vec(), [0x0a, 0x02, 0x20, 0x02]);
+    }
+
+    #[test]
     fn compare_range_end_is_field_64_and_txn_ops_nest() {
         // range_end jumps to 64: tag (64 << 3 | 2) = 514 = varint 0x82 0x04.
         let compare = Compare { range_end: b"z".to_vec(), ..Default::default() };
@@ -112,6 +120,19 @@ mod tests {
             &self,
             _: tonic::Request<RangeRequest>,
         ) -> Result<tonic::Response<RangeResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("test"))
+        }
+        type RangeStreamStream = std::pin::Pin<
+            Box<
+                dyn tonic::codegen::tokio_stream::Stream<
+                        Item = Result<RangeStreamResponse, tonic::Status>,
+                    > + Send,
+            >,
+        >;
+        async fn range_stream(
+            &self,
+            _: tonic::Request<RangeRequest>,
+        ) -> Result<tonic::Response<Self::RangeStreamStream>, tonic::Status> {
             Err(tonic::Status::unimplemented("test"))
         }
         async fn put(

@@ -50,6 +50,16 @@ pub fn members(storage: &Storage, snap: &Snapshot) -> Result<Vec<Member>, Storag
     Ok(out)
 }
 
+/// The record of member `id` as `snap` holds it; `None` when there is none (not applied
+/// yet on a joining node, or removed).
+pub fn member(
+    storage: &Storage,
+    snap: &Snapshot,
+    id: NodeId,
+) -> Result<Option<Member>, StorageError> {
+    snap.get(&storage.leases, member_key(id))?.map(|v| decode_record(WHAT, &v)).transpose()
+}
+
 /// Whether `id` belonged to a removed member.
 pub fn is_removed(storage: &Storage, snap: &Snapshot, id: NodeId) -> Result<bool, StorageError> {
     Ok(snap.get(&storage.leases, removed_key(id))?.is_some())

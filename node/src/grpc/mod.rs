@@ -10,12 +10,16 @@
 //! Services: KV, Watch, Lease, Maintenance, Cluster, Auth, Lock and Election. Lock and
 //! Election are etcd's recipes (`concurrency.rs`) run on the node against that same request
 //! path, as etcd runs them against its own in-process client.
+//!
+//! On a learner member, a layer in front of every service refuses what etcd's learners
+//! refuse, with etcd's error (`learner_gate.rs`, decision D22).
 
 mod auth;
 mod cluster;
 mod concurrency;
 mod election;
 mod kv;
+mod learner_gate;
 mod lease;
 mod lock;
 mod maintenance;
@@ -102,6 +106,8 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let snapshots = Arc::new(tokio::sync::Semaphore::new(SNAPSHOTS_IN_FLIGHT_MAX));
     let recipes = Arc::new(tokio::sync::Semaphore::new(LOCK_AND_ELECTION_CALLS_MAX));
+    // A learner refuses what etcd's learners refuse, before any service sees it (D22).
+    let gate = learner_gate::LearnerGateLayer { service: service.clone() };
     let gateway = Arc::new(Gateway { service, snapshots, recipes });
     let max_decode = cfg.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
     let mut server = Server::builder()
@@ -111,6 +117,7 @@ pub async fn serve(
         let identity = Identity::from_pem(&tls.cert_chain_pem, &tls.key_pem);
         server = server.tls_config(ServerTlsConfig::new().identity(identity))?;
     }
+    let mut server = server.layer(gate);
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     server
         .add_service(

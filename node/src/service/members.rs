@@ -110,6 +110,22 @@ impl NodeService {
         atoll_shard::member::members(storage, &storage.db.snapshot()).map_err(AtollError::from)
     }
 
+    /// Whether this member is a learner by its member record (etcd's `IsLearner` on its
+    /// membership): a point read, cheap enough for every gRPC request the gateway gates
+    /// (decision D22). A member whose record this node has not applied yet (joining) or that
+    /// cannot be read counts as no learner, as etcd's check passes a member it does not know.
+    pub fn is_learner(&self) -> bool {
+        let storage = &self.inner.storage;
+        let me = NodeId(self.inner.identity.member_id);
+        match atoll_shard::member::member(storage, &storage.db.snapshot(), me) {
+            Ok(record) => record.is_some_and(|m| m.is_learner),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading this member's record failed");
+                false
+            }
+        }
+    }
+
     fn members_response(&self, member: Option<Member>) -> Result<MembersResponse, AtollError> {
         Ok(MembersResponse { header: self.header(), member, members: self.members()? })
     }

@@ -16,6 +16,7 @@ mod lease_revocation;
 mod members;
 mod merged_watch;
 mod range;
+mod range_stream;
 mod shard_map;
 mod shards;
 mod watch;
@@ -23,6 +24,7 @@ mod watch_task;
 
 pub use lease_manager::LeaseConfig;
 pub use members::{MEMBERSHIP_POLL, PeerSet, Removed};
+pub use range_stream::{RANGE_STREAM_FIRST_CHUNK_KEYS, RangeChunk};
 pub use shards::{ShardHandle, ShardSet};
 pub use watch::{WATCH_PROGRESS_INTERVAL_DEFAULT, WATCHERS_PER_STREAM_MAX};
 
@@ -764,7 +766,9 @@ impl NodeService {
             raft_index: status.last_index,
             raft_term: status.term,
             raft_applied_index: status.applied_index,
-            is_learner: status.is_learner,
+            // The member record says, as etcd's does; the data shard's own replica may
+            // still be a learner a moment after a promotion (decision D22).
+            is_learner: self.is_learner(),
             ..StatusResponse::default()
         };
         resp.header.revision = status.revision;

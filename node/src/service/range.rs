@@ -17,7 +17,7 @@
 use super::NodeService;
 use atoll_proto::{AtollError, CloseRequest, RangeRequest, RangeResponse, ShardId, WriteOp};
 use atoll_router::merge::{merge_ranges, shard_request};
-use atoll_shard::mvcc::{MvccStore, validate_range};
+use atoll_shard::mvcc::{Counting, MvccStore, validate_range};
 use std::sync::Arc;
 
 /// Where one shard stands in the snapshot a cross-shard read plans from.
@@ -84,6 +84,16 @@ pub(super) fn plan_cut(req: &RangeRequest, heads: &[ShardHead], floor: Option<i6
 
 impl NodeService {
     pub(super) async fn range(&self, req: RangeRequest) -> Result<RangeResponse, AtollError> {
+        self.range_counted(req, Counting::Exact).await
+    }
+
+    /// [`NodeService::range`]; with [`Counting::Skip`] the answer's `count` is not the
+    /// range's (a range stream's chunks, decision D22).
+    pub(super) async fn range_counted(
+        &self,
+        req: RangeRequest,
+        counting: Counting,
+    ) -> Result<RangeResponse, AtollError> {
         validate_range(&req)?;
         let inner = &self.inner;
         // A range that holds no key still gets an answer from one shard (count 0, header).
@@ -119,7 +129,7 @@ impl NodeService {
             .map(|(id, r)| Ok((inner.shards.handle(id)?.store.clone(), r)))
             .collect::<Result<Vec<_>, AtollError>>()?;
         // One shard plans a read at its own revision and never closes anything.
-        let answers = self.read_at_one_revision(&req, &shards, Arc::new(stores)).await?;
+        let answers = self.read_at_one_revision(&req, &shards, Arc::new(stores), counting).await?;
         let mut resp = match <[RangeResponse; 1]>::try_from(answers) {
             Ok([one]) => one,
             Err(answers) => merge_ranges(&req, answers),
@@ -134,6 +144,7 @@ impl NodeService {
         req: &RangeRequest,
         shards: &[ShardId],
         parts: Arc<Vec<(MvccStore, RangeRequest)>>,
+        counting: Counting,
     ) -> Result<Vec<RangeResponse>, AtollError> {
         // Closing raises a shard to the revision for good, so a plan after the closes finds
         // nothing behind; one that does means a shard went backwards.
@@ -141,7 +152,9 @@ impl NodeService {
         loop {
             let req = req.clone();
             match self
-                .read_planned(Arc::clone(&parts), move |heads| plan_cut(&req, heads, floor))
+                .read_planned(Arc::clone(&parts), counting, move |heads| {
+                    plan_cut(&req, heads, floor)
+                })
                 .await?
             {
                 Planned::Read(answers) => return Ok(answers),
@@ -165,6 +178,7 @@ impl NodeService {
     async fn read_planned(
         &self,
         parts: Arc<Vec<(MvccStore, RangeRequest)>>,
+        counting: Counting,
         plan: impl FnOnce(&[ShardHead]) -> Cut + Send + 'static,
     ) -> Result<Planned, AtollError> {
         let db = self.inner.storage.db.clone();
@@ -190,8 +204,9 @@ impl NodeService {
                 .zip(&states)
                 .map(|((store, r), state)| {
                     let at = RangeRequest { revision: revision.unwrap_or(r.revision), ..r.clone() };
-                    let mut answer =
-                        store.range_in_state(&snap, state, &at).map_err(|e| e.to_wire())?;
+                    let mut answer = store
+                        .range_in_state(&snap, state, &at, counting)
+                        .map_err(|e| e.to_wire())?;
                     // A read of "now" across shards shows the store at the cut, and its
                     // header says so: a watch from the next revision then misses nothing
                     // (list-then-watch), where a shard's newer revision would skip events.

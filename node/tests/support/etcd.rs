@@ -1,4 +1,5 @@
-//! The `etcd-client` crate (a real etcd v3 client library) as a test client.
+//! The `etcd-client` crate (a real etcd v3 client library) as a test client, and a raw
+//! tonic KV client for what that crate lacks (RangeStream).
 
 use etcd_client::Client;
 use std::time::{Duration, Instant};
@@ -30,4 +31,17 @@ pub fn status<T: std::fmt::Debug>(result: Result<T, etcd_client::Error>) -> (Cod
         etcd_client::Error::GRpcStatus(s) => (s.code(), s.message().to_string()),
         other => panic!("expected a gRPC status, got {other}"),
     }
+}
+
+/// A raw gRPC KV client of the member `endpoint` (plain HTTP/2), for RangeStream.
+pub async fn must_kv_client(
+    endpoint: &str,
+) -> atoll_proto::etcd::etcdserverpb::kv_client::KvClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{endpoint}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    atoll_proto::etcd::etcdserverpb::kv_client::KvClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
 }

@@ -50,6 +50,7 @@ pub use compact_hash::CompactionHash;
 pub use dir_counts::{COUNTED_DEPTH_MAX, COUNTED_PREFIX_BYTES_MAX};
 pub use hash::StateHash;
 pub use mvcc_limits::MvccLimits;
+pub use range::Counting;
 pub use retention::{RetentionScan, RetentionStep};
 pub use shard_range::ShardRange;
 pub use store::{Applying, MvccStore, WriteResponse};

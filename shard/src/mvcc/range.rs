@@ -23,33 +23,59 @@ use crate::error::StorageError;
 use crate::mvcc::view::{View, Visible};
 use atoll_proto::{KeyValue, RangeRequest, RangeResponse, SortOrder, SortTarget, sort_kvs};
 
+/// Whether a Range counts the live keys of its whole range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counting {
+    /// `count` is exact (etcd's answer): the scan runs to the end of the range, unless the
+    /// directory counts of decision D8 know the number.
+    Exact,
+    /// The scan stops once it holds what the answer uses, and `count` is only the number of
+    /// live keys scanned until then: for a caller that counts once elsewhere, as a range
+    /// stream does for its chunks (etcd's `CountTotal = false`, decision D22).
+    Skip,
+}
+
+/// Where `count` comes from: the scan, the caller, or nowhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CountSource {
+    /// Count every live key of the range while scanning.
+    Scan,
+    /// The caller knows the number of live keys in the range (directory counts).
+    Known(i64),
+    /// Not wanted ([`Counting::Skip`]).
+    Skipped,
+}
+
 /// Evaluates `req` against `view` at `revision`; the header is left for the caller.
 /// `with_pending` is true for a read at the newest revision inside a Txn (it sees the Txn's
-/// own writes). `known_count` is the number of live keys in the range when the caller
-/// already knows it (directory counts): the scan then stops once it holds what the answer
-/// uses, and a `count_only` request scans nothing.
+/// own writes). Unless `count` is [`CountSource::Scan`], the scan stops once it holds what
+/// the answer uses, and a `count_only` request with a known count scans nothing.
 pub(crate) fn evaluate_range(
     view: &View<'_>,
     req: &RangeRequest,
     revision: i64,
     with_pending: bool,
-    known_count: Option<i64>,
+    count: CountSource,
 ) -> Result<RangeResponse, StorageError> {
     let plan = RangePlan::new(req);
     let mut kvs = Vec::new();
     let mut scanned: i64 = 0;
-    if known_count.is_none() || plan.collect_max > 0 {
+    let known = matches!(count, CountSource::Known(_));
+    if !known || plan.collect_max > 0 {
         let mut scan = view.scan(&req.key, &req.range_end, revision, with_pending);
         while let Some(visible) = scan.next_visible()? {
             scanned += 1;
             if kvs.len() < plan.collect_max {
                 keep_if_wanted(&visible, req, plan.decode_values, &mut kvs)?;
-            } else if known_count.is_some() {
+            } else if count != CountSource::Scan {
                 break;
             }
         }
     }
-    let count = known_count.unwrap_or(scanned);
+    let count = match count {
+        CountSource::Known(n) => n,
+        CountSource::Scan | CountSource::Skipped => scanned,
+    };
     if let Some(order) = plan.order {
         sort_kvs(&mut kvs, req.sort_target, order);
     }

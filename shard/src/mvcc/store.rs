@@ -11,7 +11,7 @@ use crate::mvcc::apply_state::{ApplyState, apply_state_key};
 use crate::mvcc::codec::decode_key;
 use crate::mvcc::dir_counts::{counted_prefix_of, load_count};
 use crate::mvcc::mvcc_limits::MvccLimits;
-use crate::mvcc::range::evaluate_range;
+use crate::mvcc::range::{CountSource, Counting, evaluate_range};
 use crate::mvcc::shard_range::ShardRange;
 use crate::mvcc::validate::validate_range;
 use crate::mvcc::view::History;
@@ -210,15 +210,17 @@ impl MvccStore {
     /// (as etcd).
     pub fn range(&self, snap: &Snapshot, req: &RangeRequest) -> Result<RangeResponse, ShardError> {
         let state = self.apply_state_at(snap)?;
-        self.range_in_state(snap, &state, req)
+        self.range_in_state(snap, &state, req, Counting::Exact)
     }
 
-    /// [`MvccStore::range`] for a caller that read the apply state from `snap` already.
+    /// [`MvccStore::range`] for a caller that read the apply state from `snap` already;
+    /// `counting` says whether the answer's `count` must be exact.
     pub fn range_in_state(
         &self,
         snap: &Snapshot,
         state: &ApplyState,
         req: &RangeRequest,
+        counting: Counting,
     ) -> Result<RangeResponse, ShardError> {
         validate_range(req)?;
         let revision = read_revision(req.revision, state.revision, state.compact_revision)?;
@@ -232,12 +234,17 @@ impl MvccStore {
         // At the current revision, a range that is exactly a counted prefix takes its count
         // from the directory counts (decision D8); history is counted by its scan.
         let known_count = match counted_prefix_of(&req.key, &req.range_end) {
-            Some(prefix) if revision == state.revision => {
+            Some(prefix) if revision == state.revision && counting == Counting::Exact => {
                 load_count(snap, &self.storage.raft_state, self.shard, &prefix)?
             }
             _ => None,
         };
-        let mut resp = evaluate_range(&view, req, revision, false, known_count)?;
+        let count = match (counting, known_count) {
+            (Counting::Skip, _) => CountSource::Skipped,
+            (Counting::Exact, Some(n)) => CountSource::Known(n),
+            (Counting::Exact, None) => CountSource::Scan,
+        };
+        let mut resp = evaluate_range(&view, req, revision, false, count)?;
         resp.header = ResponseHeader { revision: state.revision, ..Default::default() };
         Ok(resp)
     }

@@ -17,7 +17,7 @@ use crate::error::ShardError;
 use crate::lease::{LeaseWrites, encode_grant, index_key};
 use crate::mvcc::codec::encode_key;
 use crate::mvcc::compare::compares_hold;
-use crate::mvcc::range::evaluate_range;
+use crate::mvcc::range::{CountSource, evaluate_range};
 use crate::mvcc::shard_range::ShardRange;
 use crate::mvcc::view::{History, Overlay, View};
 use atoll_proto::limits::TXN_NESTING_DEPTH_MAX;
@@ -186,7 +186,8 @@ impl<'a> WriteTxn<'a> {
         // Only a read at the newest revision sees the Txn's writes (etcd reads
         // `beginRev + 1` then; an explicit revision reads history).
         let with_pending = req.revision <= 0;
-        let mut resp = evaluate_range(&self.view(), req, revision, with_pending, None)?;
+        let mut resp =
+            evaluate_range(&self.view(), req, revision, with_pending, CountSource::Scan)?;
         resp.header = header(self.current_revision());
         Ok(resp)
     }
