@@ -162,7 +162,10 @@ impl State {
             | NativeRequest::MemberRemove(_)
             | NativeRequest::MemberPromote(_)
             | NativeRequest::MemberUpdate(_)
-            | NativeRequest::MemberWrite(_) => NativeResponse::Error(AtollError::Malformed {
+            | NativeRequest::MemberWrite(_)
+            | NativeRequest::Auth(_)
+            | NativeRequest::WithToken(_)
+            | NativeRequest::AuthWrite(_) => NativeResponse::Error(AtollError::Malformed {
                 reason: "not in the stand-in".into(),
             }),
         })

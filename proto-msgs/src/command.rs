@@ -38,6 +38,8 @@ pub enum WriteOp {
     RevokeLeaseKeys(crate::lease::RevokeLeaseKeysRequest),
     /// A change of a member's attributes (meta shard only; decision D18).
     Member(crate::member::MemberWrite),
+    /// A change of the auth store (meta shard only; decision D21).
+    Auth(crate::auth::AuthOp),
 }
 
 impl WriteOp {

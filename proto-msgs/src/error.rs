@@ -36,6 +36,8 @@ pub enum GrpcCode {
     Unavailable = 14,
     /// Data was lost or corrupted.
     DataLoss = 15,
+    /// Unauthenticated.
+    Unauthenticated = 16,
 }
 
 /// An error answered to a client or a peer.
@@ -174,6 +176,54 @@ pub enum AtollError {
     /// The change would leave the voters without a quorum of started members.
     #[error("etcdserver: re-configuration failed due to not enough started members")]
     NotEnoughStartedMembers,
+    /// Auth request while auth is disabled.
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    /// AuthEnable without a root user.
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    /// AuthEnable while the root user lacks the root role.
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    /// UserAdd of an existing user.
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    /// A user name is empty, or a request came without a token while auth is enabled.
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    /// No such user.
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    /// RoleAdd of an existing role.
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    /// No such role.
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    /// A role name is empty.
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    /// Authenticate with a wrong user or password.
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// The caller may not do this.
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    /// UserRevokeRole of a role the user does not hold.
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    /// RoleRevokePermission of a permission the role does not hold.
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    /// A token that is malformed, forged, expired or of an unknown user.
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    /// Deleting root, or revoking root's root role, while auth is enabled.
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    /// A token issued before the auth store last changed: authenticate again.
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
 }
 
 impl AtollError {
@@ -211,6 +261,22 @@ impl AtollError {
             AtollError::LearnerNotReady => 29,
             AtollError::MemberBadUrls => 30,
             AtollError::NotEnoughStartedMembers => 31,
+            AtollError::AuthNotEnabled => 32,
+            AtollError::RootUserNotExist => 33,
+            AtollError::RootRoleNotExist => 34,
+            AtollError::UserAlreadyExist => 35,
+            AtollError::UserEmpty => 36,
+            AtollError::UserNotFound => 37,
+            AtollError::RoleAlreadyExist => 38,
+            AtollError::RoleNotFound => 39,
+            AtollError::RoleEmpty => 40,
+            AtollError::AuthFailed => 41,
+            AtollError::PermissionDenied => 42,
+            AtollError::RoleNotGranted => 43,
+            AtollError::PermissionNotGranted => 44,
+            AtollError::InvalidAuthToken => 45,
+            AtollError::InvalidAuthMgmt => 46,
+            AtollError::AuthOldRevision => 47,
         }
     }
 
@@ -239,7 +305,23 @@ impl AtollError {
             | AtollError::LeaseExists
             | AtollError::MemberNotLearner
             | AtollError::LearnerNotReady
-            | AtollError::NotEnoughStartedMembers => GrpcCode::FailedPrecondition,
+            | AtollError::NotEnoughStartedMembers
+            | AtollError::AuthNotEnabled
+            | AtollError::RootUserNotExist
+            | AtollError::RootRoleNotExist
+            | AtollError::UserAlreadyExist
+            | AtollError::UserNotFound
+            | AtollError::RoleAlreadyExist
+            | AtollError::RoleNotFound
+            | AtollError::RoleNotGranted
+            | AtollError::PermissionNotGranted => GrpcCode::FailedPrecondition,
+            AtollError::UserEmpty
+            | AtollError::RoleEmpty
+            | AtollError::AuthFailed
+            | AtollError::InvalidAuthMgmt
+            | AtollError::AuthOldRevision => GrpcCode::InvalidArgument,
+            AtollError::PermissionDenied => GrpcCode::PermissionDenied,
+            AtollError::InvalidAuthToken => GrpcCode::Unauthenticated,
             // etcd's ErrGRPCTooManyRequests.
             AtollError::Busy { .. } => GrpcCode::ResourceExhausted,
             AtollError::NoLeader { .. }
@@ -286,5 +368,13 @@ mod tests {
         assert_eq!(AtollError::LeaseTtlTooLarge.to_string(), "etcdserver: too large lease TTL");
         assert_eq!(AtollError::LeaseTtlTooLarge.grpc_code(), GrpcCode::OutOfRange);
         assert_eq!(AtollError::LeaseExists.grpc_code(), GrpcCode::FailedPrecondition);
+        assert_eq!(AtollError::InvalidAuthToken.to_string(), "etcdserver: invalid auth token");
+        assert_eq!(AtollError::InvalidAuthToken.grpc_code(), GrpcCode::Unauthenticated);
+        assert_eq!(AtollError::PermissionDenied.grpc_code(), GrpcCode::PermissionDenied);
+        assert_eq!(
+            AtollError::AuthOldRevision.to_string(),
+            "etcdserver: revision of auth store is old"
+        );
+        assert_eq!(AtollError::UserEmpty.grpc_code(), GrpcCode::InvalidArgument);
     }
 }

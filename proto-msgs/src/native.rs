@@ -62,6 +62,13 @@ pub enum NativeRequest {
     /// A change of a member's attributes, forwarded to the meta shard's leader (between
     /// nodes only: a node publishing its own name and client URLs).
     MemberWrite(crate::member::MemberWrite),
+    /// A request of etcd's `Auth` service (decision D21).
+    Auth(crate::auth::AuthRequest),
+    /// A request sent with a token (decision D21).
+    WithToken(crate::auth::TokenRequest),
+    /// A change of the auth store, forwarded to the meta shard's leader (between nodes
+    /// only: the receiving node checked the caller and hashed any password).
+    AuthWrite(crate::auth::AuthOp),
 }
 
 /// A compaction of one shard.
@@ -96,6 +103,16 @@ impl NativeRequest {
             | NativeRequest::MemberUpdate(_)
             | NativeRequest::MemberWrite(_) => true,
             NativeRequest::Txn(txn) => txn_is_read_only(txn),
+            NativeRequest::Auth(a) => matches!(
+                a,
+                crate::auth::AuthRequest::Status
+                    | crate::auth::AuthRequest::Authenticate { .. }
+                    | crate::auth::AuthRequest::UserGet { .. }
+                    | crate::auth::AuthRequest::UserList
+                    | crate::auth::AuthRequest::RoleGet { .. }
+                    | crate::auth::AuthRequest::RoleList
+            ),
+            NativeRequest::WithToken(t) => t.request.is_idempotent(),
             // A grant with a server-chosen ID sent twice grants two leases.
             NativeRequest::Put(_)
             | NativeRequest::DeleteRange(_)
@@ -103,7 +120,8 @@ impl NativeRequest {
             | NativeRequest::LeasedWrite(_)
             // A second add adds a second member; a second remove finds none.
             | NativeRequest::MemberAdd(_)
-            | NativeRequest::MemberRemove(_) => false,
+            | NativeRequest::MemberRemove(_)
+            | NativeRequest::AuthWrite(_) => false,
         }
     }
 }
@@ -119,7 +137,8 @@ impl NativeRequest {
             | NativeRequest::LeaseLookup(_)
             | NativeRequest::LeasedWrite(_)
             | NativeRequest::RevokeLeaseKeys(_)
-            | NativeRequest::MemberWrite(_) => true,
+            | NativeRequest::MemberWrite(_)
+            | NativeRequest::AuthWrite(_) => true,
             NativeRequest::Range(_)
             | NativeRequest::Put(_)
             | NativeRequest::DeleteRange(_)
@@ -137,7 +156,9 @@ impl NativeRequest {
             | NativeRequest::MemberAdd(_)
             | NativeRequest::MemberRemove(_)
             | NativeRequest::MemberPromote(_)
-            | NativeRequest::MemberUpdate(_) => false,
+            | NativeRequest::MemberUpdate(_)
+            | NativeRequest::Auth(_) => false,
+            NativeRequest::WithToken(t) => t.request.is_peer_only(),
         }
     }
 }
@@ -189,6 +210,8 @@ pub enum NativeResponse {
     Error(AtollError),
     /// The members, after a change when the request was one.
     Members(crate::member::MembersResponse),
+    /// The answer to an auth request (decision D21).
+    Auth(crate::auth::AuthResponse),
 }
 
 /// Asks a node for its status (`etcdctl endpoint status`).

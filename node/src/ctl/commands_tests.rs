@@ -311,7 +311,10 @@ fn answering() -> Fake {
             | NativeRequest::MemberRemove(_)
             | NativeRequest::MemberPromote(_)
             | NativeRequest::MemberUpdate(_)
-            | NativeRequest::MemberWrite(_) => NativeResponse::Error(AtollError::Malformed {
+            | NativeRequest::MemberWrite(_)
+            | NativeRequest::Auth(_)
+            | NativeRequest::WithToken(_)
+            | NativeRequest::AuthWrite(_) => NativeResponse::Error(AtollError::Malformed {
                 reason:
                     "atollctl sends no hashkv, shard compaction, close, member or node-only lease \
                          request, and watches on a stream"

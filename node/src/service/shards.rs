@@ -98,7 +98,9 @@ impl ShardSet {
             WriteOp::Txn(t) => txn_keys_in_one(t, &mut same),
             WriteOp::Compact(_) => false,
             WriteOp::Close(c) => return Some(c.shard),
-            WriteOp::Lease(_) | WriteOp::Member(_) => return Some(ShardId::META),
+            WriteOp::Lease(_) | WriteOp::Member(_) | WriteOp::Auth(_) => {
+                return Some(ShardId::META);
+            }
             WriteOp::RevokeLeaseKeys(r) => return Some(r.shard),
             WriteOp::Leased(l) => return self.single_shard_of(&l.op),
         };

@@ -2,6 +2,7 @@
 //! snapshot, their writes kept in memory until the batch is committed in a single fjall batch
 //! together with the final [`ApplyState`] (DESIGN §5: the applied index rides with the data).
 
+use crate::auth::{apply_auth_op, is_auth_record};
 use crate::error::{ShardError, StorageError};
 use crate::lease::{LeaseView, LeaseWrites, apply_lease_op, check_not_revoked, revoke_lease_keys};
 use crate::member::{apply_conf_context, apply_member_write};
@@ -125,6 +126,11 @@ impl<'s> ApplyBatch<'s> {
         Ok(())
     }
 
+    /// Whether the entries applied so far changed the auth store (decision D21).
+    pub(crate) fn changed_auth(&self) -> bool {
+        self.leases.keys().any(|k| is_auth_record(k))
+    }
+
     fn lease_view(&self) -> LeaseView<'_> {
         LeaseView { snap: &self.snap, leases: &self.store.storage.leases, pending: &self.leases }
     }
@@ -151,6 +157,15 @@ impl<'s> ApplyBatch<'s> {
             }
             WriteOp::Member(_) => {
                 let reason = format!("member write for a data shard ({shard})");
+                return Err(AtollError::Malformed { reason }.into());
+            }
+            WriteOp::Auth(auth_op) if is_meta => {
+                let writes = apply_auth_op(&lease_view, auth_op)?;
+                let header = ResponseHeader { revision: self.state.revision, ..Default::default() };
+                return Ok((WriteResponse::Membership(header), Overlay::new(), writes));
+            }
+            WriteOp::Auth(_) => {
+                let reason = format!("auth change for a data shard ({shard})");
                 return Err(AtollError::Malformed { reason }.into());
             }
             WriteOp::Leased(leased) if !is_meta => {
@@ -203,7 +218,8 @@ impl<'s> ApplyBatch<'s> {
             WriteOp::Lease(_)
             | WriteOp::Leased(_)
             | WriteOp::RevokeLeaseKeys(_)
-            | WriteOp::Member(_) => {
+            | WriteOp::Member(_)
+            | WriteOp::Auth(_) => {
                 let reason = format!("lease command not applicable on shard {shard}");
                 return Err(AtollError::Malformed { reason }.into());
             }

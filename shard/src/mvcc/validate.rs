@@ -41,7 +41,9 @@ pub(crate) fn check_shape(op: &WriteOp, max_txn_ops: Option<usize>) -> Result<()
         WriteOp::Close(c) if c.revision <= 0 => Err(AtollError::Malformed {
             reason: format!("close at revision {}; it must be positive", c.revision),
         }),
-        WriteOp::Close(_) | WriteOp::Lease(_) | WriteOp::RevokeLeaseKeys(_) => Ok(()),
+        WriteOp::Close(_) | WriteOp::Lease(_) | WriteOp::RevokeLeaseKeys(_) | WriteOp::Auth(_) => {
+            Ok(())
+        }
         WriteOp::Member(atoll_proto::member::MemberWrite::UpdatePeerUrls { peer_urls, .. }) => {
             atoll_proto::member::check_peer_urls(peer_urls)
         }

@@ -78,8 +78,12 @@ fn lease_owned(
     key: &[u8],
     in_range: impl Fn(&[u8]) -> Result<bool, StorageError>,
 ) -> Result<bool, StorageError> {
-    if key.starts_with(&lease_keys::record_prefix()) || crate::member::is_member_record(key) {
-        // Lease and member records belong to the meta shard alone (decisions D16, D18).
+    if key.starts_with(&lease_keys::record_prefix())
+        || crate::member::is_member_record(key)
+        || crate::auth::is_auth_record(key)
+    {
+        // Lease, member and auth records belong to the meta shard alone (decisions D16, D18,
+        // D21).
         return Ok(shard == ShardId::META);
     }
     if key.starts_with(&lease_keys::revoked_shard_prefix(shard)) {
