@@ -158,6 +158,11 @@ impl<C: Connector> Session<'_, C> {
                 let key = String::from_utf8_lossy(&key);
                 if range_end.is_empty() {
                     writeln!(io.stdout, "Permission of key {key} is revoked from role {role}")?;
+                } else if range_end == [0] {
+                    writeln!(
+                        io.stdout,
+                        "Permission of range [{key}, <open ended> is revoked from role {role}"
+                    )?;
                 } else {
                     let end = String::from_utf8_lossy(&range_end);
                     writeln!(
