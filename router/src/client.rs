@@ -243,7 +243,7 @@ impl Client {
     ) -> Result<NativeResponse, ClientError> {
         let route = match route {
             Route::Rotating => Route::Rotating,
-            Route::Pinned(slot) => Route::Pinned(*slot),
+            Route::Pinned(slot) => Route::Pinned(slot),
         };
         let after = self.inner.config.request_timeout;
         match tokio::time::timeout(after, self.with_retries(req, route)).await {

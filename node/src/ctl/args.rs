@@ -252,12 +252,9 @@ pub enum RoleCommand {
         /// <role name> <permission type> <key> [endkey].
         #[arg(value_name = "ARGS")]
         args: Vec<String>,
-        /// Grant a prefix permission.
-        #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-        prefix: bool,
-        /// Grant a permission of keys that are greater than or equal to the given key.
-        #[arg(long = "from-key", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-        from_key: bool,
+        /// Which keys: a prefix, or from the key on.
+        #[command(flatten)]
+        range: PermissionRangeFlags,
     },
     /// Revokes a key from a role.
     #[command(
@@ -268,13 +265,21 @@ pub enum RoleCommand {
         /// <role name> <key> [endkey].
         #[arg(value_name = "ARGS")]
         args: Vec<String>,
-        /// Revoke a prefix permission.
-        #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-        prefix: bool,
-        /// Revoke a permission of keys that are greater than or equal to the given key.
-        #[arg(long = "from-key", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-        from_key: bool,
+        /// Which keys: a prefix, or from the key on.
+        #[command(flatten)]
+        range: PermissionRangeFlags,
     },
+}
+
+/// etcdctl's `--prefix` and `--from-key` of a permission (`--prefix=true` or `--prefix`).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct PermissionRangeFlags {
+    /// A prefix permission.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub prefix: bool,
+    /// A permission of keys that are greater than or equal to the given key.
+    #[arg(long = "from-key", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub from_key: bool,
 }
 
 /// `auth <subcommand>`, as etcdctl's.

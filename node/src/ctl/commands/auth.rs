@@ -121,7 +121,7 @@ impl<C: Connector> Session<'_, C> {
                 self.auth_request(AuthRequest::RoleDelete { role: role.clone() }).await?;
                 writeln!(io.stdout, "Role {role} deleted")?;
             }
-            RoleCommand::GrantPermission { args, prefix, from_key } => {
+            RoleCommand::GrantPermission { args, range } => {
                 let (role, perm_type, rest) = match args.as_slice() {
                     [role, perm_type, rest @ ..] if matches!(rest.len(), 1 | 2) => {
                         (role, perm_type, rest)
@@ -133,13 +133,13 @@ impl<C: Connector> Session<'_, C> {
                     }
                 };
                 let perm_type = permission_type(perm_type)?;
-                let (key, range_end) = permission_range(rest, *prefix, *from_key)?;
+                let (key, range_end) = permission_range(rest, range.prefix, range.from_key)?;
                 let permission = Permission { perm_type, key, range_end };
                 let req = AuthRequest::RoleGrantPermission { role: role.clone(), permission };
                 self.auth_request(req).await?;
                 writeln!(io.stdout, "Role {role} updated")?;
             }
-            RoleCommand::RevokePermission { args, prefix, from_key } => {
+            RoleCommand::RevokePermission { args, range } => {
                 let (role, rest) = match args.as_slice() {
                     [role, rest @ ..] if matches!(rest.len(), 1 | 2) => (role, rest),
                     _ => {
@@ -148,7 +148,7 @@ impl<C: Connector> Session<'_, C> {
                         ));
                     }
                 };
-                let (key, range_end) = permission_range(rest, *prefix, *from_key)?;
+                let (key, range_end) = permission_range(rest, range.prefix, range.from_key)?;
                 let req = AuthRequest::RoleRevokePermission {
                     role: role.clone(),
                     key: key.clone(),
