@@ -67,6 +67,14 @@ async fn users_roles_and_permissions_are_enforced_on_every_member() {
 
     eprintln!("phase: auth enabled; no token, a wrong password, a forged token");
     admin.auth_enable().await.expect("enable");
+    let (code, message) = status(admin.get("/b/app/x", None).await);
+    assert_eq!((code, message.as_str()), (Code::InvalidArgument, "etcdserver: user name is empty"));
+    // Another member enforces auth once it applied the change (a few milliseconds).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while other.get("/b/app/x", None).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "member 1 never applied the enable");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (code, message) = status(other.get("/b/app/x", None).await);
     assert_eq!((code, message.as_str()), (Code::InvalidArgument, "etcdserver: user name is empty"));
     let wrong = Client::connect(

@@ -220,6 +220,9 @@ impl NodeService {
             change => {
                 let op = self.auth_op(change).await?;
                 self.write_on(ShardId::META, WriteOp::Auth(op), origin).await?;
+                // The meta leader applied it; the node that answers the client applies it
+                // too before answering, so its next request is checked by the new store.
+                self.read_index(ShardId::META).await?;
             }
         }
         resp.header = self.header();
