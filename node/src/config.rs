@@ -98,6 +98,12 @@ pub struct Flags {
     /// (default 1m).
     #[arg(long, env = "ATOLL_LEASE_CHECKPOINT_INTERVAL")]
     pub lease_checkpoint_interval: Option<String>,
+    /// bcrypt cost of the password hashes this node makes, 4 to 31 (default 10, etcd's).
+    #[arg(long, env = "ATOLL_BCRYPT_COST")]
+    pub bcrypt_cost: Option<u32>,
+    /// Seconds an auth token stays valid (default 300, etcd's).
+    #[arg(long, env = "ATOLL_AUTH_TOKEN_TTL")]
+    pub auth_token_ttl: Option<u64>,
     /// Block cache of the storage engine (default 64MiB).
     #[arg(long, env = "ATOLL_CACHE_SIZE")]
     pub cache_size: Option<String>,
@@ -174,6 +180,8 @@ struct FileConfig {
     experimental_watch_progress_notify_interval: Option<String>,
     lease_revoke_rate: Option<u64>,
     lease_checkpoint_interval: Option<String>,
+    bcrypt_cost: Option<u32>,
+    auth_token_ttl: Option<u64>,
     cache_size: Option<String>,
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
@@ -224,6 +232,9 @@ pub struct NodeConfig {
     pub lease_revoke_rate: u64,
     /// Interval of lease checkpoints; zero: none (default 1 min, decision D16).
     pub lease_checkpoint_interval: Duration,
+    /// bcrypt cost and token lifetime (etcd's `--bcrypt-cost` 10, `--auth-token-ttl` 300;
+    /// decision D21).
+    pub auth: crate::auth::AuthConfig,
     /// Storage block cache (default 64 MiB).
     pub cache_bytes: u64,
     /// Operator-provided certificate, key and CA, all three or none.
@@ -253,6 +264,7 @@ impl Default for NodeConfig {
             watch_progress_notify_interval: Duration::from_secs(600),
             lease_revoke_rate: 1_000,
             lease_checkpoint_interval: Duration::from_secs(60),
+            auth: crate::auth::AuthConfig::default(),
             cache_bytes: 64 << 20,
             tls_files: None,
             log_level: "info".into(),
@@ -404,6 +416,13 @@ impl NodeConfig {
                 text(&flags.lease_checkpoint_interval, file.lease_checkpoint_interval),
                 d.lease_checkpoint_interval,
             )?,
+            auth: crate::auth::AuthConfig {
+                bcrypt_cost: flags.bcrypt_cost.or(file.bcrypt_cost).unwrap_or(d.auth.bcrypt_cost),
+                token_ttl: flags
+                    .auth_token_ttl
+                    .or(file.auth_token_ttl)
+                    .map_or(d.auth.token_ttl, Duration::from_secs),
+            },
             cache_bytes: bytes(
                 "cache-size",
                 text(&flags.cache_size, file.cache_size),
@@ -438,6 +457,13 @@ impl NodeConfig {
         if self.lease_revoke_rate < 2 {
             // etcd's loop takes rate/2 leases per half-second pass; below 2 it takes none.
             return Err(err("--lease-revoke-rate must be at least 2 (leases per second)"));
+        }
+        if !(4..=31).contains(&self.auth.bcrypt_cost) {
+            // bcrypt's own bounds (etcd refuses the same).
+            return Err(err("--bcrypt-cost must be between 4 and 31"));
+        }
+        if self.auth.token_ttl.is_zero() {
+            return Err(err("--auth-token-ttl must be at least 1 (seconds)"));
         }
         if self.max_txn_ops == 0 {
             return Err(err("--max-txn-ops must be at least 1"));

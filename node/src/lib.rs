@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod certs;
 pub mod cluster;
 pub mod config;

@@ -165,7 +165,10 @@ impl State {
             | NativeRequest::MemberUpdate(_)
             | NativeRequest::MemberWrite(_)
             | NativeRequest::ShardMap(_)
-            | NativeRequest::AtLeader(_) => NativeResponse::Error(AtollError::Malformed {
+            | NativeRequest::AtLeader(_)
+            | NativeRequest::Auth(_)
+            | NativeRequest::WithToken(_)
+            | NativeRequest::AuthWrite(_) => NativeResponse::Error(AtollError::Malformed {
                 reason: "not in the stand-in".into(),
             }),
         })

@@ -43,6 +43,8 @@ pub enum WriteOp {
     RevokeLeaseKeysBatch(crate::lease::RevokeLeaseKeysBatchRequest),
     /// A change of the shard map record (meta shard only; decision D23).
     ShardMap(crate::shard_map::ShardMapWrite),
+    /// A change of the auth store (meta shard only; decision D21).
+    Auth(crate::auth::AuthOp),
 }
 
 impl WriteOp {

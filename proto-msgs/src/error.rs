@@ -36,6 +36,8 @@ pub enum GrpcCode {
     Unavailable = 14,
     /// Data was lost or corrupted.
     DataLoss = 15,
+    /// Unauthenticated.
+    Unauthenticated = 16,
 }
 
 /// An error answered to a client or a peer.
@@ -177,6 +179,54 @@ pub enum AtollError {
     /// A learner was asked for an RPC etcd's learners do not serve (decision D22).
     #[error("etcdserver: rpc not supported for learner")]
     NotSupportedForLearner,
+    /// Auth request while auth is disabled.
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    /// AuthEnable without a root user.
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    /// AuthEnable while the root user lacks the root role.
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    /// UserAdd of an existing user.
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    /// A user name is empty, or a request came without a token while auth is enabled.
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    /// No such user.
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    /// RoleAdd of an existing role.
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    /// No such role.
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    /// A role name is empty.
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    /// Authenticate with a wrong user or password.
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// The caller may not do this.
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    /// UserRevokeRole of a role the user does not hold.
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    /// RoleRevokePermission of a permission the role does not hold.
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    /// A token that is malformed, forged, expired or of an unknown user.
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    /// Deleting root, or revoking root's root role, while auth is enabled.
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    /// A token issued before the auth store last changed: authenticate again.
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
 }
 
 impl AtollError {
@@ -215,6 +265,22 @@ impl AtollError {
             AtollError::MemberBadUrls => 30,
             AtollError::NotEnoughStartedMembers => 31,
             AtollError::NotSupportedForLearner => 32,
+            AtollError::AuthNotEnabled => 33,
+            AtollError::RootUserNotExist => 34,
+            AtollError::RootRoleNotExist => 35,
+            AtollError::UserAlreadyExist => 36,
+            AtollError::UserEmpty => 37,
+            AtollError::UserNotFound => 38,
+            AtollError::RoleAlreadyExist => 39,
+            AtollError::RoleNotFound => 40,
+            AtollError::RoleEmpty => 41,
+            AtollError::AuthFailed => 42,
+            AtollError::PermissionDenied => 43,
+            AtollError::RoleNotGranted => 44,
+            AtollError::PermissionNotGranted => 45,
+            AtollError::InvalidAuthToken => 46,
+            AtollError::InvalidAuthMgmt => 47,
+            AtollError::AuthOldRevision => 48,
         }
     }
 
@@ -244,7 +310,23 @@ impl AtollError {
             | AtollError::MemberNotLearner
             | AtollError::LearnerNotReady
             | AtollError::NotEnoughStartedMembers
-            | AtollError::NotSupportedForLearner => GrpcCode::FailedPrecondition,
+            | AtollError::NotSupportedForLearner
+            | AtollError::AuthNotEnabled
+            | AtollError::RootUserNotExist
+            | AtollError::RootRoleNotExist
+            | AtollError::UserAlreadyExist
+            | AtollError::UserNotFound
+            | AtollError::RoleAlreadyExist
+            | AtollError::RoleNotFound
+            | AtollError::RoleNotGranted
+            | AtollError::PermissionNotGranted => GrpcCode::FailedPrecondition,
+            AtollError::UserEmpty
+            | AtollError::RoleEmpty
+            | AtollError::AuthFailed
+            | AtollError::InvalidAuthMgmt
+            | AtollError::AuthOldRevision => GrpcCode::InvalidArgument,
+            AtollError::PermissionDenied => GrpcCode::PermissionDenied,
+            AtollError::InvalidAuthToken => GrpcCode::Unauthenticated,
             // etcd's ErrGRPCTooManyRequests.
             AtollError::Busy { .. } => GrpcCode::ResourceExhausted,
             AtollError::NoLeader { .. }
@@ -294,5 +376,13 @@ mod tests {
         let learner = AtollError::NotSupportedForLearner;
         assert_eq!(learner.to_string(), "etcdserver: rpc not supported for learner");
         assert_eq!(learner.grpc_code(), GrpcCode::FailedPrecondition);
+        assert_eq!(AtollError::InvalidAuthToken.to_string(), "etcdserver: invalid auth token");
+        assert_eq!(AtollError::InvalidAuthToken.grpc_code(), GrpcCode::Unauthenticated);
+        assert_eq!(AtollError::PermissionDenied.grpc_code(), GrpcCode::PermissionDenied);
+        assert_eq!(
+            AtollError::AuthOldRevision.to_string(),
+            "etcdserver: revision of auth store is old"
+        );
+        assert_eq!(AtollError::UserEmpty.grpc_code(), GrpcCode::InvalidArgument);
     }
 }

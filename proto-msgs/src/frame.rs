@@ -180,6 +180,27 @@ mod tests {
             }],
             ..Default::default()
         }));
+        let permission = crate::auth::Permission {
+            perm_type: crate::auth::PermissionType::ReadWrite,
+            key: b"/app/".to_vec(),
+            range_end: b"/app0".to_vec(),
+        };
+        let grant =
+            crate::auth::AuthRequest::RoleGrantPermission { role: "app".into(), permission };
+        round_trip(NativeRequest::WithToken(crate::auth::TokenRequest {
+            token: "t.t".into(),
+            request: Box::new(NativeRequest::Auth(grant)),
+        }));
+        round_trip(NativeRequest::AuthWrite(crate::auth::AuthOp::UserAdd {
+            name: "alice".into(),
+            password_hash: "$2b$10$x".into(),
+            no_password: false,
+        }));
+        round_trip(NativeResponse::Auth(crate::auth::AuthResponse {
+            token: "t.t".into(),
+            roles: vec!["app".into()],
+            ..Default::default()
+        }));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod command;
 pub mod error;
 #[cfg(feature = "grpc")]

@@ -70,6 +70,13 @@ pub enum NativeRequest {
     /// shard: served only there; anywhere else answered `NotLeader` with the leader as the
     /// hint (or `WrongShard` for a stale map), never forwarded (DESIGN §6, decision D23).
     AtLeader(AtLeaderRequest),
+    /// A request of etcd's `Auth` service (decision D21).
+    Auth(crate::auth::AuthRequest),
+    /// A request sent with a token (decision D21).
+    WithToken(crate::auth::TokenRequest),
+    /// A change of the auth store, forwarded to the meta shard's leader (between nodes
+    /// only: the receiving node checked the caller and hashed any password).
+    AuthWrite(crate::auth::AuthOp),
 }
 
 /// A keyed write (Put, DeleteRange or Txn within one shard) routed by the client to the
@@ -173,6 +180,16 @@ impl NativeRequest {
                 KeyedWrite::Put(_) | KeyedWrite::DeleteRange(_) => false,
             },
             NativeRequest::Txn(txn) => txn_is_read_only(txn),
+            NativeRequest::Auth(a) => matches!(
+                a,
+                crate::auth::AuthRequest::Status
+                    | crate::auth::AuthRequest::Authenticate { .. }
+                    | crate::auth::AuthRequest::UserGet { .. }
+                    | crate::auth::AuthRequest::UserList
+                    | crate::auth::AuthRequest::RoleGet { .. }
+                    | crate::auth::AuthRequest::RoleList
+            ),
+            NativeRequest::WithToken(t) => t.request.is_idempotent(),
             // A grant with a server-chosen ID sent twice grants two leases.
             NativeRequest::Put(_)
             | NativeRequest::DeleteRange(_)
@@ -180,7 +197,8 @@ impl NativeRequest {
             | NativeRequest::LeasedWrite(_)
             // A second add adds a second member; a second remove finds none.
             | NativeRequest::MemberAdd(_)
-            | NativeRequest::MemberRemove(_) => false,
+            | NativeRequest::MemberRemove(_)
+            | NativeRequest::AuthWrite(_) => false,
         }
     }
 }
@@ -197,7 +215,8 @@ impl NativeRequest {
             | NativeRequest::LeasedWrite(_)
             | NativeRequest::RevokeLeaseKeys(_)
             | NativeRequest::RevokeLeaseKeysBatch(_)
-            | NativeRequest::MemberWrite(_) => true,
+            | NativeRequest::MemberWrite(_)
+            | NativeRequest::AuthWrite(_) => true,
             NativeRequest::Range(_)
             | NativeRequest::Put(_)
             | NativeRequest::DeleteRange(_)
@@ -217,7 +236,9 @@ impl NativeRequest {
             | NativeRequest::MemberPromote(_)
             | NativeRequest::MemberUpdate(_)
             | NativeRequest::ShardMap(_)
-            | NativeRequest::AtLeader(_) => false,
+            | NativeRequest::AtLeader(_)
+            | NativeRequest::Auth(_) => false,
+            NativeRequest::WithToken(t) => t.request.is_peer_only(),
         }
     }
 }
@@ -271,6 +292,8 @@ pub enum NativeResponse {
     Members(crate::member::MembersResponse),
     /// The shard map.
     ShardMap(crate::shard_map::ShardMapResponse),
+    /// The answer to an auth request (decision D21).
+    Auth(crate::auth::AuthResponse),
 }
 
 /// Asks a node for its status (`etcdctl endpoint status`).

@@ -9,15 +9,16 @@ use crate::retry::{Failure, Next, backoff_delay, jitter, next_step};
 use crate::tls::quic_client_config;
 use crate::watch::{self, WatchReceiver, WatchSender};
 use atoll_proto::WatchRequest;
+use atoll_proto::auth::{AuthRequest, AuthResponse, TokenRequest};
 use atoll_proto::frame::FRAME_HEADER_BYTES;
 use atoll_proto::kv::*;
 use atoll_proto::lease::*;
 use atoll_proto::member::MembersResponse;
 use atoll_proto::shard_map::{ShardMapRequest, ShardMapResponse};
+use atoll_proto::{AtollError, decode_frame, encode_frame};
 use atoll_proto::{
     HashKvRequest, HashKvResponse, NativeRequest, NativeResponse, StatusRequest, StatusResponse,
 };
-use atoll_proto::{decode_frame, encode_frame};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,6 +42,17 @@ pub(crate) struct Inner {
     pub(crate) routing: std::sync::Mutex<Option<crate::shard_map::ShardMapCache>>,
     /// Connections to the members' client URLs that routed writes went to.
     pub(crate) leader_slots: std::sync::Mutex<BTreeMap<String, Arc<EndpointSlot>>>,
+    /// The user and password given to [`Client::authenticate`] and the token they got
+    /// (decision D21): every request carries the token, renewed once when a node calls it
+    /// invalid or stale.
+    credentials: std::sync::RwLock<Option<Credentials>>,
+}
+
+#[derive(Clone)]
+struct Credentials {
+    name: String,
+    password: String,
+    token: String,
 }
 
 impl Drop for Inner {
@@ -86,6 +98,7 @@ impl Client {
             current: AtomicUsize::new(0),
             routing: std::sync::Mutex::new(None),
             leader_slots: std::sync::Mutex::new(BTreeMap::new()),
+            credentials: std::sync::RwLock::new(None),
         };
         let client = Client { inner: Arc::new(inner) };
         client.dial_first_reachable().await?;
@@ -164,11 +177,83 @@ impl Client {
         }
     }
 
+    /// Authenticates as `name` (etcdctl's `--user`): every later request carries the token,
+    /// which is renewed with the same password when a node answers that it is invalid
+    /// (expired) or stale (the auth store changed).
+    pub async fn authenticate(&self, name: &str, password: &str) -> Result<(), ClientError> {
+        let token = self.fetch_token(name, password).await?;
+        let creds = Credentials { name: name.into(), password: password.into(), token };
+        if let Ok(mut slot) = self.inner.credentials.write() {
+            *slot = Some(creds);
+        }
+        Ok(())
+    }
+
+    async fn fetch_token(&self, name: &str, password: &str) -> Result<String, ClientError> {
+        let req = NativeRequest::Auth(AuthRequest::Authenticate {
+            name: name.into(),
+            password: password.into(),
+        });
+        // Sent as it is: Authenticate needs no token.
+        match self.request_once(&req, &Route::Rotating).await? {
+            NativeResponse::Auth(r) => Ok(r.token),
+            other => Err(unexpected("authenticate", &other)),
+        }
+    }
+
+    fn credentials(&self) -> Option<Credentials> {
+        self.inner.credentials.read().ok().and_then(|c| c.clone())
+    }
+
+    /// `req` with the current token, if the client authenticated.
+    fn with_token(&self, req: &NativeRequest) -> Option<NativeRequest> {
+        let creds = self.credentials()?;
+        Some(NativeRequest::WithToken(TokenRequest {
+            token: creds.token,
+            request: Box::new(req.clone()),
+        }))
+    }
+
     async fn request_via(
         &self,
         req: &NativeRequest,
         route: Route<'_>,
     ) -> Result<NativeResponse, ClientError> {
+        let Some(with_token) = self.with_token(req) else {
+            return self.request_once(req, &route).await;
+        };
+        match self.request_once(&with_token, &route).await {
+            Err(ClientError::Server(
+                AtollError::InvalidAuthToken | AtollError::AuthOldRevision,
+            )) => {
+                self.renew_token().await?;
+                let again = self.with_token(req).unwrap_or(with_token);
+                self.request_once(&again, &route).await
+            }
+            other => other,
+        }
+    }
+
+    async fn renew_token(&self) -> Result<(), ClientError> {
+        let Some(creds) = self.credentials() else { return Ok(()) };
+        let token = self.fetch_token(&creds.name, &creds.password).await?;
+        if let Ok(mut slot) = self.inner.credentials.write()
+            && let Some(c) = slot.as_mut()
+        {
+            c.token = token;
+        }
+        Ok(())
+    }
+
+    async fn request_once(
+        &self,
+        req: &NativeRequest,
+        route: &Route<'_>,
+    ) -> Result<NativeResponse, ClientError> {
+        let route = match route {
+            Route::Rotating => Route::Rotating,
+            Route::Pinned(slot) => Route::Pinned(slot),
+        };
         let after = self.inner.config.request_timeout;
         match tokio::time::timeout(after, self.with_retries(req, route)).await {
             Ok(result) => result,
@@ -297,7 +382,9 @@ impl Client {
         let config = &self.inner.config;
         let (_, slot) = self.pick(&Route::Rotating);
         let conn = slot.connection(&self.inner.local, config.dial_timeout).await?;
-        let opening = watch::open(&conn, &slot.target.endpoint, first, config.max_response_bytes);
+        let token = self.credentials().map(|c| c.token);
+        let endpoint = &slot.target.endpoint;
+        let opening = watch::open(&conn, endpoint, first, token, config.max_response_bytes);
         match tokio::time::timeout(config.request_timeout, opening).await {
             Ok(result) => result,
             Err(_) => Err(ClientError::Timeout { after: config.request_timeout }),
@@ -368,6 +455,14 @@ impl Client {
         shard_map, ShardMap, ShardMapRequest, ShardMapResponse, "shard map"
     );
 
+    /// Sends an auth request (etcd's `Auth` service, decision D21).
+    pub async fn auth(&self, req: AuthRequest) -> Result<AuthResponse, ClientError> {
+        match self.request(NativeRequest::Auth(req)).await? {
+            NativeResponse::Auth(response) => Ok(response),
+            other => Err(unexpected("auth", &other)),
+        }
+    }
+
     /// Sends a membership request (`MemberList`, `MemberAdd`, `MemberRemove`,
     /// `MemberPromote` or `MemberUpdate`); each answers with the members.
     pub async fn members(&self, req: NativeRequest) -> Result<MembersResponse, ClientError> {
@@ -412,6 +507,7 @@ pub(crate) fn unexpected(expected: &str, got: &NativeResponse) -> ClientError {
         NativeResponse::Error(_) => "error",
         NativeResponse::Members(_) => "members",
         NativeResponse::ShardMap(_) => "shard map",
+        NativeResponse::Auth(_) => "auth",
     };
     ClientError::Protocol {
         reason: format!("expected a {expected} response, got a {got} response"),

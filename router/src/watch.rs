@@ -32,12 +32,21 @@ pub(crate) async fn open(
     conn: &quinn::Connection,
     endpoint: &str,
     first: WatchRequest,
+    token: Option<String>,
     max_response_bytes: usize,
 ) -> Result<(WatchSender, WatchReceiver), ClientError> {
     let (send, recv) =
         conn.open_bi().await.map_err(|e| transport(endpoint, "opening a stream", e))?;
     let mut sender = WatchSender { send, endpoint: endpoint.to_string() };
-    sender.write(encode_frame(&NativeRequest::Watch(first))).await?;
+    let opening = match token {
+        // A stream opened with a token: its creates are checked (decision D21).
+        Some(token) => NativeRequest::WithToken(atoll_proto::auth::TokenRequest {
+            token,
+            request: Box::new(NativeRequest::Watch(first)),
+        }),
+        None => NativeRequest::Watch(first),
+    };
+    sender.write(encode_frame(&opening)).await?;
     let receiver = WatchReceiver { recv, endpoint: endpoint.to_string(), max_response_bytes };
     Ok((sender, receiver))
 }

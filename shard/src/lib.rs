@@ -12,6 +12,7 @@
 
 pub mod actors;
 pub mod apply_worker;
+pub mod auth;
 pub mod config;
 pub mod core;
 pub mod error;

@@ -3,6 +3,7 @@
 //! measurement and removes everything it started, also on an error or ctrl-c (the guards in
 //! [`node`]). `all` runs the whole catalogue; `--smoke` makes each finish in seconds.
 
+mod authenticate;
 pub mod cluster;
 mod compaction_impact;
 pub mod context;
@@ -103,6 +104,10 @@ pub const CATALOGUE: &[Entry] = &[
         about: "3-node Atoll cluster pre-split into 1,001 idle shards (--initial-split), no traffic: CPU % of one core (from /proc/<pid>/stat over 30 s after 20 s settling) and RSS per node, and per shard against a one-shard cluster; Atoll alone (etcd has no shards)",
     },
     Entry {
+        name: authenticate::NAME,
+        about: "password Authenticate/s over gRPC at 16 loops, bcrypt cost 10, auth enabled by the scenario: Atoll's gateway and etcd 3.4 when installed, median of 3 fresh nodes each",
+    },
+    Entry {
         name: COMPARE_1,
         about: "Atoll (native and gRPC gateway) against etcd, one node each, started here: put and get at 16/64/256 clients, 3 alternating rounds, medians and ratios (as `atoll-bench compare`)",
     },
@@ -139,6 +144,7 @@ pub async fn run_named(name: &str, ctx: &ScenarioContext) -> anyhow::Result<Opti
         lease::throughput::NAME => return lease::throughput::run_scenario(ctx).await.map(Some),
         lease::storm::NAME => return lease::storm::run_scenario(ctx).await.map(Some),
         lease::churn::NAME => return lease::churn::run_scenario(ctx).await.map(Some),
+        authenticate::NAME => return authenticate::run_scenario(ctx).await.map(Some),
         COMPARE_1 => return crate::compare::run_scenario(ctx, 1).await.map(Some),
         COMPARE_3 => return crate::compare::run_scenario(ctx, 3).await.map(Some),
         other => {

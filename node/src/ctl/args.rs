@@ -85,6 +85,13 @@ pub struct GlobalArgs {
     /// Data directory of a local node, where its development CA can be found.
     #[arg(long = "data-dir", global = true, env = "ATOLLCTL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Username[:password] for authentication (prompt if password is not supplied).
+    #[arg(long, global = true, env = "ATOLLCTL_USER")]
+    pub user: Option<String>,
+    /// Password for authentication (if this option is used, --user option shouldn't
+    /// include password).
+    #[arg(long, global = true, env = "ATOLLCTL_PASSWORD")]
+    pub password: Option<String>,
     /// Print byte strings as hex encoded strings.
     #[arg(long, global = true, env = "ATOLLCTL_HEX", value_parser = BoolishValueParser::new())]
     pub hex: bool,
@@ -131,6 +138,162 @@ pub enum Command {
     /// Shard map related commands (Atoll's own; etcd has no shards).
     #[command(subcommand)]
     Shard(ShardCommand),
+    /// User related commands.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Role related commands.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Enable or disable authentication.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+/// `user <subcommand>`, as etcdctl 3.4's. Arguments are checked by the command, so a
+/// missing one gets etcdctl's own message.
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserCommand {
+    /// Adds a new user.
+    #[command(override_usage = "atollctl user add <user name or user:password> [options]")]
+    Add {
+        /// <user name> or <user:password>.
+        #[arg(value_name = "USER")]
+        args: Vec<String>,
+        /// Supply password from the command line flag.
+        #[arg(long = "new-user-password")]
+        new_user_password: Option<String>,
+        /// Read the password from standard input instead of a prompt.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        interactive: bool,
+        /// Create a user without password (it cannot authenticate by password).
+        #[arg(long = "no-password")]
+        no_password: bool,
+    },
+    /// Gets detailed information of a user.
+    #[command(override_usage = "atollctl user get <user name> [options]")]
+    Get {
+        /// <user name>.
+        #[arg(value_name = "USER")]
+        args: Vec<String>,
+        /// Show permissions of roles granted to the user.
+        #[arg(long)]
+        detail: bool,
+    },
+    /// Lists all users.
+    List,
+    /// Deletes a user.
+    #[command(override_usage = "atollctl user delete <user name>")]
+    Delete {
+        /// <user name>.
+        #[arg(value_name = "USER")]
+        args: Vec<String>,
+    },
+    /// Changes password of user.
+    #[command(override_usage = "atollctl user passwd <user name> [options]")]
+    Passwd {
+        /// <user name>.
+        #[arg(value_name = "USER")]
+        args: Vec<String>,
+        /// Read the password from standard input instead of a prompt.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        interactive: bool,
+    },
+    /// Grants a role to a user.
+    #[command(
+        name = "grant-role",
+        override_usage = "atollctl user grant-role <user name> <role name>"
+    )]
+    GrantRole {
+        /// <user name> <role name>.
+        #[arg(value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// Revokes a role from a user.
+    #[command(
+        name = "revoke-role",
+        override_usage = "atollctl user revoke-role <user name> <role name>"
+    )]
+    RevokeRole {
+        /// <user name> <role name>.
+        #[arg(value_name = "ARGS")]
+        args: Vec<String>,
+    },
+}
+
+/// `role <subcommand>`, as etcdctl 3.4's.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RoleCommand {
+    /// Adds a new role.
+    #[command(override_usage = "atollctl role add <role name>")]
+    Add {
+        /// <role name>.
+        #[arg(value_name = "ROLE")]
+        args: Vec<String>,
+    },
+    /// Gets detailed information of a role.
+    #[command(override_usage = "atollctl role get <role name>")]
+    Get {
+        /// <role name>.
+        #[arg(value_name = "ROLE")]
+        args: Vec<String>,
+    },
+    /// Lists all roles.
+    List,
+    /// Deletes a role.
+    #[command(override_usage = "atollctl role delete <role name>")]
+    Delete {
+        /// <role name>.
+        #[arg(value_name = "ROLE")]
+        args: Vec<String>,
+    },
+    /// Grants a key to a role.
+    #[command(
+        name = "grant-permission",
+        override_usage = "atollctl role grant-permission [options] <role name> <permission type> <key> [endkey]"
+    )]
+    GrantPermission {
+        /// <role name> <permission type> <key> [endkey].
+        #[arg(value_name = "ARGS")]
+        args: Vec<String>,
+        /// Which keys: a prefix, or from the key on.
+        #[command(flatten)]
+        range: PermissionRangeFlags,
+    },
+    /// Revokes a key from a role.
+    #[command(
+        name = "revoke-permission",
+        override_usage = "atollctl role revoke-permission <role name> <key> [endkey]"
+    )]
+    RevokePermission {
+        /// <role name> <key> [endkey].
+        #[arg(value_name = "ARGS")]
+        args: Vec<String>,
+        /// Which keys: a prefix, or from the key on.
+        #[command(flatten)]
+        range: PermissionRangeFlags,
+    },
+}
+
+/// etcdctl's `--prefix` and `--from-key` of a permission (`--prefix=true` or `--prefix`).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct PermissionRangeFlags {
+    /// A prefix permission.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub prefix: bool,
+    /// A permission of keys that are greater than or equal to the given key.
+    #[arg(long = "from-key", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub from_key: bool,
+}
+
+/// `auth <subcommand>`, as etcdctl's.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AuthCommand {
+    /// Enables authentication.
+    Enable,
+    /// Disables authentication.
+    Disable,
+    /// Returns authentication status.
+    Status,
 }
 
 /// `shard <subcommand>`.

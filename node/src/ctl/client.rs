@@ -65,6 +65,14 @@ pub trait KvClient {
         &self,
         req: LeaseLeasesRequest,
     ) -> impl Future<Output = Result<LeaseLeasesResponse, CtlError>>;
+    /// An auth request (decision D21). Clients without auth refuse it.
+    fn auth(
+        &self,
+        req: atoll_proto::auth::AuthRequest,
+    ) -> impl Future<Output = Result<atoll_proto::auth::AuthResponse, CtlError>> {
+        let _ = req;
+        async { Err(CtlError::bad_args("this client does not speak auth")) }
+    }
     /// Asks one endpoint (one of those connected through) for its status.
     fn status(&self, endpoint: &str) -> impl Future<Output = Result<StatusResponse, CtlError>>;
 

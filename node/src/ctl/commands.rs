@@ -3,6 +3,7 @@
 //! in the chosen format. Every wait is bounded: connects by `--dial-timeout`, requests by
 //! `--command-timeout`.
 
+mod auth;
 mod lease;
 mod member;
 mod shard;
@@ -59,6 +60,9 @@ pub async fn execute<C: Connector>(
         Command::Lease(cmd) => session.lease(cmd, io).await,
         Command::Member(cmd) => session.member(cmd, io).await,
         Command::Shard(cmd) => session.shard(cmd, io).await,
+        Command::User(cmd) => session.user(cmd, io).await,
+        Command::Role(cmd) => session.role(cmd, io).await,
+        Command::Auth(cmd) => session.auth(cmd, io).await,
     }
 }
 

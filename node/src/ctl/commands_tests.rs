@@ -323,7 +323,10 @@ fn answering() -> Fake {
             | NativeRequest::MemberUpdate(_)
             | NativeRequest::MemberWrite(_)
             | NativeRequest::ShardMap(_)
-            | NativeRequest::AtLeader(_) => NativeResponse::Error(AtollError::Malformed {
+            | NativeRequest::AtLeader(_)
+            | NativeRequest::Auth(_)
+            | NativeRequest::WithToken(_)
+            | NativeRequest::AuthWrite(_) => NativeResponse::Error(AtollError::Malformed {
                 reason:
                     "atollctl sends no hashkv, shard compaction, close, member or node-only lease \
                          request, and watches on a stream"

@@ -24,6 +24,9 @@ pub struct RouterConnector {
     insecure_skip_tls_verify: bool,
     dial_timeout: Duration,
     command_timeout: Duration,
+    /// `--user` and `--password` as given.
+    user: Option<String>,
+    password: Option<String>,
 }
 
 impl RouterConnector {
@@ -35,6 +38,23 @@ impl RouterConnector {
             insecure_skip_tls_verify: global.insecure_skip_tls_verify,
             dial_timeout: global.dial_timeout,
             command_timeout: global.command_timeout,
+            user: global.user.clone(),
+            password: global.password.clone(),
+        }
+    }
+
+    /// etcdctl's `--user name[:password]` / `--password` (decision D21).
+    fn credentials(&self) -> Result<Option<(String, String)>, CtlError> {
+        let Some(user) = &self.user else { return Ok(None) };
+        match (&self.password, user.split_once(':')) {
+            (Some(_), Some(_)) => {
+                Err(CtlError::bad_args("--user shouldn't contain \":\" if --password is given"))
+            }
+            (Some(password), None) => Ok(Some((user.clone(), password.clone()))),
+            (None, Some((name, password))) => Ok(Some((name.into(), password.into()))),
+            (None, None) => Err(CtlError::bad_args(
+                "no password given for --user; pass --user name:password or --password",
+            )),
         }
     }
 
@@ -80,7 +100,11 @@ impl Connector for RouterConnector {
             retries_max: CLIENT_RETRIES_MAX,
             max_response_bytes: RESPONSE_BYTES_MAX,
         };
+        let credentials = self.credentials()?;
         let client = Client::connect(config).await.map_err(|e| self.map_error(e))?;
+        if let Some((name, password)) = credentials {
+            client.authenticate(&name, &password).await.map_err(|e| self.map_error(e))?;
+        }
         Ok(RouterClient { client, connector: self.clone(), endpoints: endpoints.join(",") })
     }
 }
@@ -169,6 +193,13 @@ impl KvClient for RouterClient {
         self.client.shard_map(req).await.map_err(|e| self.map_error(e))
     }
 
+    async fn auth(
+        &self,
+        req: atoll_proto::auth::AuthRequest,
+    ) -> Result<atoll_proto::auth::AuthResponse, CtlError> {
+        self.client.auth(req).await.map_err(|e| self.map_error(e))
+    }
+
     type Watch = RouterWatch;
 
     async fn watch(&self, req: WatchCreateRequest) -> Result<RouterWatch, CtlError> {
@@ -204,6 +235,8 @@ mod tests {
             insecure_skip_tls_verify: true,
             dial_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(5),
+            user: None,
+            password: None,
         }
     }
 

@@ -1,169 +1,228 @@
-//! `etcdserverpb.Auth` for a cluster whose auth is disabled and whose auth store is empty,
-//! answered as etcd answers in that state: status says disabled, Authenticate fails with
-//! "authentication is not enabled", enabling fails because no root user exists, lists are
-//! empty and every lookup of a user or role finds none. Creating users and roles needs an
-//! auth store, which Atoll does not have yet; those calls are refused with a clear error.
+//! `etcdserverpb.Auth`: every RPC, converted to the native auth requests and served by the
+//! node's request service (decision D21): changes through the meta shard's leader, reads and
+//! Authenticate on this node after a read index of the meta shard.
 
-use super::{Gateway, not_supported};
+use super::{Gateway, caller_of, unexpected};
+use atoll_proto::auth::{AuthRequest, AuthResponse, Permission, PermissionType};
+use atoll_proto::etcd::authpb;
 use atoll_proto::etcd::etcdserverpb as pb;
+use atoll_proto::{NativeRequest, NativeResponse};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 /// The Auth service.
 pub(super) struct AuthService(pub(super) Arc<Gateway>);
 
-fn auth_not_enabled() -> Status {
-    Status::failed_precondition("etcdserver: authentication is not enabled")
+impl AuthService {
+    /// Serves `native` for the caller of `req`; the answer's header in etcd's form too.
+    async fn auth<T>(
+        &self,
+        req: &Request<T>,
+        native: AuthRequest,
+    ) -> Result<(Option<pb::ResponseHeader>, AuthResponse), Status> {
+        match self.0.call(&caller_of(req), NativeRequest::Auth(native)).await? {
+            NativeResponse::Auth(r) => {
+                Ok((atoll_proto::etcd_convert::response::header_to_pb(r.header.clone()), r))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
 }
 
-fn root_user_not_exist() -> Status {
-    Status::failed_precondition("etcdserver: root user does not exist")
+/// etcd's permission type numbers (READ 0, WRITE 1, READWRITE 2).
+pub fn permission_from_pb(p: authpb::Permission) -> Result<Permission, Status> {
+    let perm_type = match p.perm_type {
+        0 => PermissionType::Read,
+        1 => PermissionType::Write,
+        2 => PermissionType::ReadWrite,
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "atoll: malformed request: unknown permission type {other}"
+            )));
+        }
+    };
+    Ok(Permission { perm_type, key: p.key, range_end: p.range_end })
 }
 
-fn user_not_found() -> Status {
-    Status::failed_precondition("etcdserver: user name not found")
-}
-
-fn role_not_found() -> Status {
-    Status::failed_precondition("etcdserver: role name not found")
-}
-
-fn user_empty() -> Status {
-    Status::invalid_argument("etcdserver: user name is empty")
-}
-
-fn role_empty() -> Status {
-    Status::invalid_argument("etcdserver: role name is empty")
+fn permission_to_pb(p: Permission) -> authpb::Permission {
+    let perm_type = match p.perm_type {
+        PermissionType::Read => 0,
+        PermissionType::Write => 1,
+        PermissionType::ReadWrite => 2,
+    };
+    authpb::Permission { perm_type, key: p.key, range_end: p.range_end }
 }
 
 #[tonic::async_trait]
 impl pb::auth_server::Auth for AuthService {
     async fn auth_enable(
         &self,
-        _: Request<pb::AuthEnableRequest>,
+        req: Request<pb::AuthEnableRequest>,
     ) -> Result<Response<pb::AuthEnableResponse>, Status> {
-        Err(root_user_not_exist())
+        let (header, _) = self.auth(&req, AuthRequest::Enable).await?;
+        Ok(Response::new(pb::AuthEnableResponse { header }))
     }
 
     async fn auth_disable(
         &self,
-        _: Request<pb::AuthDisableRequest>,
+        req: Request<pb::AuthDisableRequest>,
     ) -> Result<Response<pb::AuthDisableResponse>, Status> {
-        // Disabling disabled auth succeeds in etcd.
-        Ok(Response::new(pb::AuthDisableResponse { header: self.0.header() }))
+        let (header, _) = self.auth(&req, AuthRequest::Disable).await?;
+        Ok(Response::new(pb::AuthDisableResponse { header }))
     }
 
     async fn auth_status(
         &self,
-        _: Request<pb::AuthStatusRequest>,
+        req: Request<pb::AuthStatusRequest>,
     ) -> Result<Response<pb::AuthStatusResponse>, Status> {
-        let header = self.0.header();
-        Ok(Response::new(pb::AuthStatusResponse { header, enabled: false, auth_revision: 0 }))
+        let (header, r) = self.auth(&req, AuthRequest::Status).await?;
+        let (enabled, auth_revision) = (r.enabled, r.auth_revision);
+        Ok(Response::new(pb::AuthStatusResponse { header, enabled, auth_revision }))
     }
 
     async fn authenticate(
         &self,
-        _: Request<pb::AuthenticateRequest>,
+        req: Request<pb::AuthenticateRequest>,
     ) -> Result<Response<pb::AuthenticateResponse>, Status> {
-        Err(auth_not_enabled())
+        let pb::AuthenticateRequest { name, password } = req.get_ref().clone();
+        let (header, r) = self.auth(&req, AuthRequest::Authenticate { name, password }).await?;
+        Ok(Response::new(pb::AuthenticateResponse { header, token: r.token }))
     }
 
     async fn user_add(
         &self,
         req: Request<pb::AuthUserAddRequest>,
     ) -> Result<Response<pb::AuthUserAddResponse>, Status> {
-        if req.get_ref().name.is_empty() {
-            return Err(user_empty());
-        }
-        Err(not_supported("UserAdd"))
+        let r = req.get_ref().clone();
+        let no_password = r.options.is_some_and(|o| o.no_password);
+        let native = AuthRequest::UserAdd {
+            name: r.name,
+            password: r.password,
+            hashed_password: r.hashed_password,
+            no_password,
+        };
+        let (header, _) = self.auth(&req, native).await?;
+        Ok(Response::new(pb::AuthUserAddResponse { header }))
     }
 
     async fn user_get(
         &self,
-        _: Request<pb::AuthUserGetRequest>,
+        req: Request<pb::AuthUserGetRequest>,
     ) -> Result<Response<pb::AuthUserGetResponse>, Status> {
-        Err(user_not_found())
+        let name = req.get_ref().name.clone();
+        let (header, r) = self.auth(&req, AuthRequest::UserGet { name }).await?;
+        Ok(Response::new(pb::AuthUserGetResponse { header, roles: r.roles }))
     }
 
     async fn user_list(
         &self,
-        _: Request<pb::AuthUserListRequest>,
+        req: Request<pb::AuthUserListRequest>,
     ) -> Result<Response<pb::AuthUserListResponse>, Status> {
-        let header = self.0.header();
-        Ok(Response::new(pb::AuthUserListResponse { header, users: vec![] }))
+        let (header, r) = self.auth(&req, AuthRequest::UserList).await?;
+        Ok(Response::new(pb::AuthUserListResponse { header, users: r.users }))
     }
 
     async fn user_delete(
         &self,
-        _: Request<pb::AuthUserDeleteRequest>,
+        req: Request<pb::AuthUserDeleteRequest>,
     ) -> Result<Response<pb::AuthUserDeleteResponse>, Status> {
-        Err(user_not_found())
+        let name = req.get_ref().name.clone();
+        let (header, _) = self.auth(&req, AuthRequest::UserDelete { name }).await?;
+        Ok(Response::new(pb::AuthUserDeleteResponse { header }))
     }
 
     async fn user_change_password(
         &self,
-        _: Request<pb::AuthUserChangePasswordRequest>,
+        req: Request<pb::AuthUserChangePasswordRequest>,
     ) -> Result<Response<pb::AuthUserChangePasswordResponse>, Status> {
-        Err(user_not_found())
+        let r = req.get_ref().clone();
+        let native = AuthRequest::UserChangePassword {
+            name: r.name,
+            password: r.password,
+            hashed_password: r.hashed_password,
+        };
+        let (header, _) = self.auth(&req, native).await?;
+        Ok(Response::new(pb::AuthUserChangePasswordResponse { header }))
     }
 
     async fn user_grant_role(
         &self,
-        _: Request<pb::AuthUserGrantRoleRequest>,
+        req: Request<pb::AuthUserGrantRoleRequest>,
     ) -> Result<Response<pb::AuthUserGrantRoleResponse>, Status> {
-        Err(user_not_found())
+        let pb::AuthUserGrantRoleRequest { user, role } = req.get_ref().clone();
+        let (header, _) = self.auth(&req, AuthRequest::UserGrantRole { user, role }).await?;
+        Ok(Response::new(pb::AuthUserGrantRoleResponse { header }))
     }
 
     async fn user_revoke_role(
         &self,
-        _: Request<pb::AuthUserRevokeRoleRequest>,
+        req: Request<pb::AuthUserRevokeRoleRequest>,
     ) -> Result<Response<pb::AuthUserRevokeRoleResponse>, Status> {
-        Err(user_not_found())
+        let pb::AuthUserRevokeRoleRequest { name, role } = req.get_ref().clone();
+        let native = AuthRequest::UserRevokeRole { user: name, role };
+        let (header, _) = self.auth(&req, native).await?;
+        Ok(Response::new(pb::AuthUserRevokeRoleResponse { header }))
     }
 
     async fn role_add(
         &self,
         req: Request<pb::AuthRoleAddRequest>,
     ) -> Result<Response<pb::AuthRoleAddResponse>, Status> {
-        if req.get_ref().name.is_empty() {
-            return Err(role_empty());
-        }
-        Err(not_supported("RoleAdd"))
+        let name = req.get_ref().name.clone();
+        let (header, _) = self.auth(&req, AuthRequest::RoleAdd { name }).await?;
+        Ok(Response::new(pb::AuthRoleAddResponse { header }))
     }
 
     async fn role_get(
         &self,
-        _: Request<pb::AuthRoleGetRequest>,
+        req: Request<pb::AuthRoleGetRequest>,
     ) -> Result<Response<pb::AuthRoleGetResponse>, Status> {
-        Err(role_not_found())
+        let role = req.get_ref().role.clone();
+        let (header, r) = self.auth(&req, AuthRequest::RoleGet { role }).await?;
+        let perm = r.permissions.into_iter().map(permission_to_pb).collect();
+        Ok(Response::new(pb::AuthRoleGetResponse { header, perm }))
     }
 
     async fn role_list(
         &self,
-        _: Request<pb::AuthRoleListRequest>,
+        req: Request<pb::AuthRoleListRequest>,
     ) -> Result<Response<pb::AuthRoleListResponse>, Status> {
-        let header = self.0.header();
-        Ok(Response::new(pb::AuthRoleListResponse { header, roles: vec![] }))
+        let (header, r) = self.auth(&req, AuthRequest::RoleList).await?;
+        Ok(Response::new(pb::AuthRoleListResponse { header, roles: r.roles }))
     }
 
     async fn role_delete(
         &self,
-        _: Request<pb::AuthRoleDeleteRequest>,
+        req: Request<pb::AuthRoleDeleteRequest>,
     ) -> Result<Response<pb::AuthRoleDeleteResponse>, Status> {
-        Err(role_not_found())
+        let role = req.get_ref().role.clone();
+        let (header, _) = self.auth(&req, AuthRequest::RoleDelete { role }).await?;
+        Ok(Response::new(pb::AuthRoleDeleteResponse { header }))
     }
 
     async fn role_grant_permission(
         &self,
-        _: Request<pb::AuthRoleGrantPermissionRequest>,
+        req: Request<pb::AuthRoleGrantPermissionRequest>,
     ) -> Result<Response<pb::AuthRoleGrantPermissionResponse>, Status> {
-        Err(role_not_found())
+        let r = req.get_ref().clone();
+        // etcd's gateway refuses a grant without a permission.
+        let perm =
+            r.perm.ok_or_else(|| Status::invalid_argument("etcdserver: permission not given"))?;
+        let native = AuthRequest::RoleGrantPermission {
+            role: r.name,
+            permission: permission_from_pb(perm)?,
+        };
+        let (header, _) = self.auth(&req, native).await?;
+        Ok(Response::new(pb::AuthRoleGrantPermissionResponse { header }))
     }
 
     async fn role_revoke_permission(
         &self,
-        _: Request<pb::AuthRoleRevokePermissionRequest>,
+        req: Request<pb::AuthRoleRevokePermissionRequest>,
     ) -> Result<Response<pb::AuthRoleRevokePermissionResponse>, Status> {
-        Err(role_not_found())
+        let pb::AuthRoleRevokePermissionRequest { role, key, range_end } = req.get_ref().clone();
+        let native = AuthRequest::RoleRevokePermission { role, key, range_end };
+        let (header, _) = self.auth(&req, native).await?;
+        Ok(Response::new(pb::AuthRoleRevokePermissionResponse { header }))
     }
 }

@@ -2,6 +2,7 @@
 //! (decision D18), so a change goes to the meta shard's leader from whichever node took it.
 
 use super::Gateway;
+use crate::auth::Caller;
 use atoll_proto::etcd::etcdserverpb as pb;
 use atoll_proto::etcd_convert::response::header_to_pb;
 use atoll_proto::member::{
@@ -19,9 +20,10 @@ impl ClusterService {
     /// Serves a membership request; the answer's header and members in etcd's form.
     async fn members(
         &self,
+        caller: &Caller,
         req: NativeRequest,
     ) -> Result<(Option<pb::ResponseHeader>, Option<pb::Member>, Vec<pb::Member>), Status> {
-        let MembersResponse { header, member, members } = match self.0.call(req).await? {
+        let MembersResponse { header, member, members } = match self.0.call(caller, req).await? {
             NativeResponse::Members(r) => r,
             other => return Err(Status::internal(format!("unexpected answer {other:?}"))),
         };
@@ -46,9 +48,11 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        let caller = super::caller_of(&req);
         let r = req.into_inner();
         let add = MemberAddRequest { peer_urls: r.peer_ur_ls, is_learner: r.is_learner };
-        let (header, member, members) = self.members(NativeRequest::MemberAdd(add)).await?;
+        let (header, member, members) =
+            self.members(&caller, NativeRequest::MemberAdd(add)).await?;
         Ok(Response::new(pb::MemberAddResponse { header, member, members }))
     }
 
@@ -56,8 +60,9 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        let caller = super::caller_of(&req);
         let id = MemberIdRequest { id: NodeId(req.into_inner().id) };
-        let (header, _, members) = self.members(NativeRequest::MemberRemove(id)).await?;
+        let (header, _, members) = self.members(&caller, NativeRequest::MemberRemove(id)).await?;
         Ok(Response::new(pb::MemberRemoveResponse { header, members }))
     }
 
@@ -65,9 +70,11 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        let caller = super::caller_of(&req);
         let r = req.into_inner();
         let update = MemberUpdateRequest { id: NodeId(r.id), peer_urls: r.peer_ur_ls };
-        let (header, _, members) = self.members(NativeRequest::MemberUpdate(update)).await?;
+        let (header, _, members) =
+            self.members(&caller, NativeRequest::MemberUpdate(update)).await?;
         Ok(Response::new(pb::MemberUpdateResponse { header, members }))
     }
 
@@ -75,8 +82,9 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
+        let caller = super::caller_of(&req);
         let list = MemberListRequest { linearizable: req.into_inner().linearizable };
-        let (header, _, members) = self.members(NativeRequest::MemberList(list)).await?;
+        let (header, _, members) = self.members(&caller, NativeRequest::MemberList(list)).await?;
         Ok(Response::new(pb::MemberListResponse { header, members }))
     }
 
@@ -84,8 +92,9 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        let caller = super::caller_of(&req);
         let id = MemberIdRequest { id: NodeId(req.into_inner().id) };
-        let (header, _, members) = self.members(NativeRequest::MemberPromote(id)).await?;
+        let (header, _, members) = self.members(&caller, NativeRequest::MemberPromote(id)).await?;
         Ok(Response::new(pb::MemberPromoteResponse { header, members }))
     }
 }

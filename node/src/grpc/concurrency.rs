@@ -313,7 +313,11 @@ impl Watch {
         let (requests, requests_rx) = mpsc::channel(1);
         let (responses_tx, responses) = mpsc::channel(WATCH_RESPONSES_QUEUED_MAX);
         let service = service.clone();
-        let io = crate::transport::WatchStreamIo { requests: requests_rx, responses: responses_tx };
+        let io = crate::transport::WatchStreamIo {
+            requests: requests_rx,
+            responses: responses_tx,
+            caller: crate::auth::Caller::Node,
+        };
         let serving =
             AbortOnDrop(tokio::spawn(async move { service.serve_watch_stream(io).await }));
         let create = WatchCreateRequest { key, range_end, start_revision, ..Default::default() };

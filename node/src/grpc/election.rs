@@ -40,7 +40,9 @@ impl pb::election_server::Election for ElectionService {
         &self,
         req: Request<pb::CampaignRequest>,
     ) -> Result<Response<pb::CampaignResponse>, Status> {
+        let caller = super::caller_of(&req);
         let req = req.into_inner();
+        self.0.check_recipe_keys(&caller, &req.name, true).await?;
         concurrency::detached(&self.0, move |service, gone| async move {
             campaign(&service, req, gone).await
         })
@@ -51,7 +53,11 @@ impl pb::election_server::Election for ElectionService {
         &self,
         req: Request<pb::ProclaimRequest>,
     ) -> Result<Response<pb::ProclaimResponse>, Status> {
+        let caller = super::caller_of(&req);
         let pb::ProclaimRequest { leader, value } = req.into_inner();
+        if let Some(l) = &leader {
+            self.0.check_recipe_keys(&caller, &l.key, false).await?;
+        }
         let service = &self.0.service;
         let proclaimed = async {
             let leader = leader.ok_or(RecipeError::MissingLeaderKey)?;
@@ -66,7 +72,10 @@ impl pb::election_server::Election for ElectionService {
         &self,
         req: Request<pb::LeaderRequest>,
     ) -> Result<Response<pb::LeaderResponse>, Status> {
-        let prefix = key_prefix(&req.into_inner().name);
+        let caller = super::caller_of(&req);
+        let name = req.into_inner().name;
+        self.0.check_recipe_keys(&caller, &name, true).await?;
+        let prefix = key_prefix(&name);
         let read = concurrency::range(&self.0.service, first_created(&prefix)).await;
         let read = read.map_err(RecipeError::into_status)?;
         let Some(kv) = read.kvs.into_iter().next() else {
@@ -79,8 +88,11 @@ impl pb::election_server::Election for ElectionService {
         &self,
         req: Request<pb::LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let caller = super::caller_of(&req);
+        let name = req.into_inner().name;
+        self.0.check_recipe_keys(&caller, &name, true).await?;
         let permit = self.0.recipe_permit()?;
-        let prefix = key_prefix(&req.into_inner().name);
+        let prefix = key_prefix(&name);
         let (responses, responses_rx) = mpsc::channel(OBSERVE_RESPONSES_QUEUED_MAX);
         let service = self.0.service.clone();
         let observing = tokio::spawn(async move {
@@ -98,9 +110,14 @@ impl pb::election_server::Election for ElectionService {
         &self,
         req: Request<pb::ResignRequest>,
     ) -> Result<Response<pb::ResignResponse>, Status> {
+        let caller = super::caller_of(&req);
+        let leader = req.into_inner().leader;
+        if let Some(l) = &leader {
+            self.0.check_recipe_keys(&caller, &l.key, false).await?;
+        }
         let service = &self.0.service;
         let resigned = async {
-            let leader = req.into_inner().leader.ok_or(RecipeError::MissingLeaderKey)?;
+            let leader = leader.ok_or(RecipeError::MissingLeaderKey)?;
             // etcd's server opens a session (granting a lease for lease 0) before resigning.
             concurrency::session_lease(service, leader.lease).await?;
             resign(service, &leader.key, leader.rev).await

@@ -57,8 +57,9 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
+        let caller = super::caller_of(&req);
         let native = request::range_from_pb(req.into_inner()).map_err(status_of)?;
-        match self.0.call(Req::Range(native)).await? {
+        match self.0.call(&caller, Req::Range(native)).await? {
             Resp::Range(r) => Ok(Response::new(response::range_to_pb(r))),
             other => Err(unexpected(&other)),
         }
@@ -92,8 +93,9 @@ impl pb::kv_server::Kv for KvService {
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        let caller = super::caller_of(&req);
         let native = request::put_from_pb(req.into_inner());
-        match self.0.call(Req::Put(native)).await? {
+        match self.0.call(&caller, Req::Put(native)).await? {
             Resp::Put(r) => Ok(Response::new(response::put_to_pb(r))),
             other => Err(unexpected(&other)),
         }
@@ -103,16 +105,18 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        let caller = super::caller_of(&req);
         let native = request::delete_from_pb(req.into_inner());
-        match self.0.call(Req::DeleteRange(native)).await? {
+        match self.0.call(&caller, Req::DeleteRange(native)).await? {
             Resp::DeleteRange(r) => Ok(Response::new(response::delete_to_pb(r))),
             other => Err(unexpected(&other)),
         }
     }
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        let caller = super::caller_of(&req);
         let native = request::txn_from_pb(req.into_inner()).map_err(status_of)?;
-        match self.0.call(Req::Txn(native)).await? {
+        match self.0.call(&caller, Req::Txn(native)).await? {
             Resp::Txn(r) => Ok(Response::new(response::txn_to_pb(r))),
             other => Err(unexpected(&other)),
         }
@@ -122,8 +126,9 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
+        let caller = super::caller_of(&req);
         let native = request::compact_from_pb(req.into_inner());
-        match self.0.call(Req::Compact(native)).await? {
+        match self.0.call(&caller, Req::Compact(native)).await? {
             Resp::Compact(r) => Ok(Response::new(response::compact_to_pb(r))),
             other => Err(unexpected(&other)),
         }

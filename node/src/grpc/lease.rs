@@ -28,7 +28,12 @@ impl pb::lease_server::Lease for LeaseService {
         &self,
         req: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
-        match self.0.call(Req::LeaseGrant(convert::grant_from_pb(req.into_inner()))).await? {
+        let caller = super::caller_of(&req);
+        match self
+            .0
+            .call(&caller, Req::LeaseGrant(convert::grant_from_pb(req.into_inner())))
+            .await?
+        {
             Resp::LeaseGrant(r) => Ok(Response::new(convert::grant_to_pb(r))),
             other => Err(unexpected(&other)),
         }
@@ -38,7 +43,12 @@ impl pb::lease_server::Lease for LeaseService {
         &self,
         req: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        match self.0.call(Req::LeaseRevoke(convert::revoke_from_pb(req.into_inner()))).await? {
+        let caller = super::caller_of(&req);
+        match self
+            .0
+            .call(&caller, Req::LeaseRevoke(convert::revoke_from_pb(req.into_inner())))
+            .await?
+        {
             Resp::LeaseRevoke(r) => Ok(Response::new(convert::revoke_to_pb(r))),
             other => Err(unexpected(&other)),
         }
@@ -74,8 +84,9 @@ impl pb::lease_server::Lease for LeaseService {
         &self,
         req: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let caller = super::caller_of(&req);
         let native = Req::LeaseTimeToLive(convert::time_to_live_from_pb(req.into_inner()));
-        match self.0.call(native).await? {
+        match self.0.call(&caller, native).await? {
             Resp::LeaseTimeToLive(r) => Ok(Response::new(convert::time_to_live_to_pb(r))),
             other => Err(unexpected(&other)),
         }
@@ -83,9 +94,10 @@ impl pb::lease_server::Lease for LeaseService {
 
     async fn lease_leases(
         &self,
-        _: Request<pb::LeaseLeasesRequest>,
+        req: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
-        match self.0.call(Req::LeaseLeases(LeaseLeasesRequest {})).await? {
+        let caller = super::caller_of(&req);
+        match self.0.call(&caller, Req::LeaseLeases(LeaseLeasesRequest {})).await? {
             Resp::LeaseLeases(r) => Ok(Response::new(convert::leases_to_pb(r))),
             other => Err(unexpected(&other)),
         }

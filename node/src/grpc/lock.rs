@@ -30,7 +30,9 @@ impl pb::lock_server::Lock for LockService {
         &self,
         req: Request<pb::LockRequest>,
     ) -> Result<Response<pb::LockResponse>, Status> {
+        let caller = super::caller_of(&req);
         let req = req.into_inner();
+        self.0.check_recipe_keys(&caller, &req.name, true).await?;
         concurrency::detached(&self.0, move |service, gone| async move {
             lock(&service, req, gone).await
         })
@@ -41,7 +43,10 @@ impl pb::lock_server::Lock for LockService {
         &self,
         req: Request<pb::UnlockRequest>,
     ) -> Result<Response<pb::UnlockResponse>, Status> {
-        let deleted = concurrency::delete(&self.0.service, &req.into_inner().key).await;
+        let caller = super::caller_of(&req);
+        let key = req.into_inner().key;
+        self.0.check_recipe_keys(&caller, &key, false).await?;
+        let deleted = concurrency::delete(&self.0.service, &key).await;
         let header = deleted.map_err(RecipeError::into_status)?.header;
         Ok(Response::new(pb::UnlockResponse { header: header_to_pb(header) }))
     }

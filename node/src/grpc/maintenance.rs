@@ -5,7 +5,8 @@
 //! (`atoll_shard::storage::backup`, from one consistent read); Defragment succeeds at once because the LSM storage
 //! needs no defragmentation; Alarm lists no alarms because Atoll raises none yet.
 
-use super::{Gateway, SNAPSHOT_CHUNKS_BUFFERED, not_supported, unexpected};
+use super::{Gateway, SNAPSHOT_CHUNKS_BUFFERED, not_supported, status_of, unexpected};
+use crate::auth::Caller;
 use atoll_proto::etcd::etcdserverpb as pb;
 use atoll_proto::etcd_convert::response::header_to_pb;
 use atoll_proto::{HashKvRequest, HashKvResponse, NativeRequest, NativeResponse, StatusRequest};
@@ -20,8 +21,8 @@ use tonic::{Request, Response, Status};
 pub(super) struct MaintenanceService(pub(super) Arc<Gateway>);
 
 impl MaintenanceService {
-    async fn hashes(&self, revision: i64) -> Result<HashKvResponse, Status> {
-        match self.0.call(NativeRequest::HashKv(HashKvRequest { revision })).await? {
+    async fn hashes(&self, caller: &Caller, revision: i64) -> Result<HashKvResponse, Status> {
+        match self.0.call(caller, NativeRequest::HashKv(HashKvRequest { revision })).await? {
             NativeResponse::HashKv(h) => Ok(h),
             other => Err(unexpected(&other)),
         }
@@ -61,9 +62,10 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
 
     async fn status(
         &self,
-        _: Request<pb::StatusRequest>,
+        req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        let s = match self.0.call(NativeRequest::Status(StatusRequest {})).await? {
+        let caller = super::caller_of(&req);
+        let s = match self.0.call(&caller, NativeRequest::Status(StatusRequest {})).await? {
             NativeResponse::Status(s) => s,
             other => return Err(unexpected(&other)),
         };
@@ -84,16 +86,20 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _: Request<pb::DefragmentRequest>,
+        req: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        let caller = super::caller_of(&req);
+        // etcd's `authMaintenanceServer`: defragment, hash and snapshot need root.
+        self.0.service.authorize_admin(&caller).await.map_err(status_of)?;
         Ok(Response::new(pb::DefragmentResponse { header: self.0.header() }))
     }
 
     async fn hash(
         &self,
-        _: Request<pb::HashRequest>,
+        req: Request<pb::HashRequest>,
     ) -> Result<Response<pb::HashResponse>, Status> {
-        let hashes = self.hashes(0).await?;
+        let caller = super::caller_of(&req);
+        let hashes = self.hashes(&caller, 0).await?;
         let hash = combined_hash(&hashes);
         Ok(Response::new(pb::HashResponse { header: header_to_pb(hashes.header), hash }))
     }
@@ -102,7 +108,8 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         req: Request<pb::HashKvRequest>,
     ) -> Result<Response<pb::HashKvResponse>, Status> {
-        let hashes = self.hashes(req.into_inner().revision).await?;
+        let caller = super::caller_of(&req);
+        let hashes = self.hashes(&caller, req.into_inner().revision).await?;
         let hash = combined_hash(&hashes);
         let compact_revision = hashes.hashes.iter().map(|h| h.compact_revision).max().unwrap_or(0);
         Ok(Response::new(pb::HashKvResponse {
@@ -117,8 +124,10 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _: Request<pb::SnapshotRequest>,
+        req: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let caller = super::caller_of(&req);
+        self.0.service.authorize_admin(&caller).await.map_err(status_of)?;
         let permit = self
             .0
             .snapshots

@@ -25,6 +25,7 @@ mod lock;
 mod maintenance;
 mod watch;
 
+use crate::auth::Caller;
 use crate::certs::TlsMaterial;
 use crate::service::NodeService;
 use atoll_proto::etcd::etcdserverpb as pb;
@@ -76,13 +77,36 @@ struct Gateway {
 }
 
 impl Gateway {
-    /// Serves `req` through the node's request service; an error answer becomes its gRPC
-    /// status.
-    async fn call(&self, req: NativeRequest) -> Result<NativeResponse, Status> {
-        match self.service.serve(req).await {
+    /// Serves `req` for `caller` through the node's request service (checked while auth
+    /// is enabled); an error answer becomes its gRPC status.
+    async fn call(&self, caller: &Caller, req: NativeRequest) -> Result<NativeResponse, Status> {
+        match self.service.serve_as(caller.clone(), req).await {
             NativeResponse::Error(e) => Err(status_of(e)),
             ok => Ok(ok),
         }
+    }
+
+    /// Whether `caller` may use the lock or election keys of `key`: the name's prefix
+    /// `key/` when `prefix`, else the one key; read and write (etcd's recipes read and
+    /// write them through the caller's own client, checked key by key).
+    async fn check_recipe_keys(
+        &self,
+        caller: &Caller,
+        key: &[u8],
+        prefix: bool,
+    ) -> Result<(), Status> {
+        use atoll_proto::auth::PermissionType::{Read, Write};
+        let (key, end) = if prefix {
+            let p = concurrency::key_prefix(key);
+            let end = atoll_proto::prefix_range_end(&p);
+            (p, end)
+        } else {
+            (key.to_vec(), Vec::new())
+        };
+        for access in [Read, Write] {
+            self.service.authorize_range(caller, &key, &end, access).await.map_err(status_of)?;
+        }
+        Ok(())
     }
 
     /// Room for one more waiting lock or election call, or `Busy`.
@@ -152,6 +176,18 @@ pub async fn serve(
         )))
         .serve_with_incoming(incoming)
         .await
+}
+
+/// The caller of a gRPC request: the token of its `token` metadata (or `authorization`, as
+/// etcd's gateway passes it; `rpctypes/metadatafields.go`).
+fn caller_of<T>(req: &tonic::Request<T>) -> Caller {
+    let md = req.metadata();
+    let token = md
+        .get("token")
+        .or_else(|| md.get("authorization"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Caller::Client { token }
 }
 
 /// The gRPC status etcd answers for `e`, with etcd's text.

@@ -24,12 +24,13 @@ impl pb::watch_server::Watch for WatchService {
         &self,
         req: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let caller = super::caller_of(&req);
         let mut inbound = req.into_inner();
         let (requests_tx, requests) = mpsc::channel(WATCH_REQUESTS_QUEUED_MAX);
         let (responses, responses_rx) = mpsc::channel(WATCH_RESPONSES_QUEUED_MAX);
         let service = self.0.service.clone();
         let serving = tokio::spawn(async move {
-            service.serve_watch_stream(WatchStreamIo { requests, responses }).await;
+            service.serve_watch_stream(WatchStreamIo { requests, responses, caller }).await;
         });
         // The client's requests, in order, until it ends its side or the stream breaks;
         // dropping the sender then tells the serving task that no more requests come.

@@ -9,6 +9,7 @@
 //! DeleteRange over several shards deletes shard by shard; a Txn
 //! over several shards is refused.
 
+mod auth;
 mod lease;
 mod lease_expiry;
 mod lease_manager;
@@ -87,6 +88,8 @@ struct Inner {
     closing: std::sync::Mutex<std::collections::HashMap<ShardId, i64>>,
     /// The lease manager, once started (decision D16).
     leases: std::sync::OnceLock<Arc<lease_manager::LeaseManager>>,
+    /// This node's copy of the auth store and its auth settings (decision D21).
+    auth: auth::AuthState,
 }
 
 /// Requests served, by outcome; read by `/metrics`.
@@ -134,6 +137,7 @@ impl NodeService {
             watch_progress_interval_ms: AtomicU64::new(millis(WATCH_PROGRESS_INTERVAL_DEFAULT)),
             closing: std::sync::Mutex::new(std::collections::HashMap::new()),
             leases: std::sync::OnceLock::new(),
+            auth: auth::AuthState::default(),
         };
         NodeService { inner: Arc::new(inner) }
     }
@@ -199,7 +203,9 @@ impl NodeService {
         Ok(())
     }
 
-    /// Serves one request from a client.
+    /// Serves one request from a client, unchecked: for the node's own callers (the
+    /// gateway after its checks, its recipes). Clients' requests go through
+    /// [`NodeService::serve_as`].
     pub async fn serve(&self, req: NativeRequest) -> NativeResponse {
         self.serve_from(req, Origin::Client).await
     }
@@ -278,6 +284,14 @@ impl NodeService {
             NativeRequest::MemberWrite(w) => self.write(WriteOp::Member(w), origin).await,
             NativeRequest::ShardMap(r) => self.serve_shard_map(r).await,
             NativeRequest::AtLeader(r) => self.serve_at_leader(r).await,
+            NativeRequest::Auth(a) => self.serve_auth(a, origin).await,
+            NativeRequest::AuthWrite(op) => {
+                self.write_on(ShardId::META, WriteOp::Auth(op), origin).await
+            }
+            // `serve_as` takes the token off a client's request; none reaches here.
+            NativeRequest::WithToken(_) => Err(AtollError::Malformed {
+                reason: "a token wraps a client's request once, on the client port".into(),
+            }),
         }
     }
 
@@ -834,6 +848,7 @@ fn native_request(shard: ShardId, op: WriteOp) -> Result<NativeRequest, AtollErr
         WriteOp::RevokeLeaseKeys(r) => NativeRequest::RevokeLeaseKeys(r),
         WriteOp::RevokeLeaseKeysBatch(r) => NativeRequest::RevokeLeaseKeysBatch(r),
         WriteOp::Member(w) => NativeRequest::MemberWrite(w),
+        WriteOp::Auth(op) => NativeRequest::AuthWrite(op),
         // Only the meta shard's leader proposes lease record changes and the shard map
         // migration, to itself.
         WriteOp::Lease(_) | WriteOp::ShardMap(_) => {
@@ -898,7 +913,9 @@ impl RequestHandler for NodeService {
         req: NativeRequest,
     ) -> Pin<Box<dyn Future<Output = NativeResponse> + Send + 'static>> {
         let this = self.clone();
-        Box::pin(async move { this.serve(req).await })
+        // The client port: the token, if any, rides in the request (decision D21).
+        let caller = crate::auth::Caller::Client { token: None };
+        Box::pin(async move { this.serve_as(caller, req).await })
     }
 
     fn watch(&self, io: WatchStreamIo) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {

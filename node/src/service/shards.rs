@@ -98,7 +98,7 @@ impl ShardSet {
             WriteOp::Txn(t) => txn_keys_in_one(t, &mut same),
             WriteOp::Compact(_) => false,
             WriteOp::Close(c) => return Some(c.shard),
-            WriteOp::Lease(_) | WriteOp::Member(_) | WriteOp::ShardMap(_) => {
+            WriteOp::Lease(_) | WriteOp::Member(_) | WriteOp::ShardMap(_) | WriteOp::Auth(_) => {
                 return Some(ShardId::META);
             }
             WriteOp::RevokeLeaseKeys(r) => return Some(r.shard),

@@ -65,13 +65,14 @@ struct StreamState {
     epoch: watch::Sender<u64>,
     round: Option<Round>,
     reports: mpsc::Sender<Report>,
+    caller: crate::auth::Caller,
 }
 
 impl NodeService {
     /// Serves one watch stream until the client ends its requests or goes away; dropping
     /// the future ends every watch of the stream.
     pub async fn serve_watch_stream(&self, io: WatchStreamIo) {
-        let WatchStreamIo { mut requests, responses } = io;
+        let WatchStreamIo { mut requests, responses, caller } = io;
         let (reports, mut reports_rx) = mpsc::channel(WATCH_REPORTS_QUEUED_MAX);
         let mut stream = StreamState {
             service: self.clone(),
@@ -82,6 +83,7 @@ impl NodeService {
             epoch: watch::Sender::new(0),
             round: None,
             reports,
+            caller,
         };
         loop {
             let open = tokio::select! {
@@ -240,6 +242,14 @@ impl StreamState {
     }
 
     async fn on_create(&mut self, req: WatchCreateRequest) -> bool {
+        let read = atoll_proto::auth::PermissionType::Read;
+        let allowed =
+            self.service.authorize_range(&self.caller, &req.key, &req.range_end, read).await;
+        if let Err(e) = allowed {
+            // etcd's cancel reason is the gRPC status's text (`isWatchPermitted`).
+            let reason = format!("rpc error: code = {} desc = {e}", grpc_code_name(&e));
+            return self.refuse(req.watch_id, reason).await;
+        }
         let id = match self.choose_id(req.watch_id) {
             Ok(id) => id,
             Err(reason) => return self.refuse(req.watch_id, reason).await,
@@ -378,5 +388,25 @@ impl StreamState {
 
     async fn send(&self, response: WatchResponse) -> bool {
         self.responses.send(NativeResponse::Watch(response)).await.is_ok()
+    }
+}
+
+/// The name Go's gRPC gives the code of `e`, as it appears in a status's text.
+fn grpc_code_name(e: &atoll_proto::AtollError) -> &'static str {
+    use atoll_proto::GrpcCode;
+    match e.grpc_code() {
+        GrpcCode::InvalidArgument => "InvalidArgument",
+        GrpcCode::DeadlineExceeded => "DeadlineExceeded",
+        GrpcCode::NotFound => "NotFound",
+        GrpcCode::AlreadyExists => "AlreadyExists",
+        GrpcCode::PermissionDenied => "PermissionDenied",
+        GrpcCode::ResourceExhausted => "ResourceExhausted",
+        GrpcCode::FailedPrecondition => "FailedPrecondition",
+        GrpcCode::OutOfRange => "OutOfRange",
+        GrpcCode::Unimplemented => "Unimplemented",
+        GrpcCode::Internal => "Internal",
+        GrpcCode::Unavailable => "Unavailable",
+        GrpcCode::DataLoss => "DataLoss",
+        GrpcCode::Unauthenticated => "Unauthenticated",
     }
 }

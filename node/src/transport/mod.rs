@@ -32,6 +32,8 @@ pub struct WatchStreamIo {
     pub requests: mpsc::Receiver<WatchRequest>,
     /// Responses, written to the client in this order. Closed when the client is gone.
     pub responses: mpsc::Sender<NativeResponse>,
+    /// Who opened the stream: its creates are checked while auth is enabled (decision D21).
+    pub caller: crate::auth::Caller,
 }
 
 /// Answers native requests. The transport calls it once per request, concurrently, each call

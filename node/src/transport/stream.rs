@@ -14,8 +14,8 @@ use std::sync::Arc;
 enum Opened {
     /// One request, one response.
     Single(NativeRequest),
-    /// A watch stream, with its first request.
-    Watch(WatchRequest),
+    /// A watch stream, with its first request and the token it was opened with.
+    Watch(WatchRequest, Option<String>),
 }
 
 /// Stream error code asking the client to stop sending a request that was refused unread.
@@ -45,8 +45,8 @@ pub(crate) async fn serve_stream(
     let read =
         read.unwrap_or_else(|_| Err(Refusal::Abandon("request not complete in time".into())));
     let response = match read {
-        Ok(Opened::Watch(first)) => {
-            serve_watch_stream(send, recv, handler, first, max_request_bytes).await;
+        Ok(Opened::Watch(first, token)) => {
+            serve_watch_stream(send, recv, handler, first, token, max_request_bytes).await;
             return;
         }
         Ok(Opened::Single(req)) => match tokio::spawn(handler.handle(req)).await {
@@ -87,7 +87,16 @@ async fn read_request(recv: &mut RecvStream, max_request_bytes: usize) -> Result
     let len = frame_payload_len(&header, max_request_bytes).map_err(header_refusal)?;
     let payload = read_payload(recv, len).await?;
     match decode_payload(&payload).map_err(malformed)? {
-        NativeRequest::Watch(first) => Ok(Opened::Watch(first)),
+        NativeRequest::Watch(first) => Ok(Opened::Watch(first, None)),
+        // A watch stream opened with a token (decision D21): its creates are checked.
+        NativeRequest::WithToken(t) if matches!(*t.request, NativeRequest::Watch(_)) => {
+            match *t.request {
+                NativeRequest::Watch(first) => Ok(Opened::Watch(first, Some(t.token))),
+                _ => Err(Refusal::Answer(AtollError::Malformed {
+                    reason: "a watch stream opens with a watch request".into(),
+                })),
+            }
+        }
         req => {
             read_end(recv).await?;
             Ok(Opened::Single(req))

@@ -18,6 +18,7 @@ pub(super) async fn serve_watch_stream(
     recv: RecvStream,
     handler: Arc<dyn RequestHandler>,
     first: WatchRequest,
+    token: Option<String>,
     max_request_bytes: usize,
 ) {
     let (requests_tx, requests) = mpsc::channel(WATCH_REQUESTS_QUEUED_MAX);
@@ -26,7 +27,8 @@ pub(super) async fn serve_watch_stream(
     let _ = requests_tx.try_send(first);
     let reader =
         tokio::spawn(read_requests(recv, requests_tx, responses.clone(), max_request_bytes));
-    let serving = tokio::spawn(handler.watch(WatchStreamIo { requests, responses }));
+    let caller = crate::auth::Caller::Client { token };
+    let serving = tokio::spawn(handler.watch(WatchStreamIo { requests, responses, caller }));
     // The handler and the reader hold the only senders: the loop ends once both are done.
     while let Some(response) = responses_rx.recv().await {
         if !write_frame(&mut send, &response).await {

@@ -2,6 +2,7 @@
 //! snapshot, their writes kept in memory until the batch is committed in a single fjall batch
 //! together with the final [`ApplyState`] (DESIGN §5: the applied index rides with the data).
 
+use crate::auth::{apply_auth_op, is_auth_record};
 use crate::error::{ShardError, StorageError};
 use crate::lease::{LeaseView, LeaseWrites, apply_lease_op, check_not_revoked, revoke_leases_keys};
 use crate::member::{apply_conf_context, apply_member_write};
@@ -126,6 +127,11 @@ impl<'s> ApplyBatch<'s> {
         Ok(())
     }
 
+    /// Whether the entries applied so far changed the auth store (decision D21).
+    pub(crate) fn changed_auth(&self) -> bool {
+        self.leases.keys().any(|k| is_auth_record(k))
+    }
+
     fn lease_view(&self) -> LeaseView<'_> {
         LeaseView { snap: &self.snap, leases: &self.store.storage.leases, pending: &self.leases }
     }
@@ -145,13 +151,14 @@ impl<'s> ApplyBatch<'s> {
                 let (response, writes) = apply_lease_op(&lease_view, index, lease_op)?;
                 return Ok((WriteResponse::Lease(response), Overlay::new(), writes));
             }
-            // The meta shard's own records (decisions D18, D23).
-            WriteOp::Member(_) | WriteOp::ShardMap(_) => {
+            // The meta shard's own records (decisions D18, D21, D23).
+            WriteOp::Member(_) | WriteOp::ShardMap(_) | WriteOp::Auth(_) => {
                 let writes = match op {
                     WriteOp::Member(write) if is_meta => apply_member_write(&lease_view, write)?,
                     WriteOp::ShardMap(write) if is_meta => {
                         apply_shard_map_write(&lease_view, write)?
                     }
+                    WriteOp::Auth(auth_op) if is_meta => apply_auth_op(&lease_view, auth_op)?,
                     _ => {
                         let reason = format!("meta shard record write for a data shard ({shard})");
                         return Err(AtollError::Malformed { reason }.into());
@@ -211,7 +218,8 @@ impl<'s> ApplyBatch<'s> {
             | WriteOp::RevokeLeaseKeys(_)
             | WriteOp::RevokeLeaseKeysBatch(_)
             | WriteOp::Member(_)
-            | WriteOp::ShardMap(_) => {
+            | WriteOp::ShardMap(_)
+            | WriteOp::Auth(_) => {
                 let reason = format!("lease command not applicable on shard {shard}");
                 return Err(AtollError::Malformed { reason }.into());
             }

@@ -70,17 +70,32 @@ pub struct MvccStore {
     pub(super) shard: ShardId,
     pub(super) range: ShardRange,
     pub(super) hub: WatchHub,
+    /// Bumped after every committed batch that changed the auth store (meta shard; decision
+    /// D21), so the node reloads its copy only then.
+    pub(crate) auth_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MvccStore {
     /// The store of `shard`, owning the keys of `range`, over the node's `storage`.
     pub fn new(storage: Storage, shard: ShardId, range: ShardRange) -> MvccStore {
-        MvccStore { storage, shard, range, hub: WatchHub::default() }
+        MvccStore {
+            storage,
+            shard,
+            range,
+            hub: WatchHub::default(),
+            auth_generation: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
     }
 
     /// The shard's watch hub: apply publishes every committed batch to it.
     pub fn watch_hub(&self) -> &WatchHub {
         &self.hub
+    }
+
+    /// Changes with every committed change of the auth store (decision D21): a reader's copy
+    /// taken at an older generation is stale.
+    pub fn auth_generation(&self) -> u64 {
+        self.auth_generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The shard this store belongs to.
@@ -197,8 +212,13 @@ impl MvccStore {
             });
         }
         // Nothing is written before this commit; `state` moves only once it succeeded.
+        let auth_changed = batch.changed_auth();
         let (new_state, history) = batch.commit()?;
         *state = new_state;
+        if auth_changed {
+            // After the commit: a reader that sees the new generation finds the new record.
+            self.auth_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
         // Published only once the batch is in the database, so a watcher that reads storage
         // after seeing this revision finds everything up to it (watch/mod.rs).
         self.hub.publish(new_state.revision, || published_changes(&history));

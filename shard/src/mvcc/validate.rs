@@ -44,7 +44,8 @@ pub(crate) fn check_shape(op: &WriteOp, max_txn_ops: Option<usize>) -> Result<()
         WriteOp::Close(_)
         | WriteOp::Lease(_)
         | WriteOp::RevokeLeaseKeys(_)
-        | WriteOp::RevokeLeaseKeysBatch(_) => Ok(()),
+        | WriteOp::RevokeLeaseKeysBatch(_)
+        | WriteOp::Auth(_) => Ok(()),
         WriteOp::Member(atoll_proto::member::MemberWrite::UpdatePeerUrls { peer_urls, .. }) => {
             atoll_proto::member::check_peer_urls(peer_urls)
         }

@@ -81,9 +81,10 @@ fn lease_owned(
     if key.starts_with(&lease_keys::record_prefix())
         || crate::member::is_member_record(key)
         || crate::shard_map_record::is_shard_map_record(key)
+        || crate::auth::is_auth_record(key)
     {
-        // Lease, member and shard map records belong to the meta shard alone (decisions
-        // D16, D18, D23).
+        // Lease, member, shard map and auth records belong to the meta shard alone
+        // (decisions D16, D18, D21, D23).
         return Ok(shard == ShardId::META);
     }
     if key.starts_with(&lease_keys::revoked_shard_prefix(shard)) {
