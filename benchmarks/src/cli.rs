@@ -198,6 +198,14 @@ pub struct ScenarioFlags {
     /// Leases of lease-storm, all expiring together (default 100000; 300 with --smoke).
     #[arg(long, value_parser = parse_positive_count)]
     pub storm_leases: Option<u64>,
+    /// Warm-up churn of lease-churn before its first memory sample (default 20s; none with
+    /// --smoke).
+    #[arg(long, value_parser = parse_duration)]
+    pub churn_warmup: Option<Duration>,
+    /// Measured churn of lease-churn (default 120s; 2s with --smoke); memory is sampled
+    /// every 30 s of it.
+    #[arg(long, value_parser = parse_duration)]
+    pub churn_duration: Option<Duration>,
     /// Runs per measurement, of which the median is reported (default: per scenario; the
     /// rounds of compare).
     #[arg(long, value_parser = parse_positive_count)]

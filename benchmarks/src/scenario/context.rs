@@ -31,6 +31,9 @@ pub struct ScenarioContext {
     pub store_keys: u64,
     /// Leases of lease-storm, when given; else its own default.
     pub storm_leases: Option<u64>,
+    /// Warm-up and measured churn of lease-churn, when given; else its own defaults.
+    pub churn_warmup: Option<Duration>,
+    pub churn_duration: Option<Duration>,
     /// Runs per measurement, when given; else each scenario's own default.
     pub repeat: Option<u64>,
     /// Measured phase of a throughput point.
@@ -71,6 +74,8 @@ impl ScenarioContext {
             etcd_bin: args.etcd_bin.clone().unwrap_or_else(super::etcd_node::default_etcd_bin),
             store_keys: args.keys.unwrap_or(if smoke { SMOKE_KEYS } else { STORE_KEYS_DEFAULT }),
             storm_leases: args.storm_leases,
+            churn_warmup: args.churn_warmup,
+            churn_duration: args.churn_duration,
             repeat: args.repeat,
             duration: args.duration.unwrap_or(if smoke {
                 SMOKE_DURATION

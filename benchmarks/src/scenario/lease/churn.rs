@@ -44,16 +44,19 @@ const REVOKED_TTL_S: i64 = 60;
 /// Keys per shard the churn writes (lease `n` takes key `n mod KEYS`), so the store stays
 /// small and memory growth is not the data's.
 const KEYS: u64 = 1_000;
+/// Memory is sampled this often during the measured churn, so a plateau shows.
+const SAMPLE_EVERY: Duration = Duration::from_secs(30);
 /// How long the last expiring leases may take to be revoked before the final sample.
 const DRAIN_MAX: Duration = Duration::from_secs(60);
 const DRAIN_POLL: Duration = Duration::from_millis(250);
 
-/// One member's RSS at the two samples.
+/// One member's RSS at the two samples, and every [`SAMPLE_EVERY`] in between.
 struct MemberRss {
     name: String,
     leads: bool,
     start_kib: u64,
     end_kib: u64,
+    samples_kib: Vec<u64>,
 }
 
 impl MemberRss {
@@ -80,6 +83,8 @@ impl Churned {
 /// Runs the scenario; returns its table for `suite`.
 pub async fn run_scenario(ctx: &ScenarioContext) -> anyhow::Result<Summary> {
     let (warmup, churn) = if ctx.smoke { (WARMUP_SMOKE, CHURN_SMOKE) } else { (WARMUP, CHURN) };
+    let warmup = ctx.churn_warmup.unwrap_or(warmup);
+    let churn = ctx.churn_duration.unwrap_or(churn);
     let mut all = Vec::new();
     for system in systems(ctx, NAME)? {
         let cluster = Cluster::start(ctx, system, NAME).await?;
@@ -87,18 +92,34 @@ pub async fn run_scenario(ctx: &ScenarioContext) -> anyhow::Result<Summary> {
         let counter = AtomicU64::new(0);
         churn_for(&pool, warmup, &counter).await?;
         let pids = cluster.pids();
-        let start: Vec<u64> =
-            pids.iter().map(|(_, pid)| read_rss_kib(*pid)).collect::<Result<_, _>>()?;
+        let rss_now = || -> anyhow::Result<Vec<u64>> {
+            pids.iter()
+                .map(|(name, pid)| read_rss_kib(*pid).map_err(|e| anyhow!("member {name}: {e}")))
+                .collect()
+        };
+        let start = rss_now()?;
         let granted_before = counter.load(Ordering::Relaxed);
         let began = Instant::now();
-        let errors = churn_for(&pool, churn, &counter).await?;
+        let mut errors = 0;
+        let mut samples = Vec::new();
+        while began.elapsed() < churn {
+            let step = SAMPLE_EVERY.min(churn.saturating_sub(began.elapsed()));
+            errors += churn_for(&pool, step, &counter).await?;
+            samples.push(rss_now()?);
+        }
         let elapsed = began.elapsed();
         wait_drained(&pool).await?;
         let leader = leader_index(&cluster, &pool).await?;
+        let end = rss_now()?;
         let mut members = Vec::new();
-        for (i, ((name, pid), start_kib)) in pids.into_iter().zip(start).enumerate() {
-            let end_kib = read_rss_kib(pid).map_err(|e| anyhow!("member {name}: {e}"))?;
-            members.push(MemberRss { name, leads: Some(i) == leader, start_kib, end_kib });
+        for (i, (name, _)) in pids.iter().enumerate() {
+            members.push(MemberRss {
+                name: name.clone(),
+                leads: Some(i) == leader,
+                start_kib: start[i],
+                end_kib: end[i],
+                samples_kib: samples.iter().map(|s| s[i]).collect(),
+            });
         }
         let leases = counter.load(Ordering::Relaxed) - granted_before;
         let churned = Churned { system, members, leases, elapsed, errors };
@@ -225,7 +246,8 @@ fn emit(
         .iter()
         .map(|m| {
             json!({ "member": m.name, "leads_leases": m.leads, "rss_kib_start": m.start_kib,
-                    "rss_kib_end": m.end_kib, "growth_kib": m.growth_kib() })
+                    "rss_kib_end": m.end_kib, "growth_kib": m.growth_kib(),
+                    "rss_kib_samples": m.samples_kib })
         })
         .collect();
     let params = ctx.params(merged(
@@ -264,22 +286,27 @@ fn table(all: &[Churned], warmup: Duration) -> String {
         "3-member clusters; {LOOPS} loops each grant a lease, put a key under each of two \
          prefixes (two data shards in Atoll) with it, renew it once, then revoke it or let it \
          expire (every other one); RSS after {warmup:?} of warm-up churn and again after the \
-         churn and the last expiries\n\n| system | member | holds leases | leases churned | \
-         RSS MiB start | RSS MiB end | growth MiB |\n| --- | --- | --- | ---: | ---: | ---: | \
-         ---: |\n"
+         churn and the last expiries; in between every {SAMPLE_EVERY:?} of churn\n\n| system \
+         | member | holds leases | leases churned | RSS MiB start | RSS MiB end | growth MiB | \
+         RSS MiB during |\n| --- | --- | --- | ---: | ---: | ---: | ---: | --- |\n"
     );
     for c in all {
         for m in &c.members {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {:.1} | {:.1} | {:+.1} |",
+                "| {} | {} | {} | {} | {:.1} | {:.1} | {:+.1} | {} |",
                 c.system.name(),
                 m.name,
                 if m.leads { "yes" } else { "no" },
                 c.leases,
                 m.start_kib as f64 / 1024.0,
                 m.end_kib as f64 / 1024.0,
-                m.growth_kib() as f64 / 1024.0
+                m.growth_kib() as f64 / 1024.0,
+                m.samples_kib
+                    .iter()
+                    .map(|k| format!("{:.0}", *k as f64 / 1024.0))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
             );
         }
     }
