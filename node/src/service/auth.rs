@@ -48,7 +48,7 @@ impl NodeService {
     /// The auth store as this node applied it: the cached copy unless the meta shard applied
     /// an auth change since it was loaded.
     pub fn auth_store(&self) -> Result<Arc<AuthStore>, AtollError> {
-        let generation = self.inner.shards.meta().store.auth_generation();
+        let generation = self.inner.shards.meta().store.records_generation();
         if let Ok(cache) = self.inner.auth.cache.read()
             && let Some((loaded_at, store)) = cache.as_ref()
             && *loaded_at == generation

@@ -111,14 +111,30 @@ impl NodeService {
     }
 
     /// Whether this member is a learner by its member record (etcd's `IsLearner` on its
-    /// membership): a point read, cheap enough for every gRPC request the gateway gates
-    /// (decision D22). A member whose record this node has not applied yet (joining) or that
+    /// membership), asked by the gateway for every gRPC request (decision D22): read again
+    /// only after the meta shard applied a member change, so a promotion counts from the
+    /// next request. A member whose record this node has not applied yet (joining) or that
     /// cannot be read counts as no learner, as etcd's check passes a member it does not know.
     pub fn is_learner(&self) -> bool {
+        let generation = self.inner.shards.meta().store.records_generation();
+        if let Ok(cached) = self.inner.learner.read()
+            && let Some((read_at, learner)) = *cached
+            && read_at == generation
+        {
+            return learner;
+        }
         let storage = &self.inner.storage;
         let me = NodeId(self.inner.identity.member_id);
         match atoll_shard::member::member(storage, &storage.db.snapshot(), me) {
-            Ok(record) => record.is_some_and(|m| m.is_learner),
+            Ok(record) => {
+                let learner = record.is_some_and(|m| m.is_learner);
+                // Read after the generation: a change since then bumped it, and the next
+                // call reads again.
+                if let Ok(mut cached) = self.inner.learner.write() {
+                    *cached = Some((generation, learner));
+                }
+                learner
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "reading this member's record failed");
                 false

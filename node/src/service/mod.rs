@@ -90,6 +90,9 @@ struct Inner {
     leases: std::sync::OnceLock<Arc<lease_manager::LeaseManager>>,
     /// This node's copy of the auth store and its auth settings (decision D21).
     auth: auth::AuthState,
+    /// Whether this member is a learner, with the meta shard's records generation it was
+    /// read at (decision D22).
+    learner: std::sync::RwLock<Option<(u64, bool)>>,
 }
 
 /// Requests served, by outcome; read by `/metrics`.
@@ -138,6 +141,7 @@ impl NodeService {
             closing: std::sync::Mutex::new(std::collections::HashMap::new()),
             leases: std::sync::OnceLock::new(),
             auth: auth::AuthState::default(),
+            learner: std::sync::RwLock::new(None),
         };
         NodeService { inner: Arc::new(inner) }
     }

@@ -127,9 +127,10 @@ impl<'s> ApplyBatch<'s> {
         Ok(())
     }
 
-    /// Whether the entries applied so far changed the auth store (decision D21).
-    pub(crate) fn changed_auth(&self) -> bool {
-        self.leases.keys().any(|k| is_auth_record(k))
+    /// Whether the entries applied so far changed the auth store or a member record
+    /// (decisions D18, D21).
+    pub(crate) fn changed_records(&self) -> bool {
+        self.leases.keys().any(|k| is_auth_record(k) || crate::member::is_member_record(k))
     }
 
     fn lease_view(&self) -> LeaseView<'_> {

@@ -70,9 +70,9 @@ pub struct MvccStore {
     pub(super) shard: ShardId,
     pub(super) range: ShardRange,
     pub(super) hub: WatchHub,
-    /// Bumped after every committed batch that changed the auth store (meta shard; decision
-    /// D21), so the node reloads its copy only then.
-    pub(crate) auth_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped after every committed batch that changed the auth store or a member record
+    /// (meta shard; decisions D18, D21), so the node reloads its copies only then.
+    pub(crate) records_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MvccStore {
@@ -83,7 +83,7 @@ impl MvccStore {
             shard,
             range,
             hub: WatchHub::default(),
-            auth_generation: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            records_generation: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
@@ -92,10 +92,10 @@ impl MvccStore {
         &self.hub
     }
 
-    /// Changes with every committed change of the auth store (decision D21): a reader's copy
-    /// taken at an older generation is stale.
-    pub fn auth_generation(&self) -> u64 {
-        self.auth_generation.load(std::sync::atomic::Ordering::Acquire)
+    /// Changes with every committed change of the auth store or of a member record
+    /// (decisions D18, D21): a reader's copy taken at an older generation is stale.
+    pub fn records_generation(&self) -> u64 {
+        self.records_generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The shard this store belongs to.
@@ -212,12 +212,12 @@ impl MvccStore {
             });
         }
         // Nothing is written before this commit; `state` moves only once it succeeded.
-        let auth_changed = batch.changed_auth();
+        let records_changed = batch.changed_records();
         let (new_state, history) = batch.commit()?;
         *state = new_state;
-        if auth_changed {
+        if records_changed {
             // After the commit: a reader that sees the new generation finds the new record.
-            self.auth_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+            self.records_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         }
         // Published only once the batch is in the database, so a watcher that reads storage
         // after seeing this revision finds everything up to it (watch/mod.rs).

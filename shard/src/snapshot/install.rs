@@ -80,8 +80,8 @@ impl MvccStore {
         // acknowledges the snapshot's index to the leader (Raft §5.1, persist before
         // replying), and the journal is shared, so this also covers every earlier write.
         storage.sync()?;
-        // The snapshot may carry another auth store (meta shard; decision D21).
-        self.auth_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+        // The snapshot may carry another auth store and other members (meta shard).
+        self.records_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         self.watch_hub().publish_replaced(state.revision);
         Ok(state)
     }
