@@ -74,12 +74,7 @@ impl NodeService {
             NativeRequest::WithToken(t) => (Caller::Client { token: Some(t.token) }, *t.request),
             req => (caller, req),
         };
-        // A write a router sends straight to the leader is checked as the write itself.
-        let checked = match &req {
-            NativeRequest::AtLeader(a) => std::borrow::Cow::Owned(a.write.clone().into_request()),
-            other => std::borrow::Cow::Borrowed(other),
-        };
-        if let Err(e) = self.authorize(&caller, &checked).await {
+        if let Err(e) = self.authorize(&caller, &req).await {
             return NativeResponse::Error(e);
         }
         self.serve(req).await
@@ -92,14 +87,23 @@ impl NodeService {
         }
         let Some((store, user)) = self.user_of(caller).await? else { return Ok(()) };
         check_request(&store, &user, req)?;
+        // A write a router sends straight to the leader is checked as the write itself.
+        let put = match req {
+            NativeRequest::Put(p) => Some(p),
+            NativeRequest::AtLeader(a) => match &a.write {
+                KeyedWrite::Put(p) => Some(p),
+                KeyedWrite::DeleteRange(_) | KeyedWrite::Txn(_) => None,
+            },
+            _ => None,
+        };
+        if let Some(p) = put.filter(|p| p.lease != 0) {
+            return self.check_lease_keys(&store, &user, p.lease, PermissionType::Write).await;
+        }
         match req {
             // etcd's `checkLeasePuts`: revoking a lease deletes its keys, and attaching a lease
             // lets its revocation delete the new key.
             NativeRequest::LeaseRevoke(r) => {
                 self.check_lease_keys(&store, &user, r.id, PermissionType::Write).await
-            }
-            NativeRequest::Put(p) if p.lease != 0 => {
-                self.check_lease_keys(&store, &user, p.lease, PermissionType::Write).await
             }
             // etcd ≥ 3.4.26: the keys of a lease are only shown to who may read them all.
             NativeRequest::LeaseTimeToLive(r) => {
@@ -346,10 +350,12 @@ fn check_request(store: &AuthStore, user: &str, req: &NativeRequest) -> Result<(
         NativeRequest::WithToken(_) => Err(AtollError::Malformed {
             reason: "a request carries one token; do not wrap it twice".into(),
         }),
-        // `serve_as` checks the write inside; refused if it ever arrives here unchecked.
-        NativeRequest::AtLeader(_) => Err(AtollError::Malformed {
-            reason: "a write to a leader is checked as the write it carries".into(),
-        }),
+        // A write a router sends straight to the leader: checked as the write itself.
+        NativeRequest::AtLeader(a) => match &a.write {
+            KeyedWrite::Put(p) => check_put(store, user, p),
+            KeyedWrite::DeleteRange(d) => check_delete(store, user, d),
+            KeyedWrite::Txn(t) => check_txn(store, user, t),
+        },
         // Lease keys are checked by `authorize`; peer-only requests are refused to clients.
         _ => Ok(()),
     }
@@ -482,6 +488,12 @@ mod tests {
             alice(NativeRequest::Put(put("/pub", false))),
             Err(AtollError::PermissionDenied)
         );
+        // A write sent straight to a shard leader is checked as the write it carries.
+        let at_leader = |p: PutRequest| {
+            NativeRequest::AtLeader(AtLeaderRequest { map_version: 1, write: KeyedWrite::Put(p) })
+        };
+        assert_eq!(alice(at_leader(put("/app/a", false))), Ok(()));
+        assert_eq!(alice(at_leader(put("/pub", false))), Err(AtollError::PermissionDenied));
         assert_eq!(
             alice(NativeRequest::Compact(CompactionRequest::default())),
             Err(AtollError::PermissionDenied)
