@@ -254,13 +254,20 @@ impl raft::Storage for RaftLogStore {
         Ok(self.last_index)
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         // raft-rs asks when a follower needs entries this log no longer has. A generated
-        // snapshot serves if it is recent enough for the follower and the log still holds
-        // every entry after it (otherwise the follower would need another one at once);
-        // else the replica generates one and Raft asks again on a later heartbeat.
+        // snapshot serves if it is recent enough for the follower, the log still holds
+        // every entry after it (otherwise the follower would need another one at once), and
+        // its membership has the follower: raft-rs refuses to restore a snapshot whose conf
+        // state leaves it out, so one generated before a replica joined would be sent to it
+        // again and again. Otherwise the replica generates one and Raft asks again on a
+        // later heartbeat.
         match &self.snapshot {
-            Some(g) if g.meta.index >= request_index && g.meta.index >= self.truncated.index => {
+            Some(g)
+                if g.meta.index >= request_index
+                    && g.meta.index >= self.truncated.index
+                    && g.meta.conf_state.includes(to) =>
+            {
                 let mut snapshot = Snapshot::default();
                 let meta = snapshot.mut_metadata();
                 meta.index = g.meta.index;
@@ -364,4 +371,58 @@ fn bootstrap_entry(index: u64, voter: u64, members: &[Member]) -> Result<Entry, 
     e.data = cc.write_to_bytes().map_err(|err| bad(err.to_string()))?.into();
     e.context = frame::encode_frame(&context).map_err(|err| bad(err.to_string()))?.into();
     Ok(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::SnapshotMeta;
+    use raft::Storage as _;
+
+    /// A generated snapshot at `index` of the membership `conf`, backed by a file in `dir`.
+    fn generated(dir: &std::path::Path, index: u64, conf: &ConfState) -> Arc<GeneratedSnapshot> {
+        let path = dir.join(format!("{index}.snap"));
+        std::fs::write(&path, b"state").expect("snapshot file");
+        let meta = SnapshotMeta {
+            shard: 1,
+            index,
+            term: 2,
+            conf_state: conf.into(),
+            range_start: Vec::new(),
+            range_end: Vec::new(),
+        };
+        Arc::new(GeneratedSnapshot { path, meta, bytes: 5 })
+    }
+
+    fn must_unavailable(result: raft::Result<Snapshot>) {
+        match result {
+            Err(raft::Error::Store(RaftStorageError::SnapshotTemporarilyUnavailable)) => {}
+            other => panic!("expected a snapshot to be generated, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_is_offered_only_to_a_replica_in_its_membership() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(&dir.path().join("db"), 8 << 20).expect("storage");
+        let voters = ConfState { voters: vec![1, 2, 3], ..Default::default() };
+        let mut log = RaftLogStore::open(storage, ShardId(1), voters.clone()).expect("log");
+        must_unavailable(log.snapshot(0, 2));
+        assert!(log.take_snapshot_wanted(), "none generated yet: the replica generates one");
+
+        // Generated for a lagging voter before a learner joined.
+        log.set_snapshot(generated(dir.path(), 10, &voters));
+        let offered = log.snapshot(0, 2).expect("a voter of the snapshot gets it");
+        assert_eq!(offered.get_metadata().index, 10);
+        assert_eq!(offered.get_metadata().get_conf_state().voters, vec![1, 2, 3]);
+        assert!(!log.take_snapshot_wanted());
+
+        // The learner (node 4) would refuse to restore it: a new one is asked for instead.
+        must_unavailable(log.snapshot(0, 4));
+        assert!(log.take_snapshot_wanted());
+        let with_learner = ConfState { voters: vec![1, 2, 3], learners: vec![4], ..voters };
+        log.set_snapshot(generated(dir.path(), 12, &with_learner));
+        assert_eq!(log.snapshot(0, 4).expect("the learner's snapshot").get_metadata().index, 12);
+        assert!(!log.take_snapshot_wanted());
+    }
 }

@@ -139,6 +139,16 @@ pub struct StoredConfState {
     auto_leave: bool,
 }
 
+impl StoredConfState {
+    /// Whether `node` has a replica in this membership, as a voter or a learner, in either
+    /// half of a joint configuration.
+    pub fn includes(&self, node: u64) -> bool {
+        [&self.voters, &self.learners, &self.voters_outgoing, &self.learners_next]
+            .into_iter()
+            .any(|ids| ids.contains(&node))
+    }
+}
+
 impl From<&ConfState> for StoredConfState {
     fn from(cs: &ConfState) -> StoredConfState {
         StoredConfState {
