@@ -288,6 +288,18 @@ impl PeerInbox for PeerBridge {
         tracing::info!(peer = node.0, replicas = replicas.len(), missed, "peer unreachable");
     }
 
+    fn is_removed_member(&self, node: NodeId) -> bool {
+        self.service.get().is_some_and(|service| service.is_removed_member(node))
+    }
+
+    fn removed_from_cluster(&self, by: NodeId) {
+        match self.service.get() {
+            Some(service) => service.removal_reported(by),
+            // The link dials again and is refused again once the service exists.
+            None => tracing::debug!(peer = %by, "removed from the cluster, said before start"),
+        }
+    }
+
     fn snapshot(&self, header: &SnapshotHeader) -> Result<Box<dyn SnapshotSink>, SinkRefused> {
         let refused = |why: &str| SinkRefused {
             reason: format!("shard {} snapshot refused: {why}", header.shard.0),

@@ -1,7 +1,8 @@
 //! Membership changes on real `atoll` processes (decision D18): a three-member cluster with
 //! two data shards grows by a learner that joins with `--initial-cluster-state existing`,
 //! catches up on the data shards by snapshot (D20), is promoted, and an original member is
-//! removed; the errors of etcd's Cluster API along the way.
+//! removed and stops by itself, as does a member removed while it was down once a peer
+//! refuses it on restart; the errors of etcd's Cluster API along the way.
 
 mod support;
 
@@ -174,6 +175,21 @@ async fn a_learner_joins_catches_up_is_promoted_and_a_member_leaves() {
     let (status, stderr) = cluster.must_run_to_exit(0, PATIENCE);
     assert!(!status.success(), "{status}");
     let gone = "the member has been permanently removed from the cluster";
+    assert!(
+        stderr.lines().any(|l| l.starts_with("atoll: error: ") && l.contains(gone)),
+        "{stderr}"
+    );
+
+    eprintln!("phase: a member removed while it was down is told so by a peer, and stops");
+    cluster.kill9(1);
+    let down = first.iter().find(|m| m.name == "n2").expect("n2").id;
+    let remove = NativeRequest::MemberRemove(MemberIdRequest { id: down });
+    let survivors = cluster.must_client(&[2, joiner]).await;
+    until_ok(PATIENCE, "member remove", || members(&survivors, remove.clone())).await;
+    // Whether n2 dials its peers or waits for them (the lower ID dials), one refuses it as
+    // removed within the knock interval.
+    let (status, stderr) = cluster.must_run_to_exit(1, PATIENCE);
+    assert!(!status.success(), "{status}");
     assert!(
         stderr.lines().any(|l| l.starts_with("atoll: error: ") && l.contains(gone)),
         "{stderr}"

@@ -3,14 +3,15 @@
 //! foreign clusters and unknown nodes, snapshots that arrive byte-exact or not at all, and
 //! forwarded requests: answered by the receiving node from either side of a connection,
 //! bounded in flight, bad input answered without harming the connection, dead peers
-//! reported quickly.
+//! reported quickly; a removed member told so whichever side dials.
 
 mod support;
 
 use atoll_node::certs::{TlsMaterial, create_ca, issue_node_cert};
 use atoll_node::transport::TransportError;
 use atoll_node::transport::peer::limits::{
-    FORWARD_CONNECT_TIMEOUT, FORWARD_STREAMS_PER_CONNECTION_MAX, PEER_QUEUE_MESSAGES_MAX,
+    FORWARD_CONNECT_TIMEOUT, FORWARD_STREAMS_PER_CONNECTION_MAX, PEER_KNOCK_AFTER,
+    PEER_QUEUE_MESSAGES_MAX,
 };
 use atoll_node::transport::peer::{
     ALPN_PEER, PeerForwardError, PeerInbox, PeerSendError, PeerStats, PeerTransport,
@@ -64,6 +65,10 @@ struct Inbox {
     gate: watch::Sender<bool>,
     /// Peers whose connection ended, in order.
     unreachable: Arc<Mutex<Vec<NodeId>>>,
+    /// Members this node knows were removed from the cluster.
+    removed: Mutex<Vec<NodeId>>,
+    /// Peers that refused this node as a removed member, in order.
+    told_removed: Mutex<Vec<NodeId>>,
 }
 
 impl Inbox {
@@ -76,6 +81,8 @@ impl Inbox {
             forwards_in_flight: Arc::default(),
             gate: watch::Sender::new(false),
             unreachable: Arc::default(),
+            removed: Mutex::default(),
+            told_removed: Mutex::default(),
         }
     }
 }
@@ -105,6 +112,10 @@ impl Inbox {
         self.unreachable.lock().expect("lock").clone()
     }
 
+    fn told_removed(&self) -> Vec<NodeId> {
+        self.told_removed.lock().expect("lock").clone()
+    }
+
     fn count_from(&self, from: NodeId) -> usize {
         self.messages.lock().expect("lock").iter().filter(|(f, _)| *f == from).count()
     }
@@ -118,6 +129,14 @@ impl PeerInbox for Inbox {
 
     fn peer_unreachable(&self, node: NodeId) {
         self.unreachable.lock().expect("lock").push(node);
+    }
+
+    fn is_removed_member(&self, node: NodeId) -> bool {
+        self.removed.lock().expect("lock").contains(&node)
+    }
+
+    fn removed_from_cluster(&self, by: NodeId) {
+        self.told_removed.lock().expect("lock").push(by);
     }
 
     fn join(
@@ -569,6 +588,40 @@ async fn a_foreign_cluster_or_unknown_node_is_refused() {
     assert_eq!(node2.stats().messages_received, 0);
     assert_eq!(node1.stats().messages_sent + node0.stats().messages_sent, 0);
     for n in [node0, node1, node2] {
+        n.transport.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_is_told_so_whichever_side_should_dial() {
+    init_logs();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tls = must_certs(dir.path(), 4);
+    // Node 2 applied the removal of nodes 1 and 3 while they were down: neither is in its
+    // peer set, and it dials neither. Both still count node 2 as a peer.
+    let node2 = must_start(2, CLUSTER, loopback(), &tls[1], &[]);
+    node2.inbox.removed.lock().expect("lock").extend([NodeId(1), NodeId(3)]);
+
+    tracing::info!("phase: node 1, the lower ID, dials node 2 and is refused as removed");
+    let node1 = must_start(1, CLUSTER, loopback(), &tls[0], &[(2, node2.addr())]);
+    node1.transport.sender().send(NodeId(2), msg(0, 1, 2, 1)).expect("queued");
+    must_wait_for("node 1 told it was removed", || !node1.inbox.told_removed().is_empty()).await;
+    assert_eq!(node1.inbox.told_removed()[0], NodeId(2));
+
+    tracing::info!("phase: node 3, the higher ID, waits for node 2, then knocks and is refused");
+    let started = Instant::now();
+    let node3 = must_start(3, CLUSTER, loopback(), &tls[2], &[(2, node2.addr())]);
+    must_wait_for("node 3 told it was removed", || !node3.inbox.told_removed().is_empty()).await;
+    assert_eq!(node3.inbox.told_removed()[0], NodeId(2));
+    assert!(started.elapsed() >= PEER_KNOCK_AFTER, "a knock waits for the peer first");
+
+    tracing::info!("phase: a node merely unknown is refused, not told it was removed");
+    let node0 = must_start(0, CLUSTER, loopback(), &tls[3], &[(2, node2.addr())]);
+    node0.transport.sender().send(NodeId(2), msg(0, 0, 2, 1)).expect("queued");
+    must_wait_for("node 0 refused", || node0.stats().connect_failures >= 1).await;
+    assert!(node0.inbox.told_removed().is_empty());
+    assert!(node2.inbox.messages().is_empty());
+    for n in [node0, node1, node2, node3] {
         n.transport.close().await;
     }
 }

@@ -353,12 +353,26 @@ impl NodeService {
         })
     }
 
-    /// Whether this node's member ID is among the removed ones, as applied here. A storage
-    /// failure counts as not removed: the task looks again next round.
+    /// Whether this member was removed from the cluster: the removal applied here, or a
+    /// peer that applied it refused this node for it (the member was down meanwhile).
     fn is_removed(&self) -> bool {
+        self.inner.removed_by.get().is_some()
+            || self.is_removed_member(NodeId(self.inner.identity.member_id))
+    }
+
+    /// Whether member `id` is among the removed ones, as applied here. A storage failure
+    /// counts as not removed (asked again next time).
+    pub fn is_removed_member(&self, id: NodeId) -> bool {
         let storage = &self.inner.storage;
-        let me = NodeId(self.inner.identity.member_id);
-        atoll_shard::member::is_removed(storage, &storage.db.snapshot(), me).unwrap_or(false)
+        atoll_shard::member::is_removed(storage, &storage.db.snapshot(), id).unwrap_or(false)
+    }
+
+    /// Peer `by` refused this node as a member removed from the cluster; the membership
+    /// task stops the node at its next round.
+    pub fn removal_reported(&self, by: NodeId) {
+        if self.inner.removed_by.set(by).is_ok() {
+            tracing::warn!(peer = %by, "a peer refused this node: this member was removed from the cluster");
+        }
     }
 
     fn follow_peers(

@@ -93,6 +93,9 @@ struct Inner {
     /// Whether this member is a learner, with the meta shard's records generation it was
     /// read at (decision D22).
     learner: std::sync::RwLock<Option<(u64, bool)>>,
+    /// The peer that refused this node as a member removed from the cluster, if one did
+    /// (decision D18: a member removed while it was down learns it so).
+    removed_by: std::sync::OnceLock<NodeId>,
 }
 
 /// Requests served, by outcome; read by `/metrics`.
@@ -142,6 +145,7 @@ impl NodeService {
             leases: std::sync::OnceLock::new(),
             auth: auth::AuthState::default(),
             learner: std::sync::RwLock::new(None),
+            removed_by: std::sync::OnceLock::new(),
         };
         NodeService { inner: Arc::new(inner) }
     }

@@ -26,6 +26,9 @@ pub(crate) const CLOSE_REPLACED: u32 = 2;
 pub(crate) const CLOSE_PROTOCOL: u32 = 3;
 /// Application close code: the peer was removed from the peer set or moved.
 pub(crate) const CLOSE_MEMBERSHIP: u32 = 4;
+/// Application close code: the dialing node is a member removed from the cluster (it was
+/// down when it was removed, decision D18); it stops when it reads this.
+pub(crate) const CLOSE_REMOVED: u32 = 5;
 
 /// How the connection came about.
 pub(crate) enum Side {
@@ -53,6 +56,8 @@ enum Refusal {
     WrongCluster { got: u64, expected: u64 },
     #[error("node {0} is not a member of this node's peer set")]
     UnknownNode(NodeId),
+    #[error("node {0} was removed from the cluster")]
+    Removed(NodeId),
     #[error("node {from} dials node {to}, but the lower node id dials")]
     WrongDirection { from: NodeId, to: NodeId },
     #[error("dialed node {expected}, but node {got} answered")]
@@ -80,7 +85,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: quinn::Connection, side: Si
             add(&shared.counters.connections_refused, 1);
             tracing::warn!(remote = %remote, reason = %refusal, "refusing peer connection");
             let reason = refusal.to_string();
-            conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
+            let code = match refusal {
+                Refusal::Removed(_) => CLOSE_REMOVED,
+                _ => CLOSE_REFUSED,
+            };
+            conn.close(code.into(), reason.as_bytes());
             return;
         }
     };
@@ -139,7 +148,14 @@ async fn identify(
     if cluster_id != shared.cluster_id {
         return Err(Refusal::WrongCluster { got: cluster_id, expected: shared.cluster_id });
     }
-    let peer = shared.peer(from).ok_or(Refusal::UnknownNode(from))?;
+    // A removed member is told so before anything else, whichever side should dial: a
+    // member removed while it was down learns it only from a peer (etcd's peers answer it
+    // "removed" in the same way).
+    let peer = match shared.peer(from) {
+        Some(peer) => peer,
+        None if shared.inbox.is_removed_member(from) => return Err(Refusal::Removed(from)),
+        None => return Err(Refusal::UnknownNode(from)),
+    };
     match expected {
         None if from > shared.node_id => {
             return Err(Refusal::WrongDirection { from, to: shared.node_id });
@@ -150,6 +166,15 @@ async fn identify(
         _ => {}
     }
     Ok((peer, recv))
+}
+
+/// Whether the peer closed `conn` because this node is a member removed from the cluster.
+pub(crate) fn closed_as_removed(conn: &quinn::Connection) -> bool {
+    matches!(
+        conn.close_reason(),
+        Some(quinn::ConnectionError::ApplicationClosed(close))
+            if close.error_code == quinn::VarInt::from_u32(CLOSE_REMOVED)
+    )
 }
 
 fn alpn_of(conn: &quinn::Connection) -> Option<Vec<u8>> {

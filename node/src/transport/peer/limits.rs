@@ -32,6 +32,10 @@ pub const PEER_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 pub const PEER_REDIAL_BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Longest wait between dials of an unreachable peer.
 pub const PEER_REDIAL_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Time the node that does not dial a peer (the higher ID) waits for the peer's connection
+/// before it dials the peer itself once (a knock): a member removed while it was down learns
+/// it this way from peers that no longer dial it (decision D18).
+pub const PEER_KNOCK_AFTER: Duration = Duration::from_secs(10);
 /// Shortest interval between two warnings about the same kind of dropped messages, so a
 /// dead peer does not flood the log; the warning reports how many were dropped meanwhile.
 pub const PEER_DROP_WARN_INTERVAL: Duration = Duration::from_secs(5);

@@ -1,12 +1,13 @@
 //! The task behind one peer: get a connection (dial it when this node has the lower ID,
-//! otherwise wait for the peer's), open the Raft stream, and drain the peer's queue into it,
-//! one frame per flush; after a failure, start over with bounded backoff.
+//! otherwise wait for the peer's, and knock now and then while none comes), open the Raft
+//! stream, and drain the peer's queue into it, one frame per flush; after a failure, start
+//! over with bounded backoff.
 
 use super::connection::{self, CLOSE_REFUSED, Side};
 use super::frames::write_frame;
 use super::limits::{
     PEER_DIAL_TIMEOUT, PEER_FLUSH_MESSAGES_MAX, PEER_FRAME_OVERHEAD_BYTES, PEER_HELLO_TIMEOUT,
-    PEER_REDIAL_BACKOFF_MAX, PEER_REDIAL_BACKOFF_MIN,
+    PEER_KNOCK_AFTER, PEER_REDIAL_BACKOFF_MAX, PEER_REDIAL_BACKOFF_MIN,
 };
 use super::sender::{Peer, PeerConn, Shared};
 use super::stats::add;
@@ -49,10 +50,14 @@ pub(crate) async fn run(
                 add(&shared.counters.connect_failures, 1);
             })
         } else {
-            match wait_for_accepted(&peer, last_generation).await {
-                Some(pc) => {
+            match await_peer(&shared, &peer, &dialer, last_generation).await {
+                Some(Awaited::Accepted(pc)) => {
                     last_generation = pc.generation;
                     open_raft_stream(&shared, &pc.conn).await.map(|stream| (pc, stream))
+                }
+                Some(Awaited::Knocked((pc, stream))) => {
+                    last_generation = pc.generation;
+                    Ok((pc, stream))
                 }
                 None => return,
             }
@@ -83,8 +88,43 @@ pub(crate) async fn run(
     }
 }
 
+/// What the side that does not dial got.
+enum Awaited {
+    /// The peer's connection.
+    Accepted(PeerConn),
+    /// This node's own, from a knock the peer accepted.
+    Knocked((PeerConn, SendStream)),
+}
+
+/// Waits for the peer's connection; `None` if the peer is gone. While none comes for
+/// [`PEER_KNOCK_AFTER`], dials the peer anyway: it may be down or cut off, or it may no
+/// longer count this node as a member, and then only a dial tells this node so (the peer
+/// refuses it as removed, which `dial` reports). A peer that knows this node refuses the
+/// knock (the lower ID dials) and keeps dialing it.
+async fn await_peer(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    dialer: &Dialer,
+    after: u64,
+) -> Option<Awaited> {
+    loop {
+        if let Ok(found) =
+            tokio::time::timeout(PEER_KNOCK_AFTER, wait_for_accepted(peer, after)).await
+        {
+            return found.map(Awaited::Accepted);
+        }
+        match dial(shared, peer, dialer).await {
+            Ok(found) => return Some(Awaited::Knocked(found)),
+            Err(reason) => {
+                tracing::debug!(peer = %peer.id, reason = %reason, "knocked on a peer that dials");
+            }
+        }
+    }
+}
+
 /// Dials the peer, sends this node's Hello, waits for the peer's, then publishes the
-/// connection as the peer's current one.
+/// connection as the peer's current one. A peer that refuses this node as a removed member
+/// is reported to the inbox.
 async fn dial(
     shared: &Arc<Shared>,
     peer: &Peer,
@@ -105,13 +145,26 @@ async fn dial(
     let side = Side::Dialed { expected: peer.id, identified: identified_tx };
     tokio::spawn(connection::serve(Arc::clone(shared), conn.clone(), side));
     // Our Hello goes first: the accepting peer checks it before it sends its own.
-    let stream = open_raft_stream(shared, &conn).await?;
-    let identified = tokio::time::timeout(PEER_HELLO_TIMEOUT, identified_rx).await;
-    if !matches!(identified, Ok(Ok(()))) {
-        let reason = close_reason(&conn).unwrap_or_else(|| format!("{addr} sent no valid hello"));
-        conn.close(CLOSE_REFUSED.into(), b"no valid hello");
-        return Err(reason);
-    }
+    let identified = match open_raft_stream(shared, &conn).await {
+        Ok(stream) => tokio::time::timeout(PEER_HELLO_TIMEOUT, identified_rx)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|()| stream)
+            .ok_or_else(|| format!("{addr} sent no valid hello")),
+        Err(reason) => Err(reason),
+    };
+    let stream = match identified {
+        Ok(stream) => stream,
+        Err(reason) => {
+            if connection::closed_as_removed(&conn) {
+                shared.inbox.removed_from_cluster(peer.id);
+            }
+            let reason = close_reason(&conn).unwrap_or(reason);
+            conn.close(CLOSE_REFUSED.into(), b"no valid hello");
+            return Err(reason);
+        }
+    };
     let pc = PeerConn { generation: shared.next_generation(), conn };
     peer.conn.send_replace(Some(pc.clone()));
     Ok((pc, stream))

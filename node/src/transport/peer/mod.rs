@@ -83,6 +83,15 @@ pub trait PeerInbox: Send + Sync + 'static {
     /// the transport's tasks; must not block.
     fn peer_unreachable(&self, node: NodeId);
 
+    /// Whether `node` is a member this node knows was removed from the cluster. Asked when
+    /// a node outside the peer set connects: a removed member is refused as such, so that
+    /// one removed while it was down learns it and stops.
+    fn is_removed_member(&self, node: NodeId) -> bool;
+
+    /// Peer `by` refused this node's connection because this member was removed from the
+    /// cluster (decision D18). Called from the transport's tasks; must not block.
+    fn removed_from_cluster(&self, by: NodeId);
+
     /// A snapshot stream opened (`header.from` is the verified sending node). Returns where
     /// its verified chunks go, or refuses it (the sender learns the reason).
     fn snapshot(&self, header: &SnapshotHeader) -> Result<Box<dyn SnapshotSink>, SinkRefused>;
