@@ -84,7 +84,13 @@ fn status<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> (Code, String
 async fn a_range_stream_arrives_whole_in_order_at_one_revision() {
     let root = tempfile::tempdir().expect("tempdir");
     let mut cluster = TestCluster::must_prepare(root.path(), 3, "/b/,/m/");
-    cluster.must_start_all();
+    cluster.must_start(0);
+    cluster.must_start(1);
+    // The third member serves metrics: a stream counts as one read.
+    let metrics_port = support::free_tcp_port();
+    cluster.extra_flags =
+        vec!["--listen-metrics-urls".into(), format!("http://127.0.0.1:{metrics_port}")];
+    cluster.must_start(2);
     let endpoints = cluster.endpoints(&[0, 1, 2]);
     let mut writer = must_connect(&endpoints[0]).await;
     let value = "v".repeat(VALUE_BYTES);
@@ -183,7 +189,10 @@ async fn a_range_stream_arrives_whole_in_order_at_one_revision() {
     assert_eq!(streamed.merged.kvs, kv.range(old).await.expect("range").into_inner().kvs);
     let mut follower = must_kv_client(&endpoints[2]).await;
     let serializable = pb::RangeRequest { serializable: true, ..everything() };
+    let reads_before = support::must_metric(metrics_port, "atoll_server_reads_total");
     let streamed = must_stream(&mut follower, serializable, Duration::ZERO, &still, None).await;
+    let reads = support::must_metric(metrics_port, "atoll_server_reads_total") - reads_before;
+    assert_eq!(reads, 1, "one stream of {} chunks is one read", streamed.chunks.len());
     let revision = streamed.merged.header.expect("header").revision;
     let at = pb::RangeRequest { revision, ..everything() };
     assert_eq!(streamed.merged.kvs, follower.range(at).await.expect("range").into_inner().kvs);

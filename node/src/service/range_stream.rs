@@ -54,12 +54,22 @@ impl NodeService {
     /// Serves `req` as a range stream: each chunk goes to `send`, which answers the chunk's
     /// encoded size, or `None` once the client has gone (the stream then stops reading).
     /// Sort orders and revision filters are the caller's to refuse (etcd refuses them before
-    /// reading).
-    pub async fn range_stream<F, Fut>(
-        &self,
-        req: RangeRequest,
-        mut send: F,
-    ) -> Result<(), AtollError>
+    /// reading). The stream counts as one read in the node's request counters.
+    pub async fn range_stream<F, Fut>(&self, req: RangeRequest, send: F) -> Result<(), AtollError>
+    where
+        F: FnMut(RangeChunk) -> Fut,
+        Fut: Future<Output = Option<usize>>,
+    {
+        let counters = &self.inner.counters;
+        counters.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let result = self.stream_chunks(req, send).await;
+        if result.is_err() {
+            counters.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn stream_chunks<F, Fut>(&self, req: RangeRequest, mut send: F) -> Result<(), AtollError>
     where
         F: FnMut(RangeChunk) -> Fut,
         Fut: Future<Output = Option<usize>>,
