@@ -152,6 +152,10 @@ impl PeerSet for PeerTransport {
     fn remove_peer(&self, node: NodeId) {
         PeerTransport::remove_peer(self, node);
     }
+
+    fn connected_since(&self, node: NodeId) -> Option<std::time::Instant> {
+        PeerTransport::connected_since(self, node)
+    }
 }
 
 /// Connects replicas to the peer transport both ways: outgoing Raft messages into the

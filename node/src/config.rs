@@ -98,6 +98,17 @@ pub struct Flags {
     /// (default 1m).
     #[arg(long, env = "ATOLL_LEASE_CHECKPOINT_INTERVAL")]
     pub lease_checkpoint_interval: Option<String>,
+    /// etcd's check that refuses membership changes that could cost the quorum: too few
+    /// started voters, or a voter the leader has not been connected to for 5 s (default
+    /// true; `--strict-reconfig-check=false` turns it off).
+    #[arg(
+        long,
+        env = "ATOLL_STRICT_RECONFIG_CHECK",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub strict_reconfig_check: Option<bool>,
     /// bcrypt cost of the password hashes this node makes, 4 to 31 (default 10, etcd's).
     #[arg(long, env = "ATOLL_BCRYPT_COST")]
     pub bcrypt_cost: Option<u32>,
@@ -180,6 +191,7 @@ struct FileConfig {
     experimental_watch_progress_notify_interval: Option<String>,
     lease_revoke_rate: Option<u64>,
     lease_checkpoint_interval: Option<String>,
+    strict_reconfig_check: Option<bool>,
     bcrypt_cost: Option<u32>,
     auth_token_ttl: Option<u64>,
     cache_size: Option<String>,
@@ -232,6 +244,8 @@ pub struct NodeConfig {
     pub lease_revoke_rate: u64,
     /// Interval of lease checkpoints; zero: none (default 1 min, decision D16).
     pub lease_checkpoint_interval: Duration,
+    /// etcd's strict reconfiguration check (default on, etcd's; decision D18).
+    pub strict_reconfig_check: bool,
     /// bcrypt cost and token lifetime (etcd's `--bcrypt-cost` 10, `--auth-token-ttl` 300;
     /// decision D21).
     pub auth: crate::auth::AuthConfig,
@@ -264,6 +278,7 @@ impl Default for NodeConfig {
             watch_progress_notify_interval: Duration::from_secs(600),
             lease_revoke_rate: 1_000,
             lease_checkpoint_interval: Duration::from_secs(60),
+            strict_reconfig_check: true,
             auth: crate::auth::AuthConfig::default(),
             cache_bytes: 64 << 20,
             tls_files: None,
@@ -416,6 +431,10 @@ impl NodeConfig {
                 text(&flags.lease_checkpoint_interval, file.lease_checkpoint_interval),
                 d.lease_checkpoint_interval,
             )?,
+            strict_reconfig_check: flags
+                .strict_reconfig_check
+                .or(file.strict_reconfig_check)
+                .unwrap_or(d.strict_reconfig_check),
             auth: crate::auth::AuthConfig {
                 bcrypt_cost: flags.bcrypt_cost.or(file.bcrypt_cost).unwrap_or(d.auth.bcrypt_cost),
                 token_ttl: flags

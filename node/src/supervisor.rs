@@ -157,6 +157,7 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         NodeService::new(shards, storage, identity, limits, timeout, Some(log_writer), forwarder);
     service.set_watch_progress_interval(cfg.watch_progress_notify_interval);
     service.configure_auth(cfg.auth);
+    service.set_strict_reconfig_check(cfg.strict_reconfig_check);
     service.start_lease_manager(&runtime, lease_config(&cfg));
     bridge.set_service(service.clone());
     let peer_set = transport.clone().map(|t| t as Arc<dyn PeerSet>);

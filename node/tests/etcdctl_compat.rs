@@ -6,7 +6,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 use support::cluster::TestCluster;
-use support::etcdctl::{etcdctl, lines, must_fail, must_ok, must_wait_ready, watch_lines};
+use support::etcdctl::{
+    etcdctl, lines, must_fail, must_ok, must_ok_once_healthy, must_wait_ready, watch_lines,
+};
 
 fn grpc_endpoints(cluster: &TestCluster) -> Vec<String> {
     cluster.endpoints(&[0, 1, 2])
@@ -142,8 +144,8 @@ fn etcdctl_works_against_a_sharded_three_node_cluster() {
         assert!(line.ends_with(", false"), "{line}");
     }
     // member add --learner / promote / remove (decision D18), with etcdctl's output.
-    let added =
-        must_ok(first, &["member", "add", "n9", "--peer-urls=https://127.0.0.1:1", "--learner"]);
+    let add = ["member", "add", "n9", "--peer-urls=https://127.0.0.1:1", "--learner"];
+    let added = must_ok_once_healthy(first, &add);
     let id = added
         .strip_prefix("Member ")
         .and_then(|rest| rest.split_whitespace().next())

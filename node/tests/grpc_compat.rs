@@ -11,7 +11,7 @@ use etcd_client::{
 };
 use std::time::{Duration, Instant};
 use support::cluster::TestCluster;
-use support::etcd::{must_connect, status};
+use support::etcd::{must_connect, must_member_add, status};
 use tonic::Code;
 
 fn keys(resp: &etcd_client::GetResponse) -> Vec<String> {
@@ -229,7 +229,7 @@ async fn an_etcd_client_library_works_against_a_sharded_cluster() {
     assert!(members.members().iter().all(|m| !m.is_learner() && m.id() != 0));
     // A learner that never starts: added, not promotable, removed (decision D18).
     let learner = MemberAddOptions::new().with_is_learner();
-    let added = b.member_add(["https://127.0.0.1:1"], Some(learner)).await.expect("member add");
+    let added = must_member_add(&mut b, &["https://127.0.0.1:1"], Some(learner)).await;
     let id = added.member().expect("the added member").id();
     assert_eq!(added.member_list().len(), 4);
     assert!(added.member().is_some_and(|m| m.is_learner() && m.name().is_empty()));

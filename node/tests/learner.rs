@@ -13,7 +13,7 @@ use etcd_client::{
 };
 use std::time::{Duration, Instant};
 use support::cluster::{TestCluster, until_ok};
-use support::etcd::{must_connect, status};
+use support::etcd::{must_connect, must_member_add, status};
 use tonic::Code;
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -63,10 +63,8 @@ async fn a_learner_serves_reads_refuses_the_rest_and_serves_everything_once_prom
     eprintln!("phase: a learner is added through the gateway and joins");
     let joiner = cluster.must_prepare_joiner();
     let peer_url = cluster.peer_url(joiner);
-    let added = voter
-        .member_add([peer_url.as_str()], Some(MemberAddOptions::new().with_is_learner()))
-        .await
-        .expect("member add --learner");
+    let learner = Some(MemberAddOptions::new().with_is_learner());
+    let added = must_member_add(&mut voter, &[peer_url.as_str()], learner).await;
     let learner_id = added.member().expect("the added member").id();
     cluster.must_start_joining(joiner);
     let learner_endpoint = cluster.endpoints(&[joiner]).remove(0);

@@ -227,6 +227,10 @@ pub enum AtollError {
     /// A token issued before the auth store last changed: authenticate again.
     #[error("etcdserver: revision of auth store is old")]
     AuthOldRevision,
+    /// A voter change while a voter has not been connected to the meta leader for the last
+    /// 5 s (the second half of etcd's strict reconfiguration check).
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
 }
 
 impl AtollError {
@@ -281,6 +285,7 @@ impl AtollError {
             AtollError::InvalidAuthToken => 46,
             AtollError::InvalidAuthMgmt => 47,
             AtollError::AuthOldRevision => 48,
+            AtollError::Unhealthy => 49,
         }
     }
 
@@ -332,7 +337,8 @@ impl AtollError {
             AtollError::NoLeader { .. }
             | AtollError::Timeout
             | AtollError::Stopping
-            | AtollError::LeaderChanged => GrpcCode::Unavailable,
+            | AtollError::LeaderChanged
+            | AtollError::Unhealthy => GrpcCode::Unavailable,
             AtollError::StorageFailed { .. } => GrpcCode::Internal,
         }
     }
@@ -384,5 +390,7 @@ mod tests {
             "etcdserver: revision of auth store is old"
         );
         assert_eq!(AtollError::UserEmpty.grpc_code(), GrpcCode::InvalidArgument);
+        assert_eq!(AtollError::Unhealthy.to_string(), "etcdserver: unhealthy cluster");
+        assert_eq!(AtollError::Unhealthy.grpc_code(), GrpcCode::Unavailable);
     }
 }

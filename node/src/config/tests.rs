@@ -317,3 +317,19 @@ fn every_member_computes_the_same_initial_shard_map_whatever_its_flag_order() {
     let nodes: Vec<NodeId> = map.shards[0].replicas.iter().map(|r| r.node).collect();
     assert!(nodes.windows(2).all(|w| w[0] < w[1]), "replicas in ID order: {nodes:?}");
 }
+
+#[test]
+fn the_strict_reconfig_check_is_on_unless_turned_off_as_in_etcd() {
+    assert!(NodeConfig::load(&flags(&[])).expect("default").strict_reconfig_check);
+    let on = NodeConfig::load(&flags(&["--strict-reconfig-check"])).expect("bare flag");
+    assert!(on.strict_reconfig_check);
+    let off = NodeConfig::load(&flags(&["--strict-reconfig-check=false"])).expect("false");
+    assert!(!off.strict_reconfig_check);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("atoll.toml");
+    std::fs::write(&path, "strict-reconfig-check = false\n").expect("write");
+    let file = NodeConfig::load(&flags(&["--config-file", path.to_str().expect("utf8")]));
+    assert!(!file.expect("file").strict_reconfig_check);
+    let bad = Flags::try_parse_from(["atoll", "--strict-reconfig-check=maybe"]);
+    assert!(bad.is_err(), "a value that is not a bool is refused");
+}

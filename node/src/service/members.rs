@@ -23,6 +23,9 @@ use tokio::time::Instant;
 
 /// How often the membership task looks at the member records.
 pub const MEMBERSHIP_POLL: Duration = Duration::from_millis(500);
+/// How long the meta leader must have been connected to a voter for the strict
+/// reconfiguration check to count it as healthy (etcd's `HealthInterval`).
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// Rounds between two reminders of an unchanged membership to the data shards this node
 /// leads (10 s): one actor message per led shard, so a thousand idle shards cost ~100
 /// messages a second, not 2,000.
@@ -52,6 +55,8 @@ pub trait PeerSet: Send + Sync + 'static {
     fn set_peer(&self, node: NodeId, peer_url: &str);
     /// Forgets a removed peer.
     fn remove_peer(&self, node: NodeId);
+    /// Since when this node has been connected to `node`; `None` while it is not.
+    fn connected_since(&self, node: NodeId) -> Option<std::time::Instant>;
 }
 
 impl NodeService {
@@ -152,8 +157,14 @@ impl NodeService {
         if members.iter().any(|m| m.peer_urls.iter().any(|u| r.peer_urls.contains(u))) {
             return Err(AtollError::PeerUrlExists);
         }
-        if !r.is_learner && !started_quorum(&members, Reconfig::Add) {
-            return Err(AtollError::NotEnoughStartedMembers);
+        if self.strict_reconfig_check() {
+            if !r.is_learner && !started_quorum(&members, Reconfig::Add) {
+                return Err(AtollError::NotEnoughStartedMembers);
+            }
+            // etcd's `isConnectedFullySince`: every voter, learner or not being added.
+            if !voter_ids(&members).all(|id| self.connected_for_health_interval(id)) {
+                return Err(AtollError::Unhealthy);
+            }
         }
         let id = self.fresh_member_id(&r.peer_urls, &members)?;
         let member = Member {
@@ -202,7 +213,7 @@ impl NodeService {
         }
         let meta = self.inner.shards.meta();
         meta.addr.send(LearnerReady(r.id)).await.map_err(|_| AtollError::Stopping)??;
-        if !started_quorum(&self.members()?, Reconfig::Promote) {
+        if self.strict_reconfig_check() && !started_quorum(&self.members()?, Reconfig::Promote) {
             return Err(AtollError::NotEnoughStartedMembers);
         }
         let context = ConfChangeContext::Member(MemberChange::Promote(r.id));
@@ -215,10 +226,20 @@ impl NodeService {
         let members = self.members()?;
         let member = members.iter().find(|m| m.id == r.id).ok_or(AtollError::MemberNotFound)?;
         let voters_left = members.iter().filter(|m| !m.is_learner && m.id != r.id).count();
-        if !member.is_learner
-            && (voters_left == 0 || !started_quorum(&members, Reconfig::Remove(r.id)))
-        {
+        if !member.is_learner && voters_left == 0 {
             return Err(AtollError::NotEnoughStartedMembers);
+        }
+        if !member.is_learner && self.strict_reconfig_check() {
+            if !started_quorum(&members, Reconfig::Remove(r.id)) {
+                return Err(AtollError::NotEnoughStartedMembers);
+            }
+            let me = NodeId(self.inner.identity.member_id);
+            let down = r.id != me && self.connected_since(r.id).is_none();
+            let voters: Vec<NodeId> = voter_ids(&members).collect();
+            let active = voters.iter().filter(|id| self.connected_for_health_interval(**id));
+            if !down && !quorum_stays_connected(voters.len(), active.count()) {
+                return Err(AtollError::Unhealthy);
+            }
         }
         if r.id.0 == self.inner.identity.member_id {
             // The leader does not remove itself: it hands the meta shard to a voter that
@@ -316,6 +337,11 @@ impl NodeService {
         client_urls: Vec<String>,
         migrate_shard_map: bool,
     ) -> tokio::task::JoinHandle<Removed> {
+        if let Some(peers) = &peers
+            && self.inner.peers.set(std::sync::Arc::clone(peers)).is_err()
+        {
+            tracing::warn!("membership task started twice; keeping the first peer set");
+        }
         let service = self.clone();
         runtime.spawn(async move {
             let mut map_recorded = !migrate_shard_map;
@@ -351,6 +377,33 @@ impl NodeService {
             }
             Removed(NodeId(service.inner.identity.member_id))
         })
+    }
+
+    /// Whether membership changes go through etcd's strict reconfiguration check
+    /// (`--strict-reconfig-check`, on by default as in etcd).
+    fn strict_reconfig_check(&self) -> bool {
+        self.inner.strict_reconfig_check.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns etcd's strict reconfiguration check on or off.
+    pub fn set_strict_reconfig_check(&self, strict: bool) {
+        self.inner.strict_reconfig_check.store(strict, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Since when this node has been connected to member `id` (`None`: not connected, or no
+    /// peer transport).
+    fn connected_since(&self, id: NodeId) -> Option<std::time::Instant> {
+        self.inner.peers.get()?.connected_since(id)
+    }
+
+    /// etcd's health test of a voter for the strict reconfiguration check: this node itself,
+    /// or a peer it has been connected to for at least [`HEALTH_INTERVAL`].
+    fn connected_for_health_interval(&self, id: NodeId) -> bool {
+        if id.0 == self.inner.identity.member_id {
+            return true;
+        }
+        let healthy_if_before = std::time::Instant::now().checked_sub(HEALTH_INTERVAL);
+        self.connected_since(id).zip(healthy_if_before).is_some_and(|(since, by)| since <= by)
     }
 
     /// Whether this member was removed from the cluster: the removal applied here, or a
@@ -443,8 +496,8 @@ enum Reconfig {
     Remove(NodeId),
 }
 
-/// etcd's strict reconfiguration check (`--strict-reconfig-check`, on by default in etcd and
-/// always on here; `IsReadyToAddVotingMember` and its siblings): whether the voters that have
+/// The first half of etcd's strict reconfiguration check (`--strict-reconfig-check`, on by
+/// default in etcd and here; `IsReadyToAddVotingMember` and its siblings): whether the voters that have
 /// started (published their name, etcd's `IsStarted`) make a quorum of the voters after the
 /// change. As in etcd, a second voter may join a single started one (restoring a cluster).
 fn started_quorum(members: &[Member], change: Reconfig) -> bool {
@@ -464,9 +517,36 @@ fn started_quorum(members: &[Member], change: Reconfig) -> bool {
     started > count / 2
 }
 
+/// The voters among `members`.
+fn voter_ids(members: &[Member]) -> impl Iterator<Item = NodeId> + '_ {
+    members.iter().filter(|m| !m.is_learner).map(|m| m.id)
+}
+
+/// The second half of etcd's check on removing a voter that is up: of `voters` voters,
+/// `active` are healthy (connected for the health interval, the leader included); without
+/// the one leaving, the active ones must still make a quorum of the voters.
+fn quorum_stays_connected(voters: usize, active: usize) -> bool {
+    // etcd refuses when `active - 1 < 1 + (voters - 1) / 2`.
+    active.saturating_sub(1) > voters.saturating_sub(1) / 2
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removing_a_voter_that_is_up_keeps_a_connected_quorum_as_etcd_counts() {
+        // Three voters all connected: one may go.
+        assert!(quorum_stays_connected(3, 3));
+        // Three voters, one not connected: removing another up voter would leave one.
+        assert!(!quorum_stays_connected(3, 2));
+        // Five voters, four connected: one may go; three connected: none may.
+        assert!(quorum_stays_connected(5, 4));
+        assert!(!quorum_stays_connected(5, 3));
+        // Two voters, both connected: etcd's arithmetic lets one go.
+        assert!(quorum_stays_connected(2, 2));
+        assert!(!quorum_stays_connected(2, 1));
+    }
 
     fn member(id: u64, started: bool, is_learner: bool) -> Member {
         let name = if started { format!("n{id}") } else { String::new() };

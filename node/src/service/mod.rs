@@ -96,6 +96,11 @@ struct Inner {
     /// The peer that refused this node as a member removed from the cluster, if one did
     /// (decision D18: a member removed while it was down learns it so).
     removed_by: std::sync::OnceLock<NodeId>,
+    /// The peer transport's view of the other members, once the membership task started
+    /// (none in a cluster without one).
+    peers: std::sync::OnceLock<Arc<dyn members::PeerSet>>,
+    /// Whether membership changes go through etcd's strict reconfiguration check.
+    strict_reconfig_check: std::sync::atomic::AtomicBool,
 }
 
 /// Requests served, by outcome; read by `/metrics`.
@@ -146,6 +151,8 @@ impl NodeService {
             auth: auth::AuthState::default(),
             learner: std::sync::RwLock::new(None),
             removed_by: std::sync::OnceLock::new(),
+            peers: std::sync::OnceLock::new(),
+            strict_reconfig_check: std::sync::atomic::AtomicBool::new(true),
         };
         NodeService { inner: Arc::new(inner) }
     }

@@ -25,6 +25,31 @@ pub async fn must_connect(endpoint: &str) -> Client {
     }
 }
 
+/// etcd's refusal of a membership change while the leader has not been connected to every
+/// voter for its 5 s health interval (a cluster that just started, or a member down).
+pub const UNHEALTHY: &str = "etcdserver: unhealthy cluster";
+
+/// `member add`, asked again while the cluster is too young for etcd's strict
+/// reconfiguration check ([`UNHEALTHY`]), as an operator would.
+pub async fn must_member_add(
+    client: &mut Client,
+    peer_urls: &[&str],
+    options: Option<etcd_client::MemberAddOptions>,
+) -> etcd_client::MemberAddResponse {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.member_add(peer_urls.to_vec(), options.clone()).await {
+            Ok(added) => return added,
+            Err(etcd_client::Error::GRpcStatus(s))
+                if s.message() == UNHEALTHY && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("member add {peer_urls:?}: {e}"),
+        }
+    }
+}
+
 /// The gRPC status of a call that must fail.
 pub fn status<T: std::fmt::Debug>(result: Result<T, etcd_client::Error>) -> (Code, String) {
     match result.expect_err("the call must fail") {

@@ -47,6 +47,24 @@ pub fn must_ok(endpoints: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
+/// [`must_ok`] for a membership change, run again while the cluster is too young for etcd's
+/// strict reconfiguration check ("etcdserver: unhealthy cluster"), as an operator would.
+pub fn must_ok_once_healthy(endpoints: &str, args: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = etcdctl(endpoints, args, "");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            return String::from_utf8(out.stdout).expect("utf-8 output");
+        }
+        assert!(
+            stderr.contains("etcdserver: unhealthy cluster") && Instant::now() < deadline,
+            "etcdctl {args:?} failed: {stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Runs etcdctl expecting failure; returns stderr.
 pub fn must_fail(endpoints: &str, args: &[&str]) -> String {
     let out = etcdctl(endpoints, args, "");

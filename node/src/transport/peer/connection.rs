@@ -187,7 +187,8 @@ fn alpn_of(conn: &quinn::Connection) -> Option<Vec<u8>> {
 /// and dialed again) is closed.
 fn publish(shared: &Shared, peer: &Peer, conn: &quinn::Connection) {
     let generation = shared.next_generation();
-    let old = peer.conn.send_replace(Some(PeerConn { generation, conn: conn.clone() }));
+    let since = std::time::Instant::now();
+    let old = peer.conn.send_replace(Some(PeerConn { generation, conn: conn.clone(), since }));
     if let Some(old) = old
         && old.conn.stable_id() != conn.stable_id()
     {

@@ -165,7 +165,7 @@ async fn dial(
             return Err(reason);
         }
     };
-    let pc = PeerConn { generation: shared.next_generation(), conn };
+    let pc = PeerConn { generation: shared.next_generation(), conn, since: Instant::now() };
     peer.conn.send_replace(Some(pc.clone()));
     Ok((pc, stream))
 }

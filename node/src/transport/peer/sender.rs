@@ -23,6 +23,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 pub(crate) struct PeerConn {
     pub(crate) generation: u64,
     pub(crate) conn: quinn::Connection,
+    /// When the connection was identified (its Hello checked out).
+    pub(crate) since: std::time::Instant,
 }
 
 /// One peer node as senders and tasks see it.

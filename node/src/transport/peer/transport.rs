@@ -160,6 +160,12 @@ impl PeerTransport {
         Ok(())
     }
 
+    /// Since when this node has had its current connection to `node`; `None` while it has
+    /// none (etcd's `ActiveSince`, which its strict reconfiguration check asks).
+    pub fn connected_since(&self, node: NodeId) -> Option<std::time::Instant> {
+        self.shared.peer(node)?.current_conn().map(|c| c.since)
+    }
+
     /// Removes a peer: its queue is discarded and its connection closed; it can no longer
     /// connect to this node.
     pub fn remove_peer(&self, node: NodeId) {
