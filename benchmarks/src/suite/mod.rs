@@ -40,13 +40,15 @@ pub async fn suite_command(args: SuiteArgs, smoke: bool) -> anyhow::Result<()> {
     ctx.sink = Some(Arc::clone(&sink));
     let machine = Machine::read();
     let date = machine::utc_now();
+    // Read before the run: commits made while it runs did not build the binaries measured.
+    let commit = machine::commit(&results_dir);
     let started = Instant::now();
     let (summaries, failed) = run_all(&ctx, &names).await;
     let measurements = std::mem::take(&mut *sink.lock().unwrap_or_else(|p| p.into_inner()));
     let run = SuiteRun {
         date,
         minutes: started.elapsed().as_secs_f64() / 60.0,
-        commit: machine::commit(&results_dir),
+        commit,
         machine,
         load_after: Machine::read().load_average,
         command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
