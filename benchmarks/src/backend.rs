@@ -1,11 +1,15 @@
 //! The system under test as the workloads see it: the native protocol (`atoll-router`'s
 //! client over QUIC) or any etcd v3 gRPC endpoint. Both take and answer the same request
-//! types, so every workload runs unchanged against either (`--target native|etcd`).
+//! types, so every workload runs unchanged against either (`--target native|etcd`). The
+//! native client sends puts and txns straight to their shard's leader, as the router does for
+//! any application (`Client::write_at_leader`, decision D23); etcd's clients send every
+//! request to their endpoint, whose server forwards writes to its leader.
 
 use crate::error_kind::{error_kind, snake_case};
 use crate::etcd_client::{EtcdClient, EtcdError, EtcdKeepAlive};
 use atoll_proto::kv::*;
 use atoll_proto::lease::*;
+use atoll_proto::{KeyedWrite, NativeResponse};
 use atoll_router::{Client, ClientError};
 use std::fmt;
 
@@ -54,6 +58,12 @@ impl fmt::Display for BackendError {
 
 impl std::error::Error for BackendError {}
 
+/// A native answer of another kind than the request's: the server broke the protocol.
+fn unexpected(resp: &NativeResponse) -> BackendError {
+    let reason = format!("unexpected answer to a routed write: {resp:?}");
+    BackendError::Native(ClientError::Protocol { reason })
+}
+
 impl From<ClientError> for BackendError {
     fn from(e: ClientError) -> Self {
         BackendError::Native(e)
@@ -70,7 +80,10 @@ impl Backend {
     /// Writes one key.
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse, BackendError> {
         match self {
-            Backend::Native(c) => Ok(c.put(req).await?),
+            Backend::Native(c) => match c.write_at_leader(KeyedWrite::Put(req)).await? {
+                NativeResponse::Put(r) => Ok(r),
+                other => Err(unexpected(&other)),
+            },
             Backend::Etcd(c) => Ok(c.put(req).await?),
         }
     }
@@ -97,7 +110,10 @@ impl Backend {
     /// Runs a transaction.
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, BackendError> {
         match self {
-            Backend::Native(c) => Ok(c.txn(req).await?),
+            Backend::Native(c) => match c.write_at_leader(KeyedWrite::Txn(req)).await? {
+                NativeResponse::Txn(r) => Ok(r),
+                other => Err(unexpected(&other)),
+            },
             Backend::Etcd(c) => Ok(c.txn(req).await?),
         }
     }

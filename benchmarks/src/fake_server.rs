@@ -1,10 +1,12 @@
 //! A stand-in server for tests: the native protocol (QUIC, ALPN `atoll-client/1`, one frame
 //! each way per stream) over an in-memory map with just enough of etcd's semantics for the
-//! workloads (put, get, prefix range with limit and count, txn with mod-revision compares).
+//! workloads (put, get, prefix range with limit and count, txn with mod-revision compares),
+//! and a one-shard map with no leader known, so routed writes come to it as `AtLeader`.
 //! It can fail every n-th request with "too many requests" to exercise error counting.
 
 use atoll_proto::kv::*;
-use atoll_proto::{AtollError, NativeRequest, NativeResponse, decode_frame, encode_frame};
+use atoll_proto::shard_map::ShardMapResponse;
+use atoll_proto::{AtollError, NativeRequest, NativeResponse, NodeId, decode_frame, encode_frame};
 use atoll_router::tls::{ALPN_CLIENT, crypto_provider};
 use atoll_router::{ClientConfig, Trust};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -103,8 +105,14 @@ async fn accept_loop(endpoint: quinn::Endpoint, store: Arc<Mutex<Store>>, fail: 
     }
 }
 
-/// Answers one request as the stand-in does, counting it and failing every n-th.
+/// Answers one request as the stand-in does, counting it and failing every n-th. The shard
+/// map a routing client asks for first is not counted: it is no workload's request.
 pub fn answer(store: &mut Store, fail_every: Option<u64>, req: NativeRequest) -> NativeResponse {
+    let req = match req {
+        NativeRequest::ShardMap(_) => return shard_map(store),
+        NativeRequest::AtLeader(routed) => routed.write.into_request(),
+        other => other,
+    };
     store.requests += 1;
     if fail_every.is_some_and(|n| store.requests.is_multiple_of(n)) {
         return NativeResponse::Error(AtollError::Busy { limit: "fake".into() });
@@ -117,6 +125,20 @@ pub fn answer(store: &mut Store, fail_every: Option<u64>, req: NativeRequest) ->
         NativeRequest::Range(range) => NativeResponse::Range(apply_range(store, &range)),
         NativeRequest::Txn(txn) => NativeResponse::Txn(apply_txn(store, txn)),
         _ => NativeResponse::Error(AtollError::Malformed { reason: "not in the fake".into() }),
+    }
+}
+
+/// One data shard for every key, its leader unknown: routed writes go to this server.
+fn shard_map(store: &Store) -> NativeResponse {
+    match atoll_router::shard_map::bootstrap_map(&[], &[]) {
+        Ok(map) => NativeResponse::ShardMap(ShardMapResponse {
+            header: header(store),
+            leaders: vec![NodeId(0); map.shards.len()],
+            map,
+            members: Vec::new(),
+            from_meta_shard: true,
+        }),
+        Err(e) => NativeResponse::Error(AtollError::Malformed { reason: e.to_string() }),
     }
 }
 

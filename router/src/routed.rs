@@ -75,6 +75,10 @@ impl Client {
             self.refresh_shard_map().await?;
         }
         let mut last = None;
+        // Failures other than a redirect count against the client's `retries_max`, as they
+        // do for any request; following a leader hint or a newer map does not.
+        let mut retries = 0u32;
+        let retries_max = self.inner.config.retries_max;
         for retry in 0..ROUTED_ATTEMPTS_MAX {
             if retry > 0 {
                 tokio::time::sleep(backoff_delay(retry - 1, jitter())).await;
@@ -94,15 +98,21 @@ impl Client {
                 Failure::Server(AtollError::WrongShard { .. }) => {
                     self.refresh_shard_map().await?;
                 }
-                Failure::Server(AtollError::NoLeader { .. } | AtollError::Busy { .. }) => {}
+                Failure::Server(AtollError::NoLeader { .. } | AtollError::Busy { .. })
+                    if retries < retries_max =>
+                {
+                    retries += 1;
+                }
                 // The believed leader is unreachable: forget it, ask elsewhere.
-                Failure::Connect | Failure::NotSent => {
+                Failure::Connect | Failure::NotSent if retries < retries_max => {
+                    retries += 1;
                     self.routing().as_mut().map(|c| c.on_not_leader(shard, None));
                     if matches!(target, Target::Current) {
                         self.advance_from(self.current_slot().0);
                     }
                 }
-                Failure::Server(_) | Failure::MaybeSent | Failure::Fatal => return Err(error),
+                // Any other refusal, a write that may have been applied, or retries spent.
+                _ => return Err(error),
             }
             last = Some(error);
         }
