@@ -160,11 +160,12 @@ pub fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     service.set_strict_reconfig_check(cfg.strict_reconfig_check);
     service.start_lease_manager(&runtime, lease_config(&cfg));
     bridge.set_service(service.clone());
-    let peer_set = transport.clone().map(|t| t as Arc<dyn PeerSet>);
+    if let Some(transport) = &transport {
+        service.set_peer_set(transport.clone() as Arc<dyn PeerSet>);
+    }
     let client_urls = cfg.advertise_client_urls.clone();
     let migrate = map_source == cluster::MapSource::LegacyFile;
-    let removed =
-        service.start_membership_task(&runtime, peer_set, cfg.name.clone(), client_urls, migrate);
+    let removed = service.start_membership_task(&runtime, cfg.name.clone(), client_urls, migrate);
     serve(&cfg, runtime, tls, service, transport, removed)
 }
 

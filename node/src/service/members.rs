@@ -226,19 +226,12 @@ impl NodeService {
         let members = self.members()?;
         let member = members.iter().find(|m| m.id == r.id).ok_or(AtollError::MemberNotFound)?;
         let voters_left = members.iter().filter(|m| !m.is_learner && m.id != r.id).count();
-        if !member.is_learner && voters_left == 0 {
-            return Err(AtollError::NotEnoughStartedMembers);
-        }
-        if !member.is_learner && self.strict_reconfig_check() {
-            if !started_quorum(&members, Reconfig::Remove(r.id)) {
+        if !member.is_learner {
+            if voters_left == 0 {
                 return Err(AtollError::NotEnoughStartedMembers);
             }
-            let me = NodeId(self.inner.identity.member_id);
-            let down = r.id != me && self.connected_since(r.id).is_none();
-            let voters: Vec<NodeId> = voter_ids(&members).collect();
-            let active = voters.iter().filter(|id| self.connected_for_health_interval(**id));
-            if !down && !quorum_stays_connected(voters.len(), active.count()) {
-                return Err(AtollError::Unhealthy);
+            if self.strict_reconfig_check() {
+                self.check_voter_removal(&members, r.id)?;
             }
         }
         if r.id.0 == self.inner.identity.member_id {
@@ -332,16 +325,10 @@ impl NodeService {
     pub fn start_membership_task(
         &self,
         runtime: &tokio::runtime::Runtime,
-        peers: Option<std::sync::Arc<dyn PeerSet>>,
         name: String,
         client_urls: Vec<String>,
         migrate_shard_map: bool,
     ) -> tokio::task::JoinHandle<Removed> {
-        if let Some(peers) = &peers
-            && self.inner.peers.set(std::sync::Arc::clone(peers)).is_err()
-        {
-            tracing::warn!("membership task started twice; keeping the first peer set");
-        }
         let service = self.clone();
         runtime.spawn(async move {
             let mut map_recorded = !migrate_shard_map;
@@ -359,7 +346,7 @@ impl NodeService {
                     // Not applied yet (a joining node catching up), or storage failed.
                     _ => continue,
                 };
-                if let Some(peers) = &peers {
+                if let Some(peers) = service.inner.peers.get() {
                     service.follow_peers(peers.as_ref(), &members, &mut known);
                 }
                 service.publish_self(&members, &name, &client_urls).await;
@@ -379,10 +366,35 @@ impl NodeService {
         })
     }
 
+    /// etcd's strict reconfiguration check on removing voter `id`: the started voters stay a
+    /// quorum, and, unless it is down already, so do the voters connected for the health
+    /// interval without it.
+    fn check_voter_removal(&self, members: &[Member], id: NodeId) -> Result<(), AtollError> {
+        if !started_quorum(members, Reconfig::Remove(id)) {
+            return Err(AtollError::NotEnoughStartedMembers);
+        }
+        let down = id.0 != self.inner.identity.member_id && self.connected_since(id).is_none();
+        let voters: Vec<NodeId> = voter_ids(members).collect();
+        let active = voters.iter().filter(|v| self.connected_for_health_interval(**v)).count();
+        if !down && !quorum_stays_connected(voters.len(), active) {
+            return Err(AtollError::Unhealthy);
+        }
+        Ok(())
+    }
+
     /// Whether membership changes go through etcd's strict reconfiguration check
     /// (`--strict-reconfig-check`, on by default as in etcd).
     fn strict_reconfig_check(&self) -> bool {
         self.inner.strict_reconfig_check.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The peer transport's view of the other members (a node that runs one): the
+    /// membership task keeps it in line with the member records, and the strict
+    /// reconfiguration check asks it for connection ages. Set once, before the task starts.
+    pub fn set_peer_set(&self, peers: std::sync::Arc<dyn PeerSet>) {
+        if self.inner.peers.set(peers).is_err() {
+            tracing::warn!("peer set given twice; keeping the first");
+        }
     }
 
     /// Turns etcd's strict reconfiguration check on or off.

@@ -6,7 +6,7 @@ use super::frames::{ReadError, read_frame};
 use super::limits::{
     PEER_CONTROL_FRAME_BYTES_MAX, PEER_HELLO_TIMEOUT, PEER_STREAM_FIRST_FRAME_TIMEOUT,
 };
-use super::sender::{Peer, PeerConn, Shared};
+use super::sender::{Peer, Shared};
 use super::stats::add;
 use super::{ALPN_JOIN, ALPN_PEER};
 use super::{forward, join, snapshot};
@@ -186,9 +186,7 @@ fn alpn_of(conn: &quinn::Connection) -> Option<Vec<u8>> {
 /// Makes an accepted connection the peer's current one; an older one (the peer restarted
 /// and dialed again) is closed.
 fn publish(shared: &Shared, peer: &Peer, conn: &quinn::Connection) {
-    let generation = shared.next_generation();
-    let since = std::time::Instant::now();
-    let old = peer.conn.send_replace(Some(PeerConn { generation, conn: conn.clone(), since }));
+    let old = peer.conn.send_replace(Some(shared.identified(conn.clone())));
     if let Some(old) = old
         && old.conn.stable_id() != conn.stable_id()
     {

@@ -145,16 +145,14 @@ async fn dial(
     let side = Side::Dialed { expected: peer.id, identified: identified_tx };
     tokio::spawn(connection::serve(Arc::clone(shared), conn.clone(), side));
     // Our Hello goes first: the accepting peer checks it before it sends its own.
-    let identified = match open_raft_stream(shared, &conn).await {
-        Ok(stream) => tokio::time::timeout(PEER_HELLO_TIMEOUT, identified_rx)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|()| stream)
-            .ok_or_else(|| format!("{addr} sent no valid hello")),
-        Err(reason) => Err(reason),
+    let identified = async {
+        let stream = open_raft_stream(shared, &conn).await?;
+        match tokio::time::timeout(PEER_HELLO_TIMEOUT, identified_rx).await {
+            Ok(Ok(())) => Ok(stream),
+            _ => Err(format!("{addr} sent no valid hello")),
+        }
     };
-    let stream = match identified {
+    let stream = match identified.await {
         Ok(stream) => stream,
         Err(reason) => {
             if connection::closed_as_removed(&conn) {
@@ -165,7 +163,7 @@ async fn dial(
             return Err(reason);
         }
     };
-    let pc = PeerConn { generation: shared.next_generation(), conn, since: Instant::now() };
+    let pc = shared.identified(conn);
     peer.conn.send_replace(Some(pc.clone()));
     Ok((pc, stream))
 }

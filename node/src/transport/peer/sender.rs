@@ -105,8 +105,11 @@ impl Shared {
         self.peers.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 
-    pub(crate) fn next_generation(&self) -> u64 {
-        self.next_generation.fetch_add(1, Ordering::Relaxed)
+    /// `conn` as a peer's current connection, identified now: the next generation, and the
+    /// time its age counts from.
+    pub(crate) fn identified(&self, conn: quinn::Connection) -> PeerConn {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        PeerConn { generation, conn, since: std::time::Instant::now() }
     }
 
     pub(crate) fn forward_request_bytes_max(&self) -> usize {
